@@ -1,0 +1,1 @@
+"""One module per remote system. Nothing else imports the SDKs."""

@@ -1,0 +1,303 @@
+"""The Kubernetes API, through the official client.
+
+Built lazily from settings: the in-cluster config inside a pod, else
+KUBECONFIG or ~/.kube/config. Every call has an explicit timeout, answers are
+parsed straight from JSON into plain dataclasses (fast for large lists, and
+independent of the client's model classes), and every failure becomes one of
+Soteria's errors. Nothing else in Soteria imports the `kubernetes` package.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+import urllib3
+from django.conf import settings
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from ..errors import Conflict, NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from ..metrics import UPSTREAM_REQUESTS
+from .timeparse import parse_time
+
+log = logging.getLogger(__name__)
+SYSTEM = "kubernetes"
+LONGHORN_CSI_DRIVER = "driver.longhorn.io"
+
+
+# --- Plain data -------------------------------------------------------------
+@dataclass(frozen=True)
+class Pvc:
+    namespace: str
+    name: str
+    uid: str
+    phase: str
+    storage_class: str | None
+    volume_name: str | None
+    access_modes: tuple[str, ...]
+    requested: str | None
+    capacity: str | None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    created: datetime | None = None
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
+class Pv:
+    name: str
+    phase: str
+    storage_class: str | None
+    capacity: str | None
+    access_modes: tuple[str, ...]
+    csi_driver: str | None
+    volume_handle: str | None
+    fs_type: str | None
+    claim_namespace: str | None
+    claim_name: str | None
+    reclaim_policy: str | None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def longhorn_volume(self) -> str | None:
+        return self.volume_handle if self.csi_driver == LONGHORN_CSI_DRIVER else None
+
+
+@dataclass(frozen=True)
+class StorageClass:
+    name: str
+    provisioner: str
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Secret:
+    namespace: str
+    name: str
+    data: dict[str, bytes]
+    resource_version: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def _pvc(obj: dict) -> Pvc:
+    meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
+    return Pvc(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        phase=status.get("phase") or "Pending",
+        storage_class=spec.get("storageClassName"),
+        volume_name=spec.get("volumeName") or None,
+        access_modes=tuple(spec.get("accessModes") or ()),
+        requested=(spec.get("resources", {}).get("requests") or {}).get("storage"),
+        capacity=(status.get("capacity") or {}).get("storage"),
+        labels=meta.get("labels") or {},
+        annotations=meta.get("annotations") or {},
+        created=parse_time(meta.get("creationTimestamp")),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def _pv(obj: dict) -> Pv:
+    meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
+    csi = spec.get("csi") or {}
+    claim = spec.get("claimRef") or {}
+    return Pv(
+        name=meta.get("name", ""),
+        phase=status.get("phase") or "Pending",
+        storage_class=spec.get("storageClassName"),
+        capacity=(spec.get("capacity") or {}).get("storage"),
+        access_modes=tuple(spec.get("accessModes") or ()),
+        csi_driver=csi.get("driver"),
+        volume_handle=csi.get("volumeHandle"),
+        fs_type=csi.get("fsType"),
+        claim_namespace=claim.get("namespace"),
+        claim_name=claim.get("name"),
+        reclaim_policy=spec.get("persistentVolumeReclaimPolicy"),
+        labels=meta.get("labels") or {},
+    )
+
+
+def _storage_class(obj: dict) -> StorageClass:
+    return StorageClass(name=obj["metadata"]["name"], provisioner=obj.get("provisioner", ""),
+                        parameters=obj.get("parameters") or {})
+
+
+def _secret(obj: dict) -> Secret:
+    meta = obj.get("metadata", {})
+    return Secret(
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", ""),
+        data={k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()},
+        resource_version=meta.get("resourceVersion", ""),
+        labels=meta.get("labels") or {},
+    )
+
+
+# --- The client ---------------------------------------------------------------
+_lock = threading.Lock()
+
+
+@functools.cache
+def _api_client() -> k8s.ApiClient:
+    configuration = k8s.Configuration()
+    try:
+        if settings.IN_CLUSTER:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        else:
+            k8s_config.load_kube_config(config_file=settings.KUBECONFIG or None,
+                                        client_configuration=configuration)
+    except (ConfigException, OSError, TypeError, ValueError) as exc:
+        raise UpstreamUnavailable(SYSTEM, f"no usable Kubernetes configuration: {exc}") from None
+    # One quick retry on connection errors; timeouts are bounded by _request_timeout.
+    configuration.retries = 1
+    configuration.connection_pool_maxsize = 16
+    return k8s.ApiClient(configuration)
+
+
+def reset() -> None:
+    """Forget the cached client (tests, or after KUBECONFIG changed)."""
+    with _lock:
+        _api_client.cache_clear()
+
+
+def _timeout(timeout: float | None) -> tuple[float, float]:
+    total = timeout if timeout is not None else settings.SOTERIA_UPSTREAM_TIMEOUT_SECONDS
+    return (min(total, 5.0), total)
+
+
+def _call(operation: str, fn: Callable[..., Any], *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+    """Run one API call; return its parsed JSON body or raise a Soteria error."""
+    try:
+        response = fn(*args, _preload_content=False, _request_timeout=_timeout(timeout), **kwargs)
+        data = response.data
+    except ApiException as exc:
+        UPSTREAM_REQUESTS.labels(SYSTEM, operation, f"http_{exc.status}").inc()
+        raise translate_api_exception(exc, operation) from None
+    except (urllib3.exceptions.TimeoutError, TimeoutError) as exc:
+        UPSTREAM_REQUESTS.labels(SYSTEM, operation, "timeout").inc()
+        raise UpstreamTimeout(SYSTEM, f"Kubernetes API did not answer {operation} in time: {exc}") from None
+    except urllib3.exceptions.MaxRetryError as exc:
+        outcome = "timeout" if isinstance(exc.reason, urllib3.exceptions.TimeoutError) else "unreachable"
+        UPSTREAM_REQUESTS.labels(SYSTEM, operation, outcome).inc()
+        if outcome == "timeout":
+            raise UpstreamTimeout(SYSTEM, f"Kubernetes API did not answer {operation} in time") from None
+        raise UpstreamUnavailable(SYSTEM, f"Kubernetes API is unreachable: {exc.reason}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        UPSTREAM_REQUESTS.labels(SYSTEM, operation, "unreachable").inc()
+        raise UpstreamUnavailable(SYSTEM, f"Kubernetes API is unreachable: {exc}") from None
+    UPSTREAM_REQUESTS.labels(SYSTEM, operation, "ok").inc()
+    if not data:
+        return {}
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise UpstreamError(SYSTEM, f"Kubernetes API answered {operation} with something that is not JSON") from None
+
+
+def translate_api_exception(exc: ApiException, operation: str) -> Exception:
+    """An ApiException as the matching Soteria error, keeping the server's message."""
+    message, reason = exc.reason or "", ""
+    try:
+        body = json.loads(exc.body or "{}")
+        message = body.get("message") or message
+        reason = body.get("reason") or ""
+    except (TypeError, ValueError):
+        pass
+    if exc.status == 404:
+        return NotFound(message or f"{operation}: not found")
+    if exc.status == 409:
+        return Conflict(message, code="already_exists" if reason == "AlreadyExists" else "conflict")
+    if exc.status in (401, 403):
+        return UpstreamError(SYSTEM, f"Kubernetes refused {operation} to Soteria: {message}",
+                             upstream_status=exc.status)
+    if exc.status == 504:
+        return UpstreamTimeout(SYSTEM, f"Kubernetes timed out on {operation}: {message}")
+    if exc.status in (429, 503):
+        return UpstreamUnavailable(SYSTEM, f"Kubernetes is unavailable for {operation}: {message}")
+    return UpstreamError(SYSTEM, f"Kubernetes rejected {operation}: {message}", upstream_status=exc.status)
+
+
+def _core() -> k8s.CoreV1Api:
+    return k8s.CoreV1Api(_api_client())
+
+
+def _storage() -> k8s.StorageV1Api:
+    return k8s.StorageV1Api(_api_client())
+
+
+# --- Operations ---------------------------------------------------------------
+def server_version(timeout: float | None = None) -> str:
+    data = _call("version", k8s.VersionApi(_api_client()).get_code, timeout=timeout)
+    return data.get("gitVersion", "")
+
+
+def list_pvcs(namespace: str | None = None) -> list[Pvc]:
+    if namespace:
+        data = _call("pvcs.list", _core().list_namespaced_persistent_volume_claim, namespace)
+    else:
+        data = _call("pvcs.list", _core().list_persistent_volume_claim_for_all_namespaces)
+    return [_pvc(item) for item in data.get("items", [])]
+
+
+def get_pvc(namespace: str, name: str) -> Pvc:
+    return _pvc(_call("pvcs.get", _core().read_namespaced_persistent_volume_claim, name, namespace))
+
+
+def find_pvc(namespace: str, name: str) -> Pvc | None:
+    try:
+        return get_pvc(namespace, name)
+    except NotFound:
+        return None
+
+
+def list_pvs() -> list[Pv]:
+    return [_pv(item) for item in _call("pvs.list", _core().list_persistent_volume).get("items", [])]
+
+
+def get_pv(name: str) -> Pv:
+    return _pv(_call("pvs.get", _core().read_persistent_volume, name))
+
+
+def list_storage_classes() -> list[StorageClass]:
+    data = _call("storageclasses.list", _storage().list_storage_class)
+    return [_storage_class(item) for item in data.get("items", [])]
+
+
+def namespace_exists(name: str) -> bool:
+    try:
+        _call("namespaces.get", _core().read_namespace, name)
+    except NotFound:
+        return False
+    return True
+
+
+def list_namespaces() -> list[str]:
+    data = _call("namespaces.list", _core().list_namespace)
+    return sorted(item["metadata"]["name"] for item in data.get("items", []))
+
+
+def get_secret(namespace: str, name: str) -> Secret:
+    return _secret(_call("secrets.get", _core().read_namespaced_secret, name, namespace))
+
+
+def create_secret(namespace: str, body: dict) -> Secret:
+    return _secret(_call("secrets.create", _core().create_namespaced_secret, namespace, body))
+
+
+def replace_secret(namespace: str, name: str, body: dict) -> Secret:
+    """Replace a Secret; with metadata.resourceVersion set this is a compare-and-swap (409 on a stale one)."""
+    return _secret(_call("secrets.replace", _core().replace_namespaced_secret, name, namespace, body))
+
+
+def create_event(namespace: str, body: dict) -> None:
+    _call("events.create", _core().create_namespaced_event, namespace, body)

@@ -1,0 +1,75 @@
+"""Every API error as JSON: {"error": "<stable code>", "detail": "<message>", ...}.
+
+Installed as DRF's EXCEPTION_HANDLER. Soteria's own errors keep their status
+and code; DRF's errors get stable codes; anything unexpected is logged and
+answered 500 without a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from backups.errors import SoteriaError
+
+log = logging.getLogger(__name__)
+
+_DRF_CODES = {
+    exceptions.ParseError: "invalid_json",
+    exceptions.ValidationError: "invalid_input",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "forbidden",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+}
+
+
+def error_body(code: str, detail: str, **extra) -> dict:
+    return {"error": code, "detail": detail, **extra}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, SoteriaError):
+        return Response(error_body(exc.code, exc.detail, **exc.extra), status=exc.status)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or "Not found.")
+    if isinstance(exc, exceptions.ValidationError):
+        return Response(_validation_body(exc.detail), status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, exceptions.APIException):
+        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
+        headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        return Response(error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
+    view = context.get("view")
+    log.exception("unhandled error in %s", type(view).__name__ if view else "API")
+    return Response(error_body("internal_error", "Internal error; see Soteria's log."),
+                    status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def _validation_body(detail) -> dict:
+    """The first field error as `field` + `detail`; all of them under `errors`."""
+    if isinstance(detail, dict):
+        field, messages = next(iter(detail.items()))
+        message = _first_message(messages)
+        if field == "non_field_errors":
+            return error_body("invalid_input", message, errors=detail)
+        return error_body("invalid_input", f"{field}: {message}", field=field, errors=detail)
+    return error_body("invalid_input", _first_message(detail))
+
+
+def _first_message(messages) -> str:
+    while isinstance(messages, (list, dict)):
+        if not messages:
+            return "Invalid input."
+        messages = messages[0] if isinstance(messages, list) else next(iter(messages.values()))
+    return str(messages)

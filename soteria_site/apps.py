@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class SoteriaSiteConfig(AppConfig):
+    name = "soteria_site"
+    verbose_name = "Soteria"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)

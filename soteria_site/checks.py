@@ -1,0 +1,30 @@
+"""System checks for rules that span several settings."""
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+
+@register()
+def restic_settings(app_configs, **kwargs):
+    if settings.SOTERIA_BACKUP_DRIVER != "restic":
+        return []
+    errors = []
+    if not settings.SOTERIA_RESTIC_REPOSITORY:
+        errors.append(Error(
+            "SOTERIA_RESTIC_REPOSITORY is required when SOTERIA_BACKUP_DRIVER=restic",
+            hint="Set it to the restic repository, e.g. s3:https://s3.example.com/bucket/soteria",
+            id="soteria.E001",
+        ))
+    return errors
+
+
+@register()
+def bearer_token_strength(app_configs, **kwargs):
+    weak = [name for name, token in settings.SOTERIA_AUTH_BEARER_TOKENS if len(token) < 16]
+    if not weak:
+        return []
+    return [Warning(
+        f"bearer token(s) {', '.join(weak)} in SOTERIA_AUTH_BEARER_TOKENS are shorter than 16 characters",
+        hint="Use long random tokens, e.g. `openssl rand -hex 32`.",
+        id="soteria.W001",
+    )]

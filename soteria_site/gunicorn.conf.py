@@ -1,0 +1,56 @@
+"""gunicorn configuration for Soteria's web process.
+
+    gunicorn -c soteria_site/gunicorn.conf.py soteria_site.wsgi
+
+Binds SOTERIA_LISTEN_ADDR, runs SOTERIA_WEB_WORKERS workers, refuses to start
+on a configuration error or a failed system check, clears metric files of dead
+processes at start and drops a dead worker's live gauges.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "soteria_site.settings")
+
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+try:
+    from django.conf import settings  # noqa: E402
+
+    bind = [settings.SOTERIA_LISTEN_ADDR]
+    workers = settings.SOTERIA_WEB_WORKERS
+except ImproperlyConfigured as exc:
+    sys.exit(f"soteria: configuration error: {exc}")
+
+worker_class = "gthread"
+threads = 4
+# Restores wait for Longhorn to accept a volume; keep well above upstream timeouts.
+timeout = 120
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+# X-Forwarded-Proto from the proxy in front decides request.is_secure().
+forwarded_allow_ips = "*"
+proxy_allow_ips = "*"
+
+
+def on_starting(server):
+    import django
+    from django.core import checks
+
+    from soteria_site import prometheus_dir
+
+    django.setup()
+    errors = [m for m in checks.run_checks(include_deployment_checks=False) if m.is_serious()]
+    if errors:
+        for message in errors:
+            server.log.error("soteria: %s", message)
+        sys.exit(2)
+    prometheus_dir.remove_dead_process_files(settings.SOTERIA_METRICS_DIR)
+
+
+def child_exit(server, worker):
+    from soteria_site import prometheus_dir
+
+    prometheus_dir.mark_process_dead(worker.pid)

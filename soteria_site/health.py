@@ -1,0 +1,55 @@
+"""Liveness and readiness, public whatever the auth settings.
+
+/healthz answers without touching anything upstream. /readyz asks the
+Kubernetes API and, with the Longhorn driver, the Longhorn manager, both at
+once with a short timeout, and answers 503 naming what failed.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from backups.clients import kubernetes, longhorn
+from backups.errors import SoteriaError
+
+
+@never_cache
+@require_safe
+def healthz(request):
+    return JsonResponse({"status": "ok"})
+
+
+def _check(probe) -> dict:
+    try:
+        detail = probe()
+    except SoteriaError as exc:
+        return {"ok": False, "error": exc.code, "detail": exc.detail}
+    return {"ok": True, **({"detail": detail} if detail else {})}
+
+
+def _probes() -> dict:
+    timeout = settings.SOTERIA_READY_TIMEOUT_SECONDS
+    probes = {"kubernetes": lambda: f"Kubernetes {kubernetes.server_version(timeout=timeout)}"}
+    if settings.SOTERIA_BACKUP_DRIVER == "longhorn":
+        probes["longhorn"] = lambda: longhorn.ping(timeout=timeout)
+    return probes
+
+
+@never_cache
+@require_safe
+def readyz(request):
+    probes = _probes()
+    with ThreadPoolExecutor(max_workers=len(probes)) as pool:
+        futures = {name: pool.submit(_check, probe) for name, probe in probes.items()}
+        checks = {name: future.result() for name, future in futures.items()}
+    ready = all(c["ok"] for c in checks.values())
+    failed = [name for name, c in checks.items() if not c["ok"]]
+    body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    if failed:
+        body["failed"] = failed
+    return JsonResponse(body, status=200 if ready else 503)

@@ -1,0 +1,17 @@
+"""`manage.py qcluster`, Soteria's worker: django-q2's cluster, after upserting
+the schedules declared in code and clearing metric files of dead processes."""
+
+from django.conf import settings
+from django_q.management.commands.qcluster import Command as QclusterCommand
+
+from soteria_site import prometheus_dir, schedules
+
+
+class Command(QclusterCommand):
+    help = "Starts Soteria's worker: upserts the schedules, then runs the django-q2 cluster."
+
+    def handle(self, *args, **options):
+        prometheus_dir.remove_dead_process_files(settings.SOTERIA_METRICS_DIR)
+        names = schedules.upsert()
+        self.stdout.write(f"soteria: schedules upserted: {', '.join(names) or 'none'}")
+        return super().handle(*args, **options)

@@ -1,0 +1,47 @@
+"""The Prometheus multiprocess directory shared by web and worker processes.
+
+prometheus_client writes one file per process (named by PID) into
+PROMETHEUS_MULTIPROC_DIR, set by the settings module. Web and worker run as two
+containers of one pod sharing this directory and one PID namespace
+(`shareProcessNamespace: true`), so a starting process set removes the files of
+processes that are gone and leaves those of its living sibling alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+_PID = re.compile(r"_(\d+)\.db$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_process_files(directory: Path) -> int:
+    """Delete the metric files of processes that no longer run. Returns how many."""
+    directory.mkdir(parents=True, exist_ok=True)
+    removed = 0
+    for path in directory.glob("*.db"):
+        match = _PID.search(path.name)
+        if match and not _alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def mark_process_dead(pid: int) -> None:
+    """gunicorn's child_exit hook: drop a dead worker's live gauges."""
+    from prometheus_client import multiprocess
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        multiprocess.mark_process_dead(pid, directory)

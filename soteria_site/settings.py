@@ -1,0 +1,260 @@
+"""Django settings for Soteria.
+
+This is the only module that reads the environment. Every SOTERIA_* variable of
+the contract is parsed here, strictly: a bad value stops start-up with one line
+naming the variable and what is allowed (see docs/configuration.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import (
+    env_args,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_key_values,
+    env_list,
+    env_listen_addr,
+    env_secret,
+    env_str,
+    env_url,
+)
+
+ENV = os.environ
+BASE_DIR = Path(__file__).resolve().parent.parent
+SERVICE_ACCOUNT_DIR = Path(
+    env_str(ENV, "SOTERIA_SERVICE_ACCOUNT_DIR", "/var/run/secrets/kubernetes.io/serviceaccount")
+)
+
+# --- Where what may vanish lives (SQLite, Prometheus multiprocess files) ----
+SOTERIA_DATA_DIR = Path(env_str(ENV, "SOTERIA_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+try:
+    SOTERIA_DATA_DIR.mkdir(parents=True, exist_ok=True)
+except OSError as exc:
+    raise ImproperlyConfigured(f"SOTERIA_DATA_DIR={str(SOTERIA_DATA_DIR)!r} cannot be created: {exc.strerror}")
+SOTERIA_METRICS_DIR = SOTERIA_DATA_DIR / "metrics"
+SOTERIA_METRICS_DIR.mkdir(exist_ok=True)
+# Every process (gunicorn workers, the queue worker) writes its counters here,
+# so /metrics sums them. prometheus_client reads this when first imported.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(SOTERIA_METRICS_DIR))
+
+
+def _service_namespace() -> str:
+    """The pod's own namespace: service-account file, else POD_NAMESPACE, else soteria."""
+    try:
+        namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
+    except OSError:
+        namespace = ""
+    return namespace or env_str(ENV, "POD_NAMESPACE", "soteria")
+
+
+def _bearer_tokens() -> list[tuple[str, str]]:
+    """`name:token` or bare `token` entries -> [(name, token)]; bare tokens are named token-N."""
+    raw = env_secret(ENV, "SOTERIA_AUTH_BEARER_TOKENS")
+    result: list[tuple[str, str]] = []
+    for index, item in enumerate(env_list({"v": raw}, "v"), start=1):
+        name, sep, token = item.partition(":")
+        if not sep:
+            name, token = f"token-{index}", item
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,62}", name) or not token or any(c.isspace() for c in token):
+            raise ImproperlyConfigured(
+                f"SOTERIA_AUTH_BEARER_TOKENS entry {index} is not valid: use token or name:token "
+                "(name of letters, digits, '.', '_', '@', '-'; token without spaces)"
+            )
+        result.append((name, token))
+    return result
+
+
+def _groups(name: str, default: str = "") -> list[str]:
+    """A group list, comma- or semicolon-separated, leading '/' stripped."""
+    return [g.lstrip("/") for g in env_list(ENV, name, env_list({"v": default}, "v"), separators=",;") if g.lstrip("/")]
+
+
+# --- The contract's configuration -----------------------------------------------
+SOTERIA_BACKUP_DRIVER = env_choice(ENV, "SOTERIA_BACKUP_DRIVER", "longhorn", ("longhorn", "restic"))
+SOTERIA_LONGHORN_URL = env_url(ENV, "SOTERIA_LONGHORN_URL", "http://longhorn-backend.longhorn-system.svc:9500")
+SOTERIA_LONGHORN_BACKUP_MODE = env_choice(ENV, "SOTERIA_LONGHORN_BACKUP_MODE", "incremental", ("incremental", "full"))
+SOTERIA_RESTIC_REPOSITORY = env_str(ENV, "SOTERIA_RESTIC_REPOSITORY")
+SOTERIA_RESTIC_SECRET_NAME = env_str(ENV, "SOTERIA_RESTIC_SECRET_NAME", "soteria-restic")
+SOTERIA_SECRET_NAMESPACE = env_str(ENV, "SOTERIA_SECRET_NAMESPACE") or _service_namespace()
+SOTERIA_RESTIC_IMAGE = env_str(ENV, "SOTERIA_RESTIC_IMAGE", "restic/restic:0.16.4")
+SOTERIA_RESTIC_BACKUP_ARGS = env_args(ENV, "SOTERIA_RESTIC_BACKUP_ARGS")
+SOTERIA_RESTIC_FORGET_ARGS = env_args(ENV, "SOTERIA_RESTIC_FORGET_ARGS")
+SOTERIA_S3_ENDPOINT = env_str(ENV, "SOTERIA_S3_ENDPOINT")
+SOTERIA_S3_REGION = env_str(ENV, "SOTERIA_S3_REGION")
+SOTERIA_JOB_TTL_SECONDS = env_int(ENV, "SOTERIA_JOB_TTL_SECONDS", 86400, minimum=0)
+SOTERIA_JOB_NODE_SELECTOR = env_key_values(ENV, "SOTERIA_JOB_NODE_SELECTOR")
+SOTERIA_JOB_SERVICE_ACCOUNT = env_str(ENV, "SOTERIA_JOB_SERVICE_ACCOUNT")
+SOTERIA_LISTEN_ADDR = env_listen_addr(ENV, "SOTERIA_LISTEN_ADDR", ":8080")
+SOTERIA_AUTH_REQUIRED = env_bool(ENV, "SOTERIA_AUTH_REQUIRED", False)
+SOTERIA_ALLOWED_GROUPS = _groups("SOTERIA_ALLOWED_GROUPS", "admin,maintenance")
+SOTERIA_AUTH_BEARER_TOKENS = _bearer_tokens()
+SOTERIA_BACKUP_MAX_AGE_HOURS = env_float(ENV, "SOTERIA_BACKUP_MAX_AGE_HOURS", 24.0, minimum=0,
+                                         exclusive_minimum=True, maximum=24 * 366)
+SOTERIA_METRICS_REFRESH_SECONDS = env_int(ENV, "SOTERIA_METRICS_REFRESH_SECONDS", 300, minimum=10, maximum=86400)
+SOTERIA_POLICY_EVAL_SECONDS = env_int(ENV, "SOTERIA_POLICY_EVAL_SECONDS", 300, minimum=10, maximum=86400)
+SOTERIA_POLICY_SECRET_NAME = env_str(ENV, "SOTERIA_POLICY_SECRET_NAME", "soteria-policies")
+
+# --- Beyond the contract (documented in docs/configuration.md) -----------------
+SOTERIA_UPSTREAM_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_UPSTREAM_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300)
+SOTERIA_READY_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_READY_TIMEOUT_SECONDS", 2.0, minimum=0.1, maximum=30)
+SOTERIA_WEB_WORKERS = env_int(ENV, "SOTERIA_WEB_WORKERS", 2, minimum=1, maximum=64)
+SOTERIA_WORKER_CONCURRENCY = env_int(ENV, "SOTERIA_WORKER_CONCURRENCY", 2, minimum=1, maximum=32)
+SOTERIA_LOG_LEVEL = env_choice(ENV, "SOTERIA_LOG_LEVEL", "info", ("debug", "info", "warning", "error"))
+# Kubernetes access from outside a pod (inside one, the in-cluster config wins).
+KUBECONFIG = env_str(ENV, "KUBECONFIG")
+IN_CLUSTER = bool(env_str(ENV, "KUBERNETES_SERVICE_HOST")) and (SERVICE_ACCOUNT_DIR / "token").exists()
+
+# --- Django -----------------------------------------------------------------
+DEBUG = env_bool(ENV, "SOTERIA_DEBUG", False)
+ALLOWED_HOSTS = env_list(ENV, "SOTERIA_ALLOWED_HOSTS", ["*"])
+CSRF_TRUSTED_ORIGINS = env_list(ENV, "SOTERIA_CSRF_TRUSTED_ORIGINS")
+# TLS ends at the ingress or proxy in front of Soteria; it says so with this header.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SOTERIA_SECURE_COOKIES = env_bool(ENV, "SOTERIA_SECURE_COOKIES", True)
+SESSION_COOKIE_SECURE = SOTERIA_SECURE_COOKIES
+CSRF_COOKIE_SECURE = SOTERIA_SECURE_COOKIES
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# HTTPS redirects and HSTS belong to the ingress: probes reach the pod over plain HTTP.
+SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
+
+
+def _secret_key() -> str:
+    """SOTERIA_SECRET_KEY(_FILE), else a random key kept in the data directory."""
+    key = env_secret(ENV, "SOTERIA_SECRET_KEY")
+    if key:
+        if len(key) < 50:
+            raise ImproperlyConfigured("SOTERIA_SECRET_KEY is too short: use at least 50 random characters")
+        return key
+    path = SOTERIA_DATA_DIR / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        key = secrets.token_urlsafe(64)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        return key
+    except FileExistsError:  # pragma: no cover - lost a race with a sibling process
+        return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    # soteria_site comes before django_q: its `qcluster` wraps django-q2's.
+    "soteria_site",
+    "rest_framework",
+    "django_prometheus",
+    "django_q",
+    "backups",
+    "policies",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "soteria_site.urls"
+WSGI_APPLICATION = "soteria_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": SOTERIA_DATA_DIR / "soteria.sqlite3",
+        "OPTIONS": {
+            # Web workers and the queue worker share one file: wait, don't fail.
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+        },
+    }
+}
+CACHES = {
+    # Shared across processes so django-q2's cluster status works from the web side.
+    "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "soteria_cache"},
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = SOTERIA_DATA_DIR / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "soteria_site.api_errors.exception_handler",
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+}
+
+Q_CLUSTER = {
+    "name": "soteria",
+    "orm": "default",
+    "workers": SOTERIA_WORKER_CONCURRENCY,
+    "timeout": 3600,
+    "retry": 3700,
+    "max_attempts": 1,
+    "catch_up": False,
+    "save_limit": 1000,
+    "label": "Tasks",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": SOTERIA_LOG_LEVEL.upper()},
+    "loggers": {
+        "kubernetes": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
+}
