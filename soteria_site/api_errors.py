@@ -73,3 +73,27 @@ def _first_message(messages) -> str:
             return "Invalid input."
         messages = messages[0] if isinstance(messages, list) else next(iter(messages.values()))
     return str(messages)
+
+
+def _wants_json(request) -> bool:
+    return request.path.startswith("/v1/") or "application/json" in request.headers.get("Accept", "")
+
+
+def page_not_found(request, exception=None):
+    """Django's 404 handler: JSON under /v1/, Django's page elsewhere."""
+    from django.http import JsonResponse
+    from django.views import defaults
+
+    if _wants_json(request):
+        return JsonResponse(error_body("not_found", f"No such endpoint: {request.path}"), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """Django's 500 handler: JSON under /v1/, never a stack trace."""
+    from django.http import JsonResponse
+    from django.views import defaults
+
+    if _wants_json(request):
+        return JsonResponse(error_body("internal_error", "Internal error; see Soteria's log."), status=500)
+    return defaults.server_error(request)

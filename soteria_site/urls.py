@@ -7,3 +7,6 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("", include("django_prometheus.urls")),
 ]
+
+handler404 = "soteria_site.api_errors.page_not_found"
+handler500 = "soteria_site.api_errors.server_error"

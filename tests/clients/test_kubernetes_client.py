@@ -1,0 +1,116 @@
+"""The Kubernetes client at its seam: JSON to dataclasses, API failures to Soteria's errors."""
+
+import pytest
+from werkzeug.wrappers import Response
+
+from backups.clients import kubernetes
+from backups.errors import Conflict, NotFound, UpstreamError, UpstreamUnavailable
+from tests.fakes import FakeServer, json_response
+
+PVC = {
+    "metadata": {"name": "llm-cache", "namespace": "ai", "uid": "u-1", "creationTimestamp": "2024-05-01T10:00:00Z"},
+    "spec": {"storageClassName": "longhorn", "volumeName": "pvc-1", "accessModes": ["ReadWriteOnce"],
+             "resources": {"requests": {"storage": "50Gi"}}},
+    "status": {"phase": "Bound", "capacity": {"storage": "50Gi"}},
+}
+PV = {
+    "metadata": {"name": "pvc-1"},
+    "spec": {"csi": {"driver": "driver.longhorn.io", "volumeHandle": "vol-1", "fsType": "ext4"},
+             "claimRef": {"namespace": "ai", "name": "llm-cache"}, "storageClassName": "longhorn",
+             "capacity": {"storage": "50Gi"}, "accessModes": ["ReadWriteOnce"],
+             "persistentVolumeReclaimPolicy": "Retain"},
+    "status": {"phase": "Bound"},
+}
+
+
+def _status(code, reason, message):
+    return json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
+                          "reason": reason, "code": code}, status=code)
+
+
+@pytest.fixture
+def fake(settings, tmp_path):
+    with FakeServer() as server:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+clusters: [{{name: fake, cluster: {{server: "{server.url}"}}}}]
+users: [{{name: u, user: {{token: t0k3n}}}}]
+contexts: [{{name: fake, context: {{cluster: fake, user: u}}}}]
+current-context: fake
+""")
+        settings.KUBECONFIG = str(kubeconfig)
+        kubernetes.reset()
+        yield server
+
+
+def test_pvcs_become_dataclasses(fake):
+    fake.route("GET", "/api/v1/persistentvolumeclaims", {"kind": "PersistentVolumeClaimList", "items": [PVC]})
+    [pvc] = kubernetes.list_pvcs()
+    assert (pvc.namespace, pvc.name, pvc.phase, pvc.volume_name) == ("ai", "llm-cache", "Bound", "pvc-1")
+    assert pvc.requested == "50Gi" and pvc.access_modes == ("ReadWriteOnce",)
+
+
+def test_pv_knows_its_longhorn_volume(fake):
+    fake.route("GET", "/api/v1/persistentvolumes/pvc-1", PV)
+    pv = kubernetes.get_pv("pvc-1")
+    assert pv.longhorn_volume == "vol-1" and pv.claim_name == "llm-cache"
+
+
+def test_sends_the_kubeconfig_token(fake):
+    seen = {}
+
+    def handler(request):
+        seen["auth"] = request.headers.get("Authorization")
+        return json_response({"kind": "NamespaceList", "items": []})
+
+    fake.route("GET", "/api/v1/namespaces", handler)
+    kubernetes.list_namespaces()
+    assert seen["auth"] == "Bearer t0k3n"
+
+
+def test_404_is_not_found_with_the_servers_message(fake):
+    fake.route("GET", "/api/v1/namespaces/ai/persistentvolumeclaims/nope",
+               lambda r: _status(404, "NotFound", 'persistentvolumeclaims "nope" not found'))
+    with pytest.raises(NotFound, match='persistentvolumeclaims "nope" not found'):
+        kubernetes.get_pvc("ai", "nope")
+    assert kubernetes.find_pvc("ai", "nope") is None
+
+
+def test_409_already_exists_is_a_conflict(fake):
+    fake.route("POST", "/api/v1/namespaces/ai/secrets",
+               lambda r: _status(409, "AlreadyExists", 'secrets "s" already exists'))
+    with pytest.raises(Conflict) as info:
+        kubernetes.create_secret("ai", {"metadata": {"name": "s"}})
+    assert info.value.code == "already_exists" and info.value.status == 409
+
+
+def test_forbidden_is_a_bad_gateway_naming_the_refusal(fake):
+    fake.route("GET", "/api/v1/persistentvolumes",
+               lambda r: _status(403, "Forbidden", 'persistentvolumes is forbidden: User "soteria" cannot list'))
+    with pytest.raises(UpstreamError) as info:
+        kubernetes.list_pvs()
+    assert info.value.status == 502 and "forbidden" in info.value.detail
+
+
+def test_unreachable_apiserver_is_503(fake, settings, tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(kubeconfig.read_text().replace(fake.url, "http://127.0.0.1:9"))
+    kubernetes.reset()
+    with pytest.raises(UpstreamUnavailable) as info:
+        kubernetes.list_pvcs()
+    assert info.value.status == 503 and info.value.code == "kubernetes_unavailable"
+
+
+def test_missing_kubeconfig_is_reported_as_unavailable(settings, tmp_path):
+    settings.KUBECONFIG = str(tmp_path / "missing")
+    kubernetes.reset()
+    with pytest.raises(UpstreamUnavailable, match="no usable Kubernetes configuration"):
+        kubernetes.list_pvcs()
+
+
+def test_a_server_error_is_a_bad_gateway(fake):
+    fake.route("GET", "/api/v1/persistentvolumeclaims", lambda r: Response("oops", status=500))
+    with pytest.raises(UpstreamError) as info:
+        kubernetes.list_pvcs()
+    assert info.value.status == 502 and info.value.upstream_status == 500
