@@ -187,7 +187,10 @@ def _call(operation: str, fn: Callable[..., Any], *args: Any, timeout: float | N
         UPSTREAM_REQUESTS.labels(SYSTEM, operation, "timeout").inc()
         raise UpstreamTimeout(SYSTEM, f"Kubernetes API did not answer {operation} in time: {exc}") from None
     except urllib3.exceptions.MaxRetryError as exc:
-        outcome = "timeout" if isinstance(exc.reason, urllib3.exceptions.TimeoutError) else "unreachable"
+        # NewConnectionError subclasses ConnectTimeoutError in urllib3: refused is not slow.
+        refused = isinstance(exc.reason, urllib3.exceptions.NewConnectionError)
+        slow = isinstance(exc.reason, urllib3.exceptions.TimeoutError)
+        outcome = "timeout" if slow and not refused else "unreachable"
         UPSTREAM_REQUESTS.labels(SYSTEM, operation, outcome).inc()
         if outcome == "timeout":
             raise UpstreamTimeout(SYSTEM, f"Kubernetes API did not answer {operation} in time") from None
