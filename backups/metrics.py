@@ -2,6 +2,16 @@
 
 from prometheus_client import Counter
 
+BACKUP_REQUESTS = Counter(
+    "soteria_backup_requests_total",
+    "PVC backup requests, by driver and result (success, dry_run, conflict, rejected, error).",
+    ["driver", "result"],
+)
+NAMESPACE_BACKUP_REQUESTS = Counter(
+    "soteria_namespace_backup_requests_total",
+    "Namespace-wide backup requests, by driver and result (success, partial, error, dry_run).",
+    ["driver", "result"],
+)
 # Beyond the contract: every call to Kubernetes or Longhorn, by operation and outcome.
 UPSTREAM_REQUESTS = Counter(
     "soteria_upstream_requests_total",

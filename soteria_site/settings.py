@@ -108,6 +108,11 @@ SOTERIA_UPSTREAM_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_UPSTREAM_TIMEOUT_SECO
 SOTERIA_READY_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_READY_TIMEOUT_SECONDS", 2.0, minimum=0.1, maximum=30)
 SOTERIA_WEB_WORKERS = env_int(ENV, "SOTERIA_WEB_WORKERS", 2, minimum=1, maximum=64)
 SOTERIA_WORKER_CONCURRENCY = env_int(ENV, "SOTERIA_WORKER_CONCURRENCY", 2, minimum=1, maximum=32)
+# A backup still running after this long is reported "backup stuck".
+SOTERIA_BACKUP_STUCK_HOURS = env_float(ENV, "SOTERIA_BACKUP_STUCK_HOURS", 6.0, minimum=0, exclusive_minimum=True,
+                                       maximum=24 * 30)
+# How many PVCs a namespace-wide backup or restore works on at once.
+SOTERIA_NAMESPACE_CONCURRENCY = env_int(ENV, "SOTERIA_NAMESPACE_CONCURRENCY", 4, minimum=1, maximum=32)
 SOTERIA_LOG_LEVEL = env_choice(ENV, "SOTERIA_LOG_LEVEL", "info", ("debug", "info", "warning", "error"))
 # Kubernetes access from outside a pod (inside one, the in-cluster config wins).
 KUBECONFIG = env_str(ENV, "KUBECONFIG")
@@ -162,6 +167,7 @@ INSTALLED_APPS = [
     # soteria_site comes before django_q: its `qcluster` wraps django-q2's.
     "soteria_site",
     "rest_framework",
+    "drf_spectacular",
     "django_prometheus",
     "django_q",
     "backups",
@@ -233,6 +239,13 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Soteria API",
+    "DESCRIPTION": "PVC backup and restore for Kubernetes (Longhorn and restic drivers).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 Q_CLUSTER = {

@@ -1,10 +1,13 @@
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
 from . import health
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("v1/", include("backups.api.urls")),
+    path("v1/openapi", SpectacularAPIView.as_view(), name="openapi"),
     path("", include("django_prometheus.urls")),
 ]
 

@@ -303,3 +303,38 @@ def list_backups(backup_volume: str) -> list[Backup]:
 def _created_key(backup: Backup) -> tuple:
     when = backup.created or backup.snapshot_created
     return (when is None, when.timestamp() if when else 0.0, backup.name)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    name: str
+    volume: str
+    ready: bool
+    error: str
+    created: datetime | None
+
+
+def _snapshot(obj: dict) -> Snapshot:
+    return Snapshot(name=obj.get("name") or obj.get("id", ""), volume=obj.get("volume", ""),
+                    ready=bool(obj.get("readyToUse")), error=obj.get("error") or "",
+                    created=parse_time(obj.get("creationTime") or obj.get("crCreationTime")))
+
+
+def create_snapshot(volume: str, name: str, labels: dict[str, str] | None = None) -> Snapshot:
+    """snapshotCRCreate: a Snapshot CR (1.5+); Longhorn attaches a detached volume itself."""
+    data = _action("volumes.snapshotCRCreate", f"/v1/volumes/{volume}", "snapshotCRCreate",
+                   {"name": name, "labels": labels or {}}, idempotent=False)
+    return _snapshot(data or {})
+
+
+def get_snapshot(volume: str, name: str) -> Snapshot:
+    data = _action("volumes.snapshotCRGet", f"/v1/volumes/{volume}", "snapshotCRGet", {"name": name},
+                   idempotent=True)
+    return _snapshot(data or {})
+
+
+def backup_snapshot(volume: str, snapshot: str, labels: dict[str, str], mode: str) -> Volume:
+    """snapshotBackup: start a backup of `snapshot`. Longhorn answers with the volume, not the backup."""
+    data = _action("volumes.snapshotBackup", f"/v1/volumes/{volume}", "snapshotBackup",
+                   {"name": snapshot, "labels": labels, "backupMode": mode}, idempotent=False)
+    return _volume(data or {})

@@ -1,0 +1,52 @@
+"""Domain results as API bodies (times as UTC ISO-8601 with Z)."""
+
+from __future__ import annotations
+
+from ..clients.timeparse import format_time
+from ..services.backup import NamespaceBackupResult
+from ..types import BackupRecord, BackupResult, Inventory, PlannedCall
+
+
+def plan(calls: tuple[PlannedCall, ...]) -> list[dict]:
+    return [{"call": c.call, "target": c.target, "args": c.args} for c in calls]
+
+
+def backup_result(result: BackupResult) -> dict:
+    body = {"driver": result.driver, "volume": result.volume, "backup": result.backup,
+            "namespace": result.namespace, "requested_by": result.requested_by, "dry_run": result.dry_run}
+    if result.dry_run:
+        body["plan"] = plan(result.plan)
+    return body
+
+
+def namespace_backup(result: NamespaceBackupResult) -> dict:
+    rows = []
+    for o in result.results:
+        row = {"pvc": o.pvc, "status": o.status, "volume": o.volume, "backup": o.backup, "error": o.error,
+               "detail": o.detail}
+        if o.plan:
+            row["plan"] = plan(o.plan)
+        rows.append(row)
+    return {"driver": result.driver, "namespace": result.namespace, "requested_by": result.requested_by,
+            "dry_run": result.dry_run, "results": rows, "totals": result.totals}
+
+
+def inventory(inv: Inventory) -> dict:
+    return {
+        "generated_at": format_time(inv.generated_at),
+        "namespaces": [
+            {"name": name, "pvcs": [{
+                "namespace": i.namespace, "pvc": i.pvc, "volume": i.volume, "storage_class": i.storage_class,
+                "capacity": i.capacity, "driver": i.driver, "last_backup_at": format_time(i.last_backup_at),
+                "last_backup_age_hours": i.last_backup_age_hours, "backup_count": i.backup_count,
+                "healthy": i.healthy, "health_reason": i.health_reason,
+            } for i in items]}
+            for name, items in inv.by_namespace()
+        ],
+    }
+
+
+def backup_record(r: BackupRecord) -> dict:
+    return {"name": r.name, "snapshot": r.snapshot, "url": r.url, "state": r.state, "progress": r.progress,
+            "created": format_time(r.created), "size": r.size, "labels": r.labels, "backup_mode": r.backup_mode,
+            "error": r.error}

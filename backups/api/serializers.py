@@ -1,0 +1,135 @@
+"""Request and response bodies of the backups API (input and output separate)."""
+
+from rest_framework import serializers
+
+from ..validation import dns_label_error
+from .fields import StrictBooleanField, StrictCharField, StrictSerializer
+
+
+def _dns_label(value: str) -> str:
+    problem = dns_label_error(value)
+    if problem:
+        raise serializers.ValidationError(problem)
+    return value
+
+
+class NameField(StrictCharField):
+    """A namespace or PVC name: a Kubernetes DNS label."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 63)
+        kwargs.setdefault("allow_blank", False)
+        super().__init__(validators=[_dns_label], trim_whitespace=False, **kwargs)
+
+
+class BackupRequest(StrictSerializer):
+    namespace = NameField()
+    pvc = NameField()
+    tags = serializers.ListField(child=StrictCharField(allow_blank=False), required=False, default=list,
+                                 max_length=64, help_text="key=value (label key: value) or a bare word (label: true)")
+    dry_run = StrictBooleanField(required=False, default=False)
+
+
+class NamespaceBackupRequest(StrictSerializer):
+    namespace = NameField()
+    tags = serializers.ListField(child=StrictCharField(allow_blank=False), required=False, default=list,
+                                 max_length=64)
+    dry_run = StrictBooleanField(required=False, default=False)
+
+
+class BackupsQuery(serializers.Serializer):
+    namespace = NameField()
+    pvc = NameField()
+
+
+class InventoryQuery(serializers.Serializer):
+    namespace = NameField(required=False)
+
+
+class PlannedCallOut(serializers.Serializer):
+    call = serializers.CharField()
+    target = serializers.CharField()
+    args = serializers.DictField()
+
+
+class BackupResponse(serializers.Serializer):
+    """The contract's Longhorn response; `plan` is added to dry runs."""
+
+    driver = serializers.CharField()
+    volume = serializers.CharField()
+    backup = serializers.CharField()
+    namespace = serializers.CharField()
+    requested_by = serializers.CharField()
+    dry_run = serializers.BooleanField()
+    plan = PlannedCallOut(many=True, required=False)
+
+
+class PvcOutcomeOut(serializers.Serializer):
+    pvc = serializers.CharField()
+    status = serializers.ChoiceField(choices=["success", "failed", "skipped", "planned"])
+    volume = serializers.CharField(allow_blank=True)
+    backup = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True, help_text="stable error code when failed or skipped")
+    detail = serializers.CharField(allow_blank=True)
+    plan = PlannedCallOut(many=True, required=False)
+
+
+class TotalsOut(serializers.Serializer):
+    total = serializers.IntegerField()
+    success = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    planned = serializers.IntegerField()
+
+
+class NamespaceBackupResponse(serializers.Serializer):
+    driver = serializers.CharField()
+    namespace = serializers.CharField()
+    requested_by = serializers.CharField()
+    dry_run = serializers.BooleanField()
+    results = PvcOutcomeOut(many=True)
+    totals = TotalsOut()
+
+
+class InventoryPvcOut(serializers.Serializer):
+    namespace = serializers.CharField()
+    pvc = serializers.CharField()
+    volume = serializers.CharField(allow_blank=True)
+    storage_class = serializers.CharField(allow_blank=True)
+    capacity = serializers.CharField(allow_blank=True)
+    driver = serializers.CharField()
+    last_backup_at = serializers.CharField(allow_null=True)
+    last_backup_age_hours = serializers.FloatField(allow_null=True)
+    backup_count = serializers.IntegerField()
+    healthy = serializers.BooleanField()
+    health_reason = serializers.CharField()
+
+
+class InventoryNamespaceOut(serializers.Serializer):
+    name = serializers.CharField()
+    pvcs = InventoryPvcOut(many=True)
+
+
+class InventoryResponse(serializers.Serializer):
+    generated_at = serializers.CharField()
+    namespaces = InventoryNamespaceOut(many=True)
+
+
+class BackupRecordOut(serializers.Serializer):
+    name = serializers.CharField()
+    snapshot = serializers.CharField(allow_blank=True)
+    url = serializers.CharField(allow_blank=True)
+    state = serializers.CharField(allow_blank=True)
+    progress = serializers.IntegerField()
+    created = serializers.CharField(allow_null=True)
+    size = serializers.CharField(allow_blank=True)
+    labels = serializers.DictField(child=serializers.CharField(allow_blank=True))
+    backup_mode = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True)
+
+
+class BackupsResponse(serializers.Serializer):
+    namespace = serializers.CharField()
+    pvc = serializers.CharField()
+    volume = serializers.CharField()
+    backups = BackupRecordOut(many=True)

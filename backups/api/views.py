@@ -1,0 +1,62 @@
+"""The backups API: thin viewsets over the services."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import viewsets
+from rest_framework.response import Response
+
+from soteria_site.identity import requested_by
+
+from ..services import backup as backup_service
+from ..services import inventory
+from . import present
+from .serializers import (
+    BackupRequest,
+    BackupResponse,
+    BackupsQuery,
+    BackupsResponse,
+    InventoryQuery,
+    InventoryResponse,
+    NamespaceBackupRequest,
+    NamespaceBackupResponse,
+)
+
+
+class InventoryViewSet(viewsets.ViewSet):
+    @extend_schema(parameters=[InventoryQuery], responses=InventoryResponse,
+                   summary="Every PVC grouped by namespace, with backup freshness and health")
+    def list(self, request):
+        query = InventoryQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(present.inventory(inventory.build(query.validated_data.get("namespace"))))
+
+
+class BackupViewSet(viewsets.ViewSet):
+    @extend_schema(parameters=[BackupsQuery], responses=BackupsResponse,
+                   summary="A PVC's volume and its backups, newest first")
+    def list(self, request):
+        query = BackupsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        found = backup_service.list_backups(query.validated_data["namespace"], query.validated_data["pvc"])
+        return Response({"namespace": found.namespace, "pvc": found.pvc, "volume": found.volume,
+                         "backups": [present.backup_record(r) for r in found.backups]})
+
+    @extend_schema(request=BackupRequest, responses=BackupResponse, summary="Back up one PVC")
+    def create(self, request):
+        body = BackupRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        result = backup_service.backup_pvc(data["namespace"], data["pvc"], data["tags"], requested_by(request),
+                                           dry_run=data["dry_run"])
+        return Response(present.backup_result(result))
+
+    @extend_schema(request=NamespaceBackupRequest, responses=NamespaceBackupResponse,
+                   summary="Back up every bound PVC of a namespace")
+    def namespace(self, request):
+        body = NamespaceBackupRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        result = backup_service.backup_namespace(data["namespace"], data["tags"], requested_by(request), dry_run=data["dry_run"])
+        return Response(present.namespace_backup(result))
+

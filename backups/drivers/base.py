@@ -1,0 +1,38 @@
+"""What every backup driver offers the services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from ..services.claims import Claim
+from ..types import BackupFacts, BackupRecord, BackupResult
+
+
+@dataclass(frozen=True)
+class VolumeView:
+    """How a driver sees one claim: its volume and backups, or why it cannot handle it."""
+
+    volume: str
+    supported: bool
+    missing: bool = False
+    facts: BackupFacts = BackupFacts()
+    detail: str = ""
+
+
+class Driver(Protocol):
+    name: str
+
+    def supports(self, claim: Claim) -> bool:
+        """Whether this driver handles the claim (for an unbound one: would, once bound)."""
+
+    def describe(self, claims: list[Claim], now: datetime) -> dict[tuple[str, str], VolumeView]:
+        """Backup facts for many claims in a constant number of upstream calls."""
+
+    def list_backups(self, claim: Claim) -> tuple[str, list[BackupRecord]]:
+        """The claim's volume and its backups, newest first."""
+
+    def backup(self, claim: Claim, labels: dict[str, str], requested_by: str, dry_run: bool,
+               now: datetime) -> BackupResult:
+        """Start a backup of the claim (or plan it)."""

@@ -1,0 +1,215 @@
+"""The Longhorn driver: PVC -> PV -> `spec.csi.volumeHandle` -> Longhorn volume.
+
+Backups are a Snapshot CR named soteria-backup-<ns>-<pvc>-<UTC yyyymmdd-HHMMSS>
+plus `snapshotBackup`; backups are found by listing backup volumes and matching
+`volumeName` (never by computing a backup volume id). The inventory costs two
+Longhorn calls whatever the number of volumes: the volume list (each volume
+carries `backupStatus[]` and `lastBackupAt`) and the backup-volume list.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+
+from django.conf import settings
+from django.core.cache import cache
+
+from ..clients import longhorn
+from ..clients.kubernetes import LONGHORN_CSI_DRIVER
+from ..clients.longhorn import BackupStatus, BackupVolume, Volume
+from ..errors import Conflict, NotFound, UnsupportedDriver, UpstreamError, UpstreamTimeout
+from ..services.claims import Claim
+from ..types import BackupFacts, BackupRecord, BackupResult, PlannedCall
+from .base import VolumeView
+
+NAME = "longhorn"
+IN_PROGRESS_STATES = frozenset({"", "Pending", "InProgress", "Unknown"})
+SNAPSHOT_PREFIX = "soteria-backup-"
+_SNAPSHOT_TIME = re.compile(r"-(\d{8}-\d{6})$")
+SNAPSHOT_READY_TIMEOUT = 60.0
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def snapshot_name(namespace: str, pvc: str, when: datetime) -> str:
+    return f"{SNAPSHOT_PREFIX}{namespace}-{pvc}-{when.astimezone(timezone.utc):%Y%m%d-%H%M%S}"
+
+
+def snapshot_time(name: str) -> datetime | None:
+    """When Soteria took a snapshot, read from its name; None for other snapshots."""
+    if not name.startswith(SNAPSHOT_PREFIX):
+        return None
+    match = _SNAPSHOT_TIME.search(name)
+    if not match:
+        return None
+    try:
+        return datetime.strptime(match.group(1), "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def volume_of(claim: Claim) -> str | None:
+    """The Longhorn volume behind a bound claim, or None if it is not a Longhorn volume."""
+    if claim.pv is None or claim.pv.csi_driver != LONGHORN_CSI_DRIVER:
+        return None
+    return claim.pv.volume_handle or None
+
+
+def _first_seen(volume: str, backup: BackupStatus, now: datetime) -> datetime:
+    """When a running backup started: from Soteria's snapshot name, else when first seen running."""
+    started = snapshot_time(backup.snapshot)
+    if started:
+        return started
+    key = f"soteria:longhorn:running:{volume}:{backup.name or backup.snapshot}"
+    return cache.get_or_set(key, now, timeout=14 * 24 * 3600)
+
+
+def backup_facts(volume: Volume, backup_volume: BackupVolume | None, now: datetime) -> BackupFacts:
+    completed = [b for b in volume.backups if b.state == "Completed"]
+    times = [t for t in (volume.last_backup_at, backup_volume.last_backup_at if backup_volume else None) if t]
+    times += [t for t in (snapshot_time(b.snapshot) for b in completed) if t]
+    last_success = max(times) if times else None
+    # A failure counts as the newest outcome when it is dated after the last success,
+    # or, undated (not one of Soteria's snapshots), when there was never a success.
+    failures = [(snapshot_time(b.snapshot), b) for b in volume.backups if b.state == "Error"]
+    newer = [(when, b) for when, b in failures
+             if (when and (last_success is None or when > last_success)) or (when is None and last_success is None)]
+    newest_failure = max(newer, key=lambda pair: pair[0] or _EPOCH)[1] if newer else None
+    running = tuple(
+        (b.name or b.snapshot, _first_seen(volume.name, b, now))
+        for b in volume.backups if b.state in IN_PROGRESS_STATES
+    )
+    return BackupFacts(
+        last_success_at=last_success,
+        success_count=len(completed),
+        last_failure_is_newest=newest_failure is not None,
+        last_failure_error=newest_failure.error if newest_failure else "",
+        in_progress=running,
+    )
+
+
+def _record(backup: longhorn.Backup) -> BackupRecord:
+    return BackupRecord(name=backup.name, snapshot=backup.snapshot_name, url=backup.url, state=backup.state,
+                        progress=backup.progress, created=backup.created or backup.snapshot_created,
+                        size=backup.size, labels=backup.labels, backup_mode=backup.backup_mode,
+                        error=backup.error, volume=backup.volume_name)
+
+
+def _latest_backup_volumes(backup_volumes: list[BackupVolume]) -> dict[str, BackupVolume]:
+    """Volume name -> its backup volume. Upgraded 1.8 clusters may keep an old BV named
+    after the volume beside a new suffixed one: the one with the newest backup wins."""
+    latest: dict[str, BackupVolume] = {}
+    for bv in sorted(backup_volumes, key=lambda bv: bv.last_backup_at or _EPOCH):
+        latest[bv.volume_name] = bv
+    return latest
+
+
+class LonghornDriver:
+    name = NAME
+
+    def supports(self, claim: Claim) -> bool:
+        """A bound claim on a Longhorn PV; an unbound one of a Longhorn storage class."""
+        if claim.pv is not None:
+            return volume_of(claim) is not None
+        return claim.storage_class is not None and claim.storage_class.provisioner == LONGHORN_CSI_DRIVER
+
+    def describe(self, claims: list[Claim], now: datetime) -> dict[tuple[str, str], VolumeView]:
+        bound = [c for c in claims if c.bound]
+        if not bound:
+            return {}
+        volumes = {v.name: v for v in longhorn.list_volumes()}
+        by_volume = _latest_backup_volumes(longhorn.list_backup_volumes())
+        views = {}
+        for claim in bound:
+            name = volume_of(claim)
+            if name is None:
+                driver = claim.pv.csi_driver or "in-tree volume"
+                views[claim.key] = VolumeView(volume=claim.pv.name, supported=False,
+                                              detail=f"PV {claim.pv.name} is not a Longhorn volume ({driver})")
+                continue
+            volume = volumes.get(name)
+            if volume is None:
+                views[claim.key] = VolumeView(volume=name, supported=True, missing=True,
+                                              detail=f"Longhorn has no volume {name}")
+                continue
+            views[claim.key] = VolumeView(volume=name, supported=True,
+                                          facts=backup_facts(volume, by_volume.get(name), now))
+        return views
+
+    def _require_volume(self, claim: Claim) -> str:
+        if not claim.bound:
+            raise Conflict(f"PVC {claim.pvc.namespace}/{claim.pvc.name} is not bound to a volume "
+                           f"(phase {claim.pvc.phase})", code="pvc_not_bound")
+        name = volume_of(claim)
+        if name is None:
+            raise UnsupportedDriver(
+                f"PVC {claim.pvc.namespace}/{claim.pvc.name} is not a Longhorn volume "
+                f"(PV {claim.pv.name} uses {claim.pv.csi_driver or 'an in-tree volume plugin'}); "
+                f"the configured driver is {NAME}", driver=NAME)
+        return name
+
+    def list_backups(self, claim: Claim) -> tuple[str, list[BackupRecord]]:
+        name = self._require_volume(claim)
+        backup_volume = _latest_backup_volumes(longhorn.list_backup_volumes()).get(name)
+        if backup_volume is None:
+            return name, []
+        records = [_record(b) for b in longhorn.list_backups(backup_volume.name)]
+        records = [r if r.volume else BackupRecord(**{**r.__dict__, "volume": name}) for r in records]
+        return name, list(reversed(records))
+
+    def backup(self, claim: Claim, labels: dict[str, str], requested_by: str, dry_run: bool,
+               now: datetime) -> BackupResult:
+        name = self._require_volume(claim)
+        namespace, pvc = claim.key
+        snapshot = snapshot_name(namespace, pvc, now)
+        mode = settings.SOTERIA_LONGHORN_BACKUP_MODE
+        plan = (
+            PlannedCall("snapshotCRCreate", name, {"name": snapshot}),
+            PlannedCall("snapshotBackup", name, {"name": snapshot, "labels": labels, "backupMode": mode}),
+        )
+        volume = longhorn.get_volume(name)
+        if volume is None:
+            raise NotFound(f"Longhorn has no volume {name} for PVC {namespace}/{pvc}", code="volume_missing")
+        running = [b for b in volume.backups if b.state in IN_PROGRESS_STATES]
+        if running:
+            label = running[0].name or running[0].snapshot
+            raise Conflict(f"a backup of PVC {namespace}/{pvc} is already in progress: {label}",
+                           code="backup_in_progress", running=label)
+        if any(b.snapshot == snapshot for b in volume.backups):
+            raise Conflict(f"a backup named {snapshot} already exists; retry in a second",
+                           code="backup_in_progress", running=snapshot)
+        result = BackupResult(driver=NAME, namespace=namespace, pvc=pvc, volume=name, backup=snapshot,
+                              requested_by=requested_by, dry_run=dry_run, labels=labels, plan=plan)
+        if dry_run:
+            return result
+        try:
+            longhorn.create_snapshot(name, snapshot)
+        except UpstreamError as exc:
+            if "already exists" in exc.detail:
+                raise Conflict(f"snapshot {snapshot} already exists: a backup of PVC {namespace}/{pvc} "
+                               "was requested in the same second", code="backup_in_progress",
+                               running=snapshot) from None
+            raise
+        self._wait_snapshot_ready(name, snapshot)
+        longhorn.backup_snapshot(name, snapshot, labels, mode)
+        return result
+
+    @staticmethod
+    def _wait_snapshot_ready(volume: str, snapshot: str) -> None:
+        deadline = time.monotonic() + SNAPSHOT_READY_TIMEOUT
+        delay = 0.1
+        while True:
+            state = longhorn.get_snapshot(volume, snapshot)
+            if state.error:
+                raise UpstreamError(NAME, f"Longhorn could not take snapshot {snapshot}: {state.error}")
+            if state.ready:
+                return
+            if time.monotonic() > deadline:
+                raise UpstreamTimeout(NAME, f"snapshot {snapshot} of volume {volume} was not ready "
+                                            f"within {SNAPSHOT_READY_TIMEOUT:.0f}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+DRIVER = LonghornDriver()

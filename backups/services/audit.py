@@ -1,0 +1,38 @@
+"""Kubernetes Events on PVCs: the audit trail `kubectl describe pvc` shows."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timezone
+
+from ..clients import kubernetes
+from ..clients.kubernetes import Pvc
+from ..errors import SoteriaError
+
+log = logging.getLogger(__name__)
+COMPONENT = "soteria"
+
+
+def record(pvc: Pvc, reason: str, message: str, *, warning: bool = False) -> None:
+    """Record an Event on the PVC. A failure to record is logged, never fatal."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{pvc.name}.{uuid.uuid4().hex[:16]}", "namespace": pvc.namespace},
+        "involvedObject": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": pvc.namespace,
+                           "name": pvc.name, "uid": pvc.uid},
+        "reason": reason,
+        "message": message[:1024],
+        "type": "Warning" if warning else "Normal",
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    try:
+        kubernetes.create_event(pvc.namespace, body)
+    except SoteriaError as exc:
+        log.warning("could not record event %s on PVC %s/%s: %s", reason, pvc.namespace, pvc.name, exc.detail)

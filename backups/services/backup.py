@@ -1,0 +1,176 @@
+"""Back up one PVC, or every bound PVC of a namespace.
+
+The same use-case serves the API, the console and the policy evaluator.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connections
+
+from .. import drivers
+from .. import types as t
+from ..errors import Conflict, SoteriaError
+from ..metrics import BACKUP_REQUESTS, NAMESPACE_BACKUP_REQUESTS
+from ..types import BackupResult
+from ..validation import require_dns_label, tags_to_labels
+from . import audit, claims
+
+log = logging.getLogger(__name__)
+LOCK_SECONDS = 120
+
+
+@contextmanager
+def pvc_lock(namespace: str, pvc: str, operation: str = "backup"):
+    """One backup request per PVC at a time in this Soteria (the shared database cache);
+    Longhorn's own in-progress state guards across replicas."""
+    key = f"soteria:lock:{operation}:{namespace}/{pvc}"
+    if not cache.add(key, "1", timeout=LOCK_SECONDS):
+        raise Conflict(f"a {operation} of PVC {namespace}/{pvc} is already being started", code="backup_in_progress")
+    try:
+        yield
+    finally:
+        cache.delete(key)
+
+
+def _result_label(exc: SoteriaError) -> str:
+    if exc.status == 409:
+        return "conflict"
+    if exc.status in (400, 404, 422):
+        return "rejected"
+    return "error"
+
+
+def backup_claim(claim: claims.Claim, labels: dict[str, str], requested_by: str, dry_run: bool,
+                 now: datetime | None = None) -> BackupResult:
+    driver = drivers.current()
+    now = now or datetime.now(timezone.utc)
+    try:
+        with pvc_lock(*claim.key):
+            result = driver.backup(claim, labels, requested_by, dry_run, now)
+    except SoteriaError as exc:
+        BACKUP_REQUESTS.labels(driver.name, _result_label(exc)).inc()
+        raise
+    except Exception:
+        BACKUP_REQUESTS.labels(driver.name, "error").inc()
+        raise
+    BACKUP_REQUESTS.labels(driver.name, "dry_run" if dry_run else "success").inc()
+    if not dry_run:
+        label_text = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none"
+        audit.record(claim.pvc, "BackupStarted",
+                     f"Backup {result.backup} of volume {result.volume} ({driver.name}) requested by "
+                     f"{requested_by}; labels: {label_text}")
+    return result
+
+
+def backup_pvc(namespace: str, pvc: str, tags: list[str], requested_by: str, dry_run: bool = False) -> BackupResult:
+    """POST /v1/backup: validate everything, then resolve and back up one PVC."""
+    require_dns_label(namespace, "namespace")
+    require_dns_label(pvc, "pvc")
+    labels = tags_to_labels(tags)
+    claim = claims.get_claim(namespace, pvc)
+    return backup_claim(claim, labels, requested_by, dry_run)
+
+
+@dataclass(frozen=True)
+class PvcOutcome:
+    pvc: str
+    status: str  # success | failed | skipped | planned
+    volume: str = ""
+    backup: str = ""
+    error: str = ""
+    detail: str = ""
+    plan: tuple = ()
+
+
+@dataclass(frozen=True)
+class NamespaceBackupResult:
+    driver: str
+    namespace: str
+    requested_by: str
+    dry_run: bool
+    results: list[PvcOutcome] = field(default_factory=list)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        counts = {"total": len(self.results), "success": 0, "failed": 0, "skipped": 0, "planned": 0}
+        for outcome in self.results:
+            counts[outcome.status] += 1
+        return counts
+
+
+def backup_namespace(namespace: str, tags: list[str], requested_by: str, dry_run: bool = False) -> NamespaceBackupResult:
+    """POST /v1/backup/namespace: every bound PVC the driver handles, a few at a time.
+    One PVC failing never stops the others."""
+    require_dns_label(namespace, "namespace")
+    labels = tags_to_labels(tags)
+    driver = drivers.current()
+    claims.require_namespace(namespace)
+    try:
+        outcomes = _backup_each(claims.list_claims(namespace), driver, labels, requested_by, dry_run)
+    except SoteriaError:
+        NAMESPACE_BACKUP_REQUESTS.labels(driver.name, "error").inc()
+        raise
+    result = NamespaceBackupResult(driver=driver.name, namespace=namespace, requested_by=requested_by,
+                                   dry_run=dry_run, results=outcomes)
+    totals = result.totals
+    outcome = "dry_run" if dry_run else ("success" if not totals["failed"] else
+                                         "partial" if totals["success"] else "error")
+    NAMESPACE_BACKUP_REQUESTS.labels(driver.name, outcome).inc()
+    return result
+
+
+def _backup_each(claim_list, driver, labels, requested_by, dry_run) -> list[PvcOutcome]:
+    outcomes: dict[str, PvcOutcome] = {}
+    todo = []
+    for claim in claim_list:
+        if not claim.bound:
+            outcomes[claim.pvc.name] = PvcOutcome(claim.pvc.name, "skipped", error="pvc_not_bound",
+                                                  detail=f"{t.NOT_BOUND} (phase {claim.pvc.phase})")
+        elif not driver.supports(claim):
+            outcomes[claim.pvc.name] = PvcOutcome(claim.pvc.name, "skipped", volume=claim.pv.name,
+                                                  error="unsupported_driver",
+                                                  detail=f"{t.UNSUPPORTED_DRIVER}: not a {driver.name} volume")
+        else:
+            todo.append(claim)
+
+    def one(claim) -> PvcOutcome:
+        try:
+            result = backup_claim(claim, labels, requested_by, dry_run)
+        except SoteriaError as exc:
+            return PvcOutcome(claim.pvc.name, "failed", error=exc.code, detail=exc.detail)
+        except Exception as exc:  # noqa: BLE001 - one PVC must not stop the others
+            log.exception("backup of %s/%s failed", *claim.key)
+            return PvcOutcome(claim.pvc.name, "failed", error="internal_error", detail=str(exc))
+        finally:
+            connections.close_all()  # this pool thread's database connection
+        return PvcOutcome(claim.pvc.name, "planned" if dry_run else "success", volume=result.volume,
+                          backup=result.backup, plan=result.plan)
+
+    if todo:
+        with ThreadPoolExecutor(max_workers=settings.SOTERIA_NAMESPACE_CONCURRENCY) as pool:
+            for outcome in pool.map(one, todo):
+                outcomes[outcome.pvc] = outcome
+    return [outcomes[name] for name in sorted(outcomes)]
+
+
+@dataclass(frozen=True)
+class PvcBackups:
+    namespace: str
+    pvc: str
+    volume: str
+    backups: list
+
+
+def list_backups(namespace: str, pvc: str) -> PvcBackups:
+    """GET /v1/backups: the PVC's volume and its backups, newest first."""
+    claim = claims.get_claim(namespace, pvc)
+    volume, records = drivers.current().list_backups(claim)
+    return PvcBackups(namespace=namespace, pvc=pvc, volume=volume, backups=records)

@@ -1,0 +1,69 @@
+"""PVCs with what stands behind them: the bound PV and the storage class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..clients import kubernetes
+from ..clients.kubernetes import Pv, Pvc, StorageClass
+from ..errors import NotFound
+from ..validation import require_dns_label
+
+
+@dataclass(frozen=True)
+class Claim:
+    pvc: Pvc
+    pv: Pv | None
+    storage_class: StorageClass | None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.pvc.namespace, self.pvc.name)
+
+    @property
+    def bound(self) -> bool:
+        return self.pvc.phase == "Bound" and self.pv is not None
+
+    @property
+    def capacity(self) -> str:
+        return self.pvc.capacity or self.pvc.requested or ""
+
+
+def list_claims(namespace: str | None = None) -> list[Claim]:
+    """Every PVC (of one namespace, or all), in three list calls whatever their number."""
+    pvcs = kubernetes.list_pvcs(namespace)
+    pvs = {pv.name: pv for pv in kubernetes.list_pvs()}
+    classes = {sc.name: sc for sc in kubernetes.list_storage_classes()}
+    return [_claim(pvc, pvs, classes) for pvc in sorted(pvcs, key=lambda p: (p.namespace, p.name))]
+
+
+def _claim(pvc: Pvc, pvs: dict[str, Pv], classes: dict[str, StorageClass]) -> Claim:
+    pv = pvs.get(pvc.volume_name or "")
+    # A PV only counts if it is bound back to this claim.
+    if pv and (pv.claim_namespace, pv.claim_name) != (pvc.namespace, pvc.name):
+        pv = None
+    return Claim(pvc=pvc, pv=pv, storage_class=classes.get(pvc.storage_class or ""))
+
+
+def get_claim(namespace: str, name: str) -> Claim:
+    """One PVC and its PV; NotFound names the claim."""
+    require_dns_label(namespace, "namespace")
+    require_dns_label(name, "pvc")
+    pvc = kubernetes.find_pvc(namespace, name)
+    if pvc is None:
+        raise NotFound(f"PVC {namespace}/{name} not found")
+    pv = None
+    if pvc.volume_name:
+        try:
+            pv = kubernetes.get_pv(pvc.volume_name)
+        except NotFound:
+            pv = None
+        if pv and (pv.claim_namespace, pv.claim_name) != (namespace, name):
+            pv = None
+    return Claim(pvc=pvc, pv=pv, storage_class=None)
+
+
+def require_namespace(namespace: str, field: str = "namespace") -> None:
+    require_dns_label(namespace, field)
+    if not kubernetes.namespace_exists(namespace):
+        raise NotFound(f"namespace {namespace!r} not found", field=field)

@@ -1,0 +1,75 @@
+"""The inventory: every PVC grouped by namespace, with backup freshness and health.
+
+Costs a constant number of upstream calls: three Kubernetes lists (PVCs, PVs,
+storage classes) plus what the driver needs for all volumes at once (Longhorn:
+the volume list and the backup-volume list).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from django.conf import settings
+
+from .. import drivers
+from .. import types as t
+from ..types import BackupFacts, Inventory, InventoryItem
+from . import claims as claims_service
+
+
+def assess(facts: BackupFacts, now: datetime, max_age_hours: float, stuck_after_hours: float) -> tuple[bool, str]:
+    """(healthy, health_reason) for a claim the driver handles. Healthy means the newest
+    successful backup is younger than max_age_hours, whatever else is going on."""
+    healthy = facts.last_success_at is not None and (now - facts.last_success_at) < timedelta(hours=max_age_hours)
+    stuck_before = now - timedelta(hours=stuck_after_hours)
+    if any(started is not None and started < stuck_before for _, started in facts.in_progress):
+        return healthy, t.BACKUP_STUCK
+    if facts.last_failure_is_newest:
+        return healthy, t.LAST_BACKUP_FAILED
+    if facts.in_progress:
+        return healthy, t.BACKUP_IN_PROGRESS
+    if facts.last_success_at is None:
+        return False, t.NEVER_BACKED_UP
+    return healthy, t.FRESH if healthy else t.STALE
+
+
+def _age_hours(last: datetime | None, now: datetime) -> float | None:
+    if last is None:
+        return None
+    return round(max((now - last).total_seconds(), 0.0) / 3600, 2)
+
+
+def build(namespace: str | None = None, now: datetime | None = None) -> Inventory:
+    now = now or datetime.now(timezone.utc)
+    driver = drivers.current()
+    claims = claims_service.list_claims(namespace)
+    views = driver.describe(claims, now)
+    max_age, stuck = settings.SOTERIA_BACKUP_MAX_AGE_HOURS, settings.SOTERIA_BACKUP_STUCK_HOURS
+    items = []
+    for claim in claims:
+        base = dict(namespace=claim.pvc.namespace, pvc=claim.pvc.name, storage_class=claim.pvc.storage_class or "",
+                    capacity=claim.capacity)
+        view = views.get(claim.key)
+        if not claim.bound or view is None:
+            items.append(InventoryItem(**base, volume=claim.pvc.volume_name or "", driver=driver.name if driver.supports(claim) else t.NO_DRIVER,
+                                       last_backup_at=None, last_backup_age_hours=None, backup_count=0,
+                                       healthy=False, health_reason=t.NOT_BOUND,
+                                       detail=f"PVC phase {claim.pvc.phase}"))
+            continue
+        if not view.supported or view.missing:
+            items.append(InventoryItem(**base, volume=view.volume, driver=driver.name if view.supported else t.NO_DRIVER,
+                                       last_backup_at=None, last_backup_age_hours=None, backup_count=0,
+                                       healthy=False,
+                                       health_reason=t.VOLUME_MISSING if view.missing else t.UNSUPPORTED_DRIVER,
+                                       detail=view.detail))
+            continue
+        facts = view.facts
+        healthy, reason = assess(facts, now, max_age, stuck)
+        items.append(InventoryItem(
+            **base, volume=view.volume, driver=driver.name, last_backup_at=facts.last_success_at,
+            last_backup_age_hours=_age_hours(facts.last_success_at, now), backup_count=facts.success_count,
+            healthy=healthy, health_reason=reason, detail=facts.last_failure_error,
+            in_progress=tuple(name for name, _ in facts.in_progress),
+        ))
+    return Inventory(generated_at=now, items=items)
+

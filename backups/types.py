@@ -1,0 +1,104 @@
+"""The backups app's domain types: plain dataclasses shared by drivers, services and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# Stable health reasons (docs/inventory.md), in order of precedence.
+NOT_BOUND = "not bound"
+UNSUPPORTED_DRIVER = "unsupported driver"
+VOLUME_MISSING = "volume missing in Longhorn"
+BACKUP_STUCK = "backup stuck"
+LAST_BACKUP_FAILED = "last backup failed"
+BACKUP_IN_PROGRESS = "backup in progress"
+FRESH = "fresh"
+STALE = "stale"
+NEVER_BACKED_UP = "never backed up"
+HEALTH_REASONS = (NOT_BOUND, UNSUPPORTED_DRIVER, VOLUME_MISSING, BACKUP_STUCK, LAST_BACKUP_FAILED,
+                  BACKUP_IN_PROGRESS, FRESH, STALE, NEVER_BACKED_UP)
+NO_DRIVER = "none"
+
+
+@dataclass(frozen=True)
+class BackupFacts:
+    """What a driver knows about one PVC's backups, cheaply (no per-PVC calls)."""
+
+    last_success_at: datetime | None = None
+    success_count: int = 0
+    # The newest failure and whether it is newer than the last success.
+    last_failure_is_newest: bool = False
+    last_failure_error: str = ""
+    # Backups running now: (name, started or first seen).
+    in_progress: tuple[tuple[str, datetime | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class InventoryItem:
+    namespace: str
+    pvc: str
+    volume: str
+    storage_class: str
+    capacity: str
+    driver: str
+    last_backup_at: datetime | None
+    last_backup_age_hours: float | None
+    backup_count: int
+    healthy: bool
+    health_reason: str
+    # Beyond the contract's row: detail for the console and metrics.
+    detail: str = ""
+    in_progress: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Inventory:
+    generated_at: datetime
+    items: list[InventoryItem]
+
+    def by_namespace(self) -> list[tuple[str, list[InventoryItem]]]:
+        groups: dict[str, list[InventoryItem]] = {}
+        for item in sorted(self.items, key=lambda i: (i.namespace, i.pvc)):
+            groups.setdefault(item.namespace, []).append(item)
+        return list(groups.items())
+
+
+@dataclass(frozen=True)
+class BackupRecord:
+    name: str
+    snapshot: str
+    url: str
+    state: str
+    progress: int
+    created: datetime | None
+    size: str
+    labels: dict[str, str] = field(default_factory=dict)
+    backup_mode: str = ""
+    error: str = ""
+    volume: str = ""
+
+    @property
+    def completed(self) -> bool:
+        return self.state == "Completed"
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """One upstream call a mutation makes (or, in a dry run, would make)."""
+
+    call: str
+    target: str
+    args: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    driver: str
+    namespace: str
+    pvc: str
+    volume: str
+    backup: str
+    requested_by: str
+    dry_run: bool
+    labels: dict[str, str] = field(default_factory=dict)
+    plan: tuple[PlannedCall, ...] = ()
