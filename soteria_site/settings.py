@@ -214,6 +214,9 @@ DATABASES = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             "transaction_mode": "IMMEDIATE",
         },
+        # Tests use a file too: SQLite's shared-cache memory databases lock whole
+        # tables between threads instead of waiting like the real file does.
+        "TEST": {"NAME": str(SOTERIA_DATA_DIR / "test-soteria.sqlite3")},
     }
 }
 CACHES = {

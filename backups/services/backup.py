@@ -152,7 +152,7 @@ def _backup_each(claim_list, driver, labels, requested_by, dry_run) -> list[PvcO
         finally:
             connections.close_all()  # this pool thread's database connection
         return PvcOutcome(claim.pvc.name, "planned" if dry_run else "success", volume=result.volume,
-                          backup=result.backup, plan=result.plan)
+                          backup=result.backup, plan=result.plan if dry_run else ())
 
     if todo:
         with ThreadPoolExecutor(max_workers=settings.SOTERIA_NAMESPACE_CONCURRENCY) as pool:

@@ -1,0 +1,1 @@
+from .fake_cluster import cluster  # noqa: F401

@@ -1,0 +1,169 @@
+"""An in-process stand-in for Kubernetes and Longhorn at the client seam.
+
+Replaces the client modules' functions with methods over plain dicts and
+counts every call by name, so unit tests can check behaviour and call costs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from backups.clients import kubernetes, longhorn
+from backups.clients.kubernetes import LONGHORN_CSI_DRIVER, Pv, Pvc, StorageClass
+from backups.clients.longhorn import Backup, BackupStatus, BackupVolume, Snapshot, Volume
+from backups.errors import NotFound, UpstreamError
+
+NOW = datetime(2026, 4, 12, 15, 30, tzinfo=timezone.utc)
+
+MUTATING = {"create_snapshot", "backup_snapshot", "create_event", "create_secret", "replace_secret"}
+
+
+class FakeCluster:
+    def __init__(self) -> None:
+        self.pvcs: dict[tuple[str, str], Pvc] = {}
+        self.pvs: dict[str, Pv] = {}
+        self.classes = {"longhorn": StorageClass("longhorn", LONGHORN_CSI_DRIVER),
+                        "local-path": StorageClass("local-path", "rancher.io/local-path")}
+        self.namespaces: set[str] = set()
+        self.volumes: dict[str, Volume] = {}
+        self.backup_volumes: dict[str, BackupVolume] = {}
+        self.backups: dict[str, list[Backup]] = {}
+        self.snapshots: dict[tuple[str, str], Snapshot] = {}
+        self.events: list[dict] = []
+        self.calls: Counter = Counter()
+        self.fail: dict[str, Exception] = {}
+
+    # --- building the world -----------------------------------------------------------
+    def add_pvc(self, namespace: str, name: str, *, size="10Gi", storage_class="longhorn", bound=True,
+                longhorn_volume: str | None = None, csi_driver=LONGHORN_CSI_DRIVER, backups=()) -> str:
+        """A PVC (bound to a PV and a Longhorn volume unless told otherwise). `backups` is a list
+        of (state, hours_ago or None, snapshot_name or None)."""
+        self.namespaces.add(namespace)
+        volume = longhorn_volume or f"pvc-{namespace}-{name}"
+        self.pvcs[(namespace, name)] = Pvc(
+            namespace=namespace, name=name, uid=f"uid-{namespace}-{name}", phase="Bound" if bound else "Pending",
+            storage_class=storage_class, volume_name=volume if bound else None, access_modes=("ReadWriteOnce",),
+            requested=size, capacity=size if bound else None)
+        if not bound:
+            return volume
+        self.pvs[volume] = Pv(name=volume, phase="Bound", storage_class=storage_class, capacity=size,
+                              access_modes=("ReadWriteOnce",), csi_driver=csi_driver,
+                              volume_handle=volume if csi_driver else None, fs_type="ext4",
+                              claim_namespace=namespace, claim_name=name, reclaim_policy="Retain")
+        if csi_driver == LONGHORN_CSI_DRIVER:
+            self.add_volume(volume, backups)
+        return volume
+
+    def add_volume(self, volume: str, backups=()) -> None:
+        statuses, records, last = [], [], None
+        for index, (state, hours_ago, snapshot) in enumerate(backups):
+            name = f"backup-{volume}-{index}"
+            when = NOW - timedelta(hours=hours_ago) if hours_ago is not None else None
+            snapshot = snapshot or f"snap-{index}"
+            statuses.append(BackupStatus(name=name, snapshot=snapshot, state=state, progress=100,
+                                         url=f"s3://b@r/?backup={name}&volume={volume}", error="boom" if
+                                         state == "Error" else "", size="1024"))
+            records.append(Backup(name=name, volume_name=volume, snapshot_name=snapshot, state=state,
+                                  progress=100, url=f"s3://b@r/?backup={name}&volume={volume}", error="",
+                                  size="1024", created=when, snapshot_created=when, labels={"k": "v"},
+                                  backup_mode="incremental"))
+            if state == "Completed" and when and (last is None or when > last):
+                last = when
+        self.volumes[volume] = Volume(
+            name=volume, size="10737418240", state="attached", robustness="healthy", ready=True, created=NOW,
+            pv_name=volume, pvc_name="", pvc_namespace="", last_backup="", last_backup_at=last,
+            backups=tuple(statuses), restore_required=False, restore_initiated=False)
+        if records:
+            self.backup_volumes[volume] = BackupVolume(name=volume, volume_name=volume, size="1", last_backup_name="",
+                                                       last_backup_at=last, created=NOW, storage_class="longhorn")
+            self.backups[volume] = records
+
+    # --- the seam -------------------------------------------------------------------------
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> "FakeCluster":
+        def counted(name, fn):
+            def wrapper(*args, **kwargs):
+                self.calls[name] += 1
+                if name in self.fail:
+                    raise self.fail[name]
+                return fn(*args, **kwargs)
+            return wrapper
+
+        for name in ("list_pvcs", "get_pvc", "find_pvc", "list_pvs", "get_pv", "list_storage_classes",
+                     "namespace_exists", "create_event"):
+            monkeypatch.setattr(kubernetes, name, counted(name, getattr(self, name)))
+        for name in ("list_volumes", "get_volume", "list_backup_volumes", "list_backups", "create_snapshot",
+                     "get_snapshot", "backup_snapshot"):
+            monkeypatch.setattr(longhorn, name, counted(name, getattr(self, name)))
+        return self
+
+    @property
+    def mutating_calls(self) -> dict[str, int]:
+        return {k: v for k, v in self.calls.items() if k in MUTATING}
+
+    def list_pvcs(self, namespace=None):
+        return [p for p in self.pvcs.values() if namespace in (None, p.namespace)]
+
+    def get_pvc(self, namespace, name):
+        try:
+            return self.pvcs[(namespace, name)]
+        except KeyError:
+            raise NotFound(f'persistentvolumeclaims "{name}" not found') from None
+
+    def find_pvc(self, namespace, name):
+        return self.pvcs.get((namespace, name))
+
+    def list_pvs(self):
+        return list(self.pvs.values())
+
+    def get_pv(self, name):
+        try:
+            return self.pvs[name]
+        except KeyError:
+            raise NotFound(f'persistentvolumes "{name}" not found') from None
+
+    def list_storage_classes(self):
+        return list(self.classes.values())
+
+    def namespace_exists(self, name):
+        return name in self.namespaces
+
+    def create_event(self, namespace, body):
+        self.events.append(body)
+
+    def list_volumes(self):
+        return list(self.volumes.values())
+
+    def get_volume(self, name):
+        return self.volumes.get(name)
+
+    def list_backup_volumes(self):
+        return list(self.backup_volumes.values())
+
+    def list_backups(self, backup_volume):
+        return sorted(self.backups.get(backup_volume, []), key=lambda b: b.created or NOW)
+
+    def create_snapshot(self, volume, name, labels=None):
+        if (volume, name) in self.snapshots:
+            raise UpstreamError("longhorn", f"Longhorn failed: snapshot {name} already exists")
+        self.snapshots[(volume, name)] = Snapshot(name=name, volume=volume, ready=True, error="", created=NOW)
+        return self.snapshots[(volume, name)]
+
+    def get_snapshot(self, volume, name):
+        return self.snapshots[(volume, name)]
+
+    def backup_snapshot(self, volume, snapshot, labels, mode):
+        self.last_backup_call = {"volume": volume, "snapshot": snapshot, "labels": labels, "mode": mode}
+        current = self.volumes[volume]
+        entry = BackupStatus(name=f"backup-new-{len(current.backups)}", snapshot=snapshot, state="InProgress",
+                             progress=10, url="", error="", size="")
+        self.volumes[volume] = replace(current, backups=current.backups + (entry,))
+        return self.volumes[volume]
+
+
+@pytest.fixture
+def cluster(monkeypatch) -> FakeCluster:
+    return FakeCluster().install(monkeypatch)
