@@ -18,3 +18,13 @@ UPSTREAM_REQUESTS = Counter(
     "Calls Soteria made to Kubernetes or Longhorn.",
     ["system", "operation", "outcome"],
 )
+RESTORE_REQUESTS = Counter(
+    "soteria_restore_requests_total",
+    "PVC restore requests, by driver and result (success, dry_run, conflict, rejected, error).",
+    ["driver", "result"],
+)
+NAMESPACE_RESTORE_REQUESTS = Counter(
+    "soteria_namespace_restore_requests_total",
+    "Namespace-wide restore requests, by driver and result (success, partial, error, dry_run).",
+    ["driver", "result"],
+)

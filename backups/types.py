@@ -102,3 +102,29 @@ class BackupResult:
     dry_run: bool
     labels: dict[str, str] = field(default_factory=dict)
     plan: tuple[PlannedCall, ...] = ()
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """Everything a restore will create, decided before anything is created."""
+
+    driver: str
+    namespace: str
+    pvc: str
+    source_volume: str
+    backup: BackupRecord
+    target_namespace: str
+    target_pvc: str
+    volume: str
+    pv: str
+    storage_class: str
+    access_modes: tuple[str, ...]
+    size: str
+    calls: tuple[PlannedCall, ...] = ()
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    plan: RestorePlan
+    requested_by: str
+    dry_run: bool

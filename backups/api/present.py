@@ -50,3 +50,33 @@ def backup_record(r: BackupRecord) -> dict:
     return {"name": r.name, "snapshot": r.snapshot, "url": r.url, "state": r.state, "progress": r.progress,
             "created": format_time(r.created), "size": r.size, "labels": r.labels, "backup_mode": r.backup_mode,
             "error": r.error}
+
+
+def restore_result(result) -> dict:
+    p = result.plan
+    body = {"driver": p.driver, "namespace": p.namespace, "pvc": p.pvc, "snapshot": p.backup.snapshot,
+            "backup": p.backup.name, "backup_url": p.backup.url, "backup_created": format_time(p.backup.created),
+            "source_volume": p.source_volume, "target_namespace": p.target_namespace, "target_pvc": p.target_pvc,
+            "volume": p.volume, "pv": p.pv, "storage_class": p.storage_class, "size": p.size,
+            "requested_by": result.requested_by, "dry_run": result.dry_run}
+    if result.dry_run:
+        body["plan"] = plan(p.calls)
+    return body
+
+
+def namespace_restore(result) -> dict:
+    rows = []
+    for o in result.results:
+        rows.append({"pvc": o.pvc, "target_pvc": o.target_pvc, "status": o.status, "error": o.error,
+                     "detail": o.detail, "backup": o.plan.backup.name if o.plan else "",
+                     "backup_created": format_time(o.plan.backup.created) if o.plan else None,
+                     "volume": o.plan.volume if o.plan and o.status != "planned" else ""})
+    return {"driver": result.driver, "namespace": result.namespace, "target_namespace": result.target_namespace,
+            "target_prefix": result.target_prefix, "requested_by": result.requested_by, "dry_run": result.dry_run,
+            "results": rows, "totals": result.totals}
+
+
+def restore_status(rows) -> dict:
+    return {"restores": [{"namespace": r.namespace, "pvc": r.pvc, "volume": r.volume, "source": r.source,
+                          "backup": r.backup, "state": r.state, "progress": r.progress, "detail": r.detail}
+                         for r in rows]}

@@ -133,3 +133,89 @@ class BackupsResponse(serializers.Serializer):
     pvc = serializers.CharField()
     volume = serializers.CharField()
     backups = BackupRecordOut(many=True)
+
+
+class RestoreRequest(StrictSerializer):
+    namespace = NameField()
+    pvc = NameField()
+    snapshot = StrictCharField(required=False, allow_blank=True, default="latest", max_length=253,
+                               help_text="latest (or blank): the newest Completed backup; else a backup or "
+                                         "snapshot name of this PVC")
+    backup_url = StrictCharField(required=False, allow_blank=True, default="", max_length=2048,
+                                 help_text="a Longhorn backup URL, instead of snapshot")
+    target_namespace = NameField(required=False, allow_blank=True, default="")
+    target_pvc = NameField()
+    dry_run = StrictBooleanField(required=False, default=False)
+
+
+class NamespaceRestoreRequest(StrictSerializer):
+    namespace = NameField()
+    target_namespace = NameField(required=False, allow_blank=True, default="")
+    target_prefix = StrictCharField(required=False, allow_blank=True, default="", max_length=62, trim_whitespace=False)
+    snapshot = StrictCharField(required=False, allow_blank=True, default="", max_length=253)
+    dry_run = StrictBooleanField(required=False, default=False)
+
+
+class RestoreResponse(serializers.Serializer):
+    driver = serializers.CharField()
+    namespace = serializers.CharField()
+    pvc = serializers.CharField()
+    snapshot = serializers.CharField()
+    backup = serializers.CharField()
+    backup_url = serializers.CharField()
+    backup_created = serializers.CharField(allow_null=True)
+    source_volume = serializers.CharField()
+    target_namespace = serializers.CharField()
+    target_pvc = serializers.CharField()
+    volume = serializers.CharField()
+    pv = serializers.CharField()
+    storage_class = serializers.CharField(allow_blank=True)
+    size = serializers.CharField()
+    requested_by = serializers.CharField()
+    dry_run = serializers.BooleanField()
+    plan = PlannedCallOut(many=True, required=False)
+
+
+class RestoreOutcomeOut(serializers.Serializer):
+    pvc = serializers.CharField()
+    target_pvc = serializers.CharField()
+    status = serializers.ChoiceField(choices=["planned", "restored", "skipped", "failed"])
+    error = serializers.CharField(allow_blank=True)
+    detail = serializers.CharField(allow_blank=True)
+    backup = serializers.CharField(allow_blank=True)
+    backup_created = serializers.CharField(allow_null=True)
+    volume = serializers.CharField(allow_blank=True)
+
+
+class RestoreTotalsOut(serializers.Serializer):
+    total = serializers.IntegerField()
+    planned = serializers.IntegerField()
+    restored = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class NamespaceRestoreResponse(serializers.Serializer):
+    driver = serializers.CharField()
+    namespace = serializers.CharField()
+    target_namespace = serializers.CharField()
+    target_prefix = serializers.CharField(allow_blank=True)
+    requested_by = serializers.CharField()
+    dry_run = serializers.BooleanField()
+    results = RestoreOutcomeOut(many=True)
+    totals = RestoreTotalsOut()
+
+
+class RestoreStatusOut(serializers.Serializer):
+    namespace = serializers.CharField()
+    pvc = serializers.CharField()
+    volume = serializers.CharField()
+    source = serializers.CharField(allow_blank=True)
+    backup = serializers.CharField(allow_blank=True)
+    state = serializers.ChoiceField(choices=["restoring", "done", "failed", "volume missing"])
+    progress = serializers.IntegerField(allow_null=True)
+    detail = serializers.CharField(allow_blank=True)
+
+
+class RestoreStatusResponse(serializers.Serializer):
+    restores = RestoreStatusOut(many=True)

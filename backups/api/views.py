@@ -10,6 +10,7 @@ from soteria_site.identity import requested_by
 
 from ..services import backup as backup_service
 from ..services import inventory
+from ..services import restore as restore_service
 from . import present
 from .serializers import (
     BackupRequest,
@@ -20,6 +21,11 @@ from .serializers import (
     InventoryResponse,
     NamespaceBackupRequest,
     NamespaceBackupResponse,
+    NamespaceRestoreRequest,
+    NamespaceRestoreResponse,
+    RestoreRequest,
+    RestoreResponse,
+    RestoreStatusResponse,
 )
 
 
@@ -60,3 +66,34 @@ class BackupViewSet(viewsets.ViewSet):
         result = backup_service.backup_namespace(data["namespace"], data["tags"], requested_by(request), dry_run=data["dry_run"])
         return Response(present.namespace_backup(result))
 
+
+
+class RestoreViewSet(viewsets.ViewSet):
+    @extend_schema(parameters=[InventoryQuery], responses=RestoreStatusResponse,
+                   summary="PVCs Soteria restored, with Longhorn's restore progress")
+    def list(self, request):
+        query = InventoryQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(present.restore_status(restore_service.restore_status(query.validated_data.get("namespace"))))
+
+    @extend_schema(request=RestoreRequest, responses=RestoreResponse,
+                   summary="Restore a PVC's backup into a new PVC (never overwrites)")
+    def create(self, request):
+        body = RestoreRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        d = body.validated_data
+        result = restore_service.restore_pvc(
+            d["namespace"], d["pvc"], d["target_pvc"], requested_by(request), target_namespace=d["target_namespace"],
+            snapshot=d["snapshot"], backup_url=d["backup_url"], dry_run=d["dry_run"])
+        return Response(present.restore_result(result))
+
+    @extend_schema(request=NamespaceRestoreRequest, responses=NamespaceRestoreResponse,
+                   summary="Plan or restore every bound PVC of a namespace into another")
+    def namespace(self, request):
+        body = NamespaceRestoreRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        d = body.validated_data
+        result = restore_service.restore_namespace(
+            d["namespace"], d["target_namespace"], d["target_prefix"], requested_by(request),
+            snapshot=d["snapshot"], dry_run=d["dry_run"])
+        return Response(present.namespace_restore(result))

@@ -304,3 +304,32 @@ def replace_secret(namespace: str, name: str, body: dict) -> Secret:
 
 def create_event(namespace: str, body: dict) -> None:
     _call("events.create", _core().create_namespaced_event, namespace, body)
+
+
+def list_pvcs_labelled(selector: str) -> list[Pvc]:
+    data = _call("pvcs.list", _core().list_persistent_volume_claim_for_all_namespaces, label_selector=selector)
+    return [_pvc(item) for item in data.get("items", [])]
+
+
+def create_pv(body: dict) -> Pv:
+    return _pv(_call("pvs.create", _core().create_persistent_volume, body))
+
+
+def delete_pv(name: str) -> None:
+    """Delete a PV; one that is already gone counts as deleted."""
+    try:
+        _call("pvs.delete", _core().delete_persistent_volume, name)
+    except NotFound:
+        return
+
+
+def create_pvc(namespace: str, body: dict) -> Pvc:
+    return _pvc(_call("pvcs.create", _core().create_namespaced_persistent_volume_claim, namespace, body))
+
+
+def delete_pvc(namespace: str, name: str) -> None:
+    """Delete a PVC; one that is already gone counts as deleted."""
+    try:
+        _call("pvcs.delete", _core().delete_namespaced_persistent_volume_claim, name, namespace)
+    except NotFound:
+        return

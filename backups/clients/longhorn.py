@@ -61,6 +61,11 @@ class Volume:
     restore_error: str = ""
     restore_progress: int | None = None
     conditions: dict[str, dict] = field(default_factory=dict)
+    number_of_replicas: int = 3
+    access_mode: str = "rwo"
+    stale_replica_timeout: int = 30
+    data_engine: str = "v1"
+    from_backup: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,11 @@ def _volume(obj: dict) -> Volume:
         restore_error="; ".join(restore_errors),
         restore_progress=min(progress) if progress else None,
         conditions=obj.get("conditions") or {},
+        number_of_replicas=_int(obj.get("numberOfReplicas")) or 3,
+        access_mode=obj.get("accessMode") or "rwo",
+        stale_replica_timeout=_int(obj.get("staleReplicaTimeout")) or 30,
+        data_engine=obj.get("dataEngine") or "v1",
+        from_backup=obj.get("fromBackup") or "",
     )
 
 
@@ -338,3 +348,20 @@ def backup_snapshot(volume: str, snapshot: str, labels: dict[str, str], mode: st
     data = _action("volumes.snapshotBackup", f"/v1/volumes/{volume}", "snapshotBackup",
                    {"name": snapshot, "labels": labels, "backupMode": mode}, idempotent=False)
     return _volume(data or {})
+
+
+def create_volume(name: str, *, size: str, from_backup: str, number_of_replicas: int,
+                  access_mode: str = "rwo", stale_replica_timeout: int = 30, data_engine: str = "v1") -> Volume:
+    """POST /v1/volumes with `fromBackup`: a new volume that Longhorn restores asynchronously."""
+    body = {"name": name, "size": size, "numberOfReplicas": number_of_replicas, "staleReplicaTimeout":
+            stale_replica_timeout, "accessMode": access_mode, "dataEngine": data_engine, "fromBackup": from_backup}
+    return _volume(_request("volumes.create", "POST", "/v1/volumes", body=body, idempotent=False) or {})
+
+
+def delete_volume(name: str) -> None:
+    """DELETE /v1/volumes/{name}; a volume that is already gone counts as deleted."""
+    try:
+        _request("volumes.delete", "DELETE", f"/v1/volumes/{name}", idempotent=True)
+    except NotFound:
+        return
+

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ..services.claims import Claim
-from ..types import BackupFacts, BackupRecord, BackupResult
+from ..types import BackupFacts, BackupRecord, BackupResult, RestorePlan
 
 
 @dataclass(frozen=True)
@@ -36,3 +36,10 @@ class Driver(Protocol):
     def backup(self, claim: Claim, labels: dict[str, str], requested_by: str, dry_run: bool,
                now: datetime) -> BackupResult:
         """Start a backup of the claim (or plan it)."""
+
+    def plan_restore(self, claim: Claim, snapshot: str, backup_url: str, target_namespace: str,
+                     target_pvc: str) -> RestorePlan:
+        """Choose the backup and name what a restore will create, without creating anything."""
+
+    def restore(self, plan: RestorePlan, claim: Claim, requested_by: str) -> None:
+        """Create what the plan names; on failure undo it and raise with the cleanup outcome."""

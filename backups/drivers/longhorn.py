@@ -21,7 +21,8 @@ from ..clients.kubernetes import LONGHORN_CSI_DRIVER
 from ..clients.longhorn import BackupStatus, BackupVolume, Volume
 from ..errors import Conflict, NotFound, UnsupportedDriver, UpstreamError, UpstreamTimeout
 from ..services.claims import Claim
-from ..types import BackupFacts, BackupRecord, BackupResult, PlannedCall
+from ..types import BackupFacts, BackupRecord, BackupResult, PlannedCall, RestorePlan
+from . import longhorn_restore
 from .base import VolumeView
 
 NAME = "longhorn"
@@ -151,12 +152,35 @@ class LonghornDriver:
 
     def list_backups(self, claim: Claim) -> tuple[str, list[BackupRecord]]:
         name = self._require_volume(claim)
-        backup_volume = _latest_backup_volumes(longhorn.list_backup_volumes()).get(name)
+        return name, self._records(name, _latest_backup_volumes(longhorn.list_backup_volumes()))
+
+    @staticmethod
+    def _records(volume: str, backup_volumes: dict[str, BackupVolume]) -> list[BackupRecord]:
+        """A volume's backups, newest first, found through the backup volume whose volumeName matches."""
+        backup_volume = backup_volumes.get(volume)
         if backup_volume is None:
-            return name, []
+            return []
         records = [_record(b) for b in longhorn.list_backups(backup_volume.name)]
-        records = [r if r.volume else BackupRecord(**{**r.__dict__, "volume": name}) for r in records]
-        return name, list(reversed(records))
+        records = [r if r.volume else BackupRecord(**{**r.__dict__, "volume": volume}) for r in records]
+        return list(reversed(records))
+
+    def plan_restore(self, claim: Claim, snapshot: str, backup_url: str, target_namespace: str,
+                     target_pvc: str) -> RestorePlan:
+        name = self._require_volume(claim)
+        backup_volumes = _latest_backup_volumes(longhorn.list_backup_volumes())
+        records = self._records(name, backup_volumes)
+        if backup_url:
+            backup = longhorn_restore.find_by_url(backup_url, name, records, backup_volumes)
+        else:
+            backup = longhorn_restore.choose_backup(records, snapshot, claim)
+        return longhorn_restore.plan(claim, backup.volume or name, backup, target_namespace, target_pvc)
+
+    def restore(self, plan: RestorePlan, claim: Claim, requested_by: str) -> None:
+        own = self._require_volume(claim)
+        source = longhorn.get_volume(plan.source_volume) or longhorn.get_volume(own)
+        if source is None:
+            raise NotFound(f"Longhorn has no volume {own} for PVC {plan.namespace}/{plan.pvc}", code="volume_missing")
+        longhorn_restore.execute(plan, source, claim.pv.fs_type or "ext4", requested_by)
 
     def backup(self, claim: Claim, labels: dict[str, str], requested_by: str, dry_run: bool,
                now: datetime) -> BackupResult:

@@ -19,7 +19,8 @@ from backups.errors import NotFound, UpstreamError
 
 NOW = datetime(2026, 4, 12, 15, 30, tzinfo=timezone.utc)
 
-MUTATING = {"create_snapshot", "backup_snapshot", "create_event", "create_secret", "replace_secret"}
+MUTATING = {"create_snapshot", "backup_snapshot", "create_event", "create_secret", "replace_secret",
+            "create_volume", "delete_volume", "create_pv", "delete_pv", "create_pvc", "delete_pvc"}
 
 
 class FakeCluster:
@@ -93,10 +94,11 @@ class FakeCluster:
             return wrapper
 
         for name in ("list_pvcs", "get_pvc", "find_pvc", "list_pvs", "get_pv", "list_storage_classes",
-                     "namespace_exists", "create_event"):
+                     "namespace_exists", "create_event", "create_pv", "delete_pv", "create_pvc", "delete_pvc",
+                     "list_pvcs_labelled"):
             monkeypatch.setattr(kubernetes, name, counted(name, getattr(self, name)))
         for name in ("list_volumes", "get_volume", "list_backup_volumes", "list_backups", "create_snapshot",
-                     "get_snapshot", "backup_snapshot"):
+                     "get_snapshot", "backup_snapshot", "create_volume", "delete_volume"):
             monkeypatch.setattr(longhorn, name, counted(name, getattr(self, name)))
         return self
 
@@ -162,6 +164,59 @@ class FakeCluster:
                              progress=10, url="", error="", size="")
         self.volumes[volume] = replace(current, backups=current.backups + (entry,))
         return self.volumes[volume]
+
+
+    # --- restores ---------------------------------------------------------------------
+    def create_volume(self, name, *, size, from_backup, number_of_replicas, access_mode="rwo",
+                      stale_replica_timeout=30, data_engine="v1"):
+        if name in self.volumes:
+            raise UpstreamError("longhorn", f"volume {name} already exists")
+        self.created_volume_args = {"name": name, "from_backup": from_backup, "replicas": number_of_replicas}
+        self.volumes[name] = Volume(name=name, size=size, state="attaching", robustness="unknown", ready=False,
+                                    created=NOW, pv_name="", pvc_name="", pvc_namespace="", last_backup="",
+                                    last_backup_at=None, backups=(), restore_required=True, restore_initiated=True,
+                                    from_backup=from_backup)
+        return self.volumes[name]
+
+    def delete_volume(self, name):
+        self.volumes.pop(name, None)
+
+    def create_pv(self, body):
+        name = body["metadata"]["name"]
+        if name in self.pvs:
+            from backups.errors import Conflict
+            raise Conflict(f'persistentvolumes "{name}" already exists', code="already_exists")
+        spec = body["spec"]
+        self.pvs[name] = Pv(name=name, phase="Available", storage_class=spec["storageClassName"],
+                            capacity=spec["capacity"]["storage"], access_modes=tuple(spec["accessModes"]),
+                            csi_driver=spec["csi"]["driver"], volume_handle=spec["csi"]["volumeHandle"],
+                            fs_type=spec["csi"]["fsType"], claim_namespace=spec["claimRef"]["namespace"],
+                            claim_name=spec["claimRef"]["name"], reclaim_policy=spec["persistentVolumeReclaimPolicy"],
+                            labels=body["metadata"]["labels"])
+        self.pv_bodies = getattr(self, "pv_bodies", []) + [body]
+        return self.pvs[name]
+
+    def delete_pv(self, name):
+        self.pvs.pop(name, None)
+
+    def create_pvc(self, namespace, body):
+        name = body["metadata"]["name"]
+        if (namespace, name) in self.pvcs:
+            from backups.errors import Conflict
+            raise Conflict(f'persistentvolumeclaims "{name}" already exists', code="already_exists")
+        spec = body["spec"]
+        self.pvcs[(namespace, name)] = Pvc(
+            namespace=namespace, name=name, uid=f"uid-{namespace}-{name}", phase="Pending",
+            storage_class=spec["storageClassName"], volume_name=spec["volumeName"],
+            access_modes=tuple(spec["accessModes"]), requested=spec["resources"]["requests"]["storage"],
+            capacity=None, labels=body["metadata"]["labels"], annotations=body["metadata"]["annotations"])
+        return self.pvcs[(namespace, name)]
+
+    def delete_pvc(self, namespace, name):
+        self.pvcs.pop((namespace, name), None)
+
+    def list_pvcs_labelled(self, selector):
+        return [p for p in self.pvcs.values() if selector in p.labels]
 
 
 @pytest.fixture

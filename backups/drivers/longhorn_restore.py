@@ -1,0 +1,188 @@
+"""Longhorn restores: choose a backup, plan, then create volume, PV and PVC, undoing on failure.
+
+The new volume is created `fromBackup` under a generated name (pvc-<uuid4>,
+like a dynamically provisioned one); the PV is created already bound to the
+target claim (`claimRef`) and the PVC names the PV (`volumeName`), so no other
+pending claim can take the PV in between (Longhorn's own pvCreate leaves it
+unbound). If anything fails after the volume exists, what was created is
+deleted in reverse order and the original error is reported with the cleanup's
+outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from urllib.parse import parse_qs, urlsplit
+
+from ..clients import kubernetes, longhorn
+from ..errors import Conflict, NotFound, SoteriaError, UpstreamTimeout
+from ..services.claims import Claim
+from ..types import BackupRecord, PlannedCall, RestorePlan
+
+log = logging.getLogger(__name__)
+ACCEPT_TIMEOUT = 60.0
+RESTORED_FROM = "soteria.io/restored-from"
+RESTORED_BACKUP = "soteria.io/backup"
+
+
+def url_volume(url: str) -> str:
+    """The `volume=` of a Longhorn backup URL (`<target>?backup=<name>&volume=<volume>`)."""
+    return (parse_qs(urlsplit(url).query).get("volume") or [""])[0]
+
+
+def choose_backup(records: list[BackupRecord], snapshot: str, claim: Claim) -> BackupRecord:
+    """`latest`/blank: the newest Completed backup; else the backup or snapshot of that name."""
+    namespace, pvc = claim.key
+    if snapshot in ("", "latest"):
+        completed = [r for r in records if r.completed]
+        if not completed:
+            raise NotFound(f"PVC {namespace}/{pvc} has no completed backup to restore", code="no_backup")
+        return completed[0]
+    matches = [r for r in records if snapshot in (r.name, r.snapshot)]
+    if not matches:
+        raise NotFound(f"PVC {namespace}/{pvc} has no backup or snapshot named {snapshot!r}", field="snapshot")
+    chosen = matches[0]
+    if not chosen.completed:
+        raise Conflict(f"backup {chosen.name} of PVC {namespace}/{pvc} is {chosen.state or 'not finished'}, "
+                       "not Completed", code="backup_not_completed", field="snapshot")
+    return chosen
+
+
+def find_by_url(url: str, own_volume: str, own_records: list[BackupRecord], backup_volumes) -> BackupRecord:
+    """The backup a URL names; it must exist (own volume first, else the URL's volume)."""
+    for record in own_records:
+        if record.url == url:
+            return record
+    volume = url_volume(url)
+    if not volume or not urlsplit(url).scheme:
+        raise NotFound(f"backup_url {url!r} is not a Longhorn backup URL", field="backup_url")
+    if volume != own_volume:
+        bv = backup_volumes.get(volume)
+        if bv is not None:
+            for backup in longhorn.list_backups(bv.name):
+                if backup.url == url:
+                    if backup.state != "Completed":
+                        raise Conflict(f"backup {backup.name} is {backup.state}, not Completed",
+                                       code="backup_not_completed", field="backup_url")
+                    return BackupRecord(name=backup.name, snapshot=backup.snapshot_name, url=backup.url,
+                                        state=backup.state, progress=backup.progress,
+                                        created=backup.created or backup.snapshot_created, size=backup.size,
+                                        labels=backup.labels, backup_mode=backup.backup_mode,
+                                        volume=backup.volume_name or volume)
+    raise NotFound(f"no backup with URL {url!r} exists", field="backup_url")
+
+
+def plan(claim: Claim, source_volume: str, backup: BackupRecord, target_namespace: str,
+         target_pvc: str) -> RestorePlan:
+    volume = f"pvc-{uuid.uuid4()}"
+    pvc = claim.pvc
+    size = pvc.requested or pvc.capacity or ""
+    storage_class = pvc.storage_class or ""
+    calls = (
+        PlannedCall("longhorn.createVolume", volume, {"fromBackup": backup.url}),
+        PlannedCall("kubernetes.createPersistentVolume", volume,
+                    {"claimRef": f"{target_namespace}/{target_pvc}", "storageClassName": storage_class}),
+        PlannedCall("kubernetes.createPersistentVolumeClaim", f"{target_namespace}/{target_pvc}",
+                    {"volumeName": volume, "storage": size, "accessModes": list(pvc.access_modes)}),
+    )
+    return RestorePlan(driver="longhorn", namespace=pvc.namespace, pvc=pvc.name, source_volume=source_volume,
+                       backup=backup, target_namespace=target_namespace, target_pvc=target_pvc, volume=volume,
+                       pv=volume, storage_class=storage_class, access_modes=pvc.access_modes, size=size,
+                       calls=calls)
+
+
+def _labels(p: RestorePlan) -> dict[str, str]:
+    return {RESTORED_FROM: f"{p.namespace}.{p.pvc}"[:63].rstrip("-."), RESTORED_BACKUP: p.backup.name[:63]}
+
+
+def _annotations(p: RestorePlan, requested_by: str) -> dict[str, str]:
+    return {"soteria.io/source": f"{p.namespace}/{p.pvc}", "soteria.io/backup-url": p.backup.url,
+            "soteria.io/requested-by": requested_by, "soteria.io/source-volume": p.source_volume}
+
+
+def pv_body(p: RestorePlan, requested_by: str, fs_type: str) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": p.pv, "labels": _labels(p), "annotations": {
+            **_annotations(p, requested_by), "pv.kubernetes.io/provisioned-by": "driver.longhorn.io"}},
+        "spec": {
+            "capacity": {"storage": p.size},
+            "accessModes": list(p.access_modes),
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": p.storage_class,
+            "volumeMode": "Filesystem",
+            "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": p.target_namespace,
+                         "name": p.target_pvc},
+            "csi": {"driver": "driver.longhorn.io", "volumeHandle": p.volume, "fsType": fs_type},
+        },
+    }
+
+
+def pvc_body(p: RestorePlan, requested_by: str) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": p.target_pvc, "namespace": p.target_namespace, "labels": _labels(p),
+                     "annotations": _annotations(p, requested_by)},
+        "spec": {"accessModes": list(p.access_modes), "storageClassName": p.storage_class,
+                 "resources": {"requests": {"storage": p.size}}, "volumeName": p.pv},
+    }
+
+
+def execute(p: RestorePlan, source: longhorn.Volume, fs_type: str, requested_by: str) -> None:
+    """Create volume, PV and PVC; on any failure delete what was created, newest first."""
+    created: list[tuple[str, str]] = []
+    try:
+        longhorn.create_volume(p.volume, size=source.size or "0", from_backup=p.backup.url,
+                               number_of_replicas=source.number_of_replicas, access_mode=source.access_mode,
+                               stale_replica_timeout=source.stale_replica_timeout, data_engine=source.data_engine)
+        created.append(("volume", p.volume))
+        _wait_accepted(p.volume)
+        kubernetes.create_pv(pv_body(p, requested_by, fs_type))
+        created.append(("pv", p.pv))
+        kubernetes.create_pvc(p.target_namespace, pvc_body(p, requested_by))
+        created.append(("pvc", f"{p.target_namespace}/{p.target_pvc}"))
+    except SoteriaError as exc:
+        # The PVC is the last step: if it failed, it was not created, so it is not undone.
+        cleanup = undo(created)
+        exc.extra["cleanup"] = cleanup
+        exc.detail = f"{exc.detail} (cleanup {'succeeded' if cleanup['succeeded'] else 'FAILED'}: " \
+                     f"{', '.join(cleanup['deleted']) or 'nothing to delete'})"
+        if isinstance(exc, Conflict) and "already exists" in exc.detail:
+            exc.code = "target_exists"
+        raise
+
+
+def undo(created: list[tuple[str, str]]) -> dict:
+    deleted, errors = [], []
+    for kind, name in reversed(created):
+        try:
+            if kind == "pvc":
+                namespace, pvc = name.split("/", 1)
+                kubernetes.delete_pvc(namespace, pvc)
+            elif kind == "pv":
+                kubernetes.delete_pv(name)
+            else:
+                longhorn.delete_volume(name)
+            deleted.append(f"{kind} {name}")
+        except SoteriaError as exc:
+            log.error("cleanup of %s %s failed: %s", kind, name, exc.detail)
+            errors.append(f"{kind} {name}: {exc.detail}")
+    return {"succeeded": not errors, "deleted": deleted, "errors": errors}
+
+
+def _wait_accepted(volume: str) -> None:
+    """Until Longhorn has the volume and has begun restoring it (or finished)."""
+    deadline = time.monotonic() + ACCEPT_TIMEOUT
+    delay = 0.1
+    while True:
+        current = longhorn.get_volume(volume)
+        if current is not None and (current.restore_initiated or current.restore_required
+                                    or current.state not in ("", "creating")):
+            return
+        if time.monotonic() > deadline:
+            raise UpstreamTimeout("longhorn", f"Longhorn did not accept restore volume {volume} "
+                                              f"within {ACCEPT_TIMEOUT:.0f}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)

@@ -1,0 +1,223 @@
+"""Restore a PVC's backup into a new PVC, or a whole namespace into another.
+
+An existing target PVC is never overwritten (409 naming it); a missing target
+namespace is 404 (Soteria does not create namespaces). Conflicts are found in
+planning, before any volume is created; `dry_run` returns the plan and calls
+nothing that mutates.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connections
+
+from .. import drivers
+from .. import types as t
+from ..clients import kubernetes
+from ..clients.timeparse import format_time
+from ..errors import Conflict, InvalidInput, SoteriaError
+from ..metrics import NAMESPACE_RESTORE_REQUESTS, RESTORE_REQUESTS
+from ..types import RestorePlan, RestoreResult
+from ..validation import dns_label_error, require_dns_label
+from . import audit, claims
+from .backup import pvc_lock
+
+log = logging.getLogger(__name__)
+
+
+def _result_label(exc: SoteriaError) -> str:
+    return "conflict" if exc.status == 409 else "rejected" if exc.status in (400, 404, 422) else "error"
+
+
+def _refuse_existing_target(namespace: str, name: str) -> None:
+    existing = kubernetes.find_pvc(namespace, name)
+    if existing is not None:
+        raise Conflict(f"target PVC {namespace}/{name} already exists; Soteria never overwrites a PVC",
+                       code="target_exists", existing=f"{namespace}/{name}")
+
+
+def restore_pvc(namespace: str, pvc: str, target_pvc: str, requested_by: str, *, target_namespace: str = "",
+                snapshot: str = "latest", backup_url: str = "", dry_run: bool = False) -> RestoreResult:
+    """POST /v1/restores: validate, plan, refuse conflicts, then create volume, PV and PVC."""
+    require_dns_label(namespace, "namespace")
+    require_dns_label(pvc, "pvc")
+    require_dns_label(target_pvc, "target_pvc")
+    target_namespace = target_namespace or namespace
+    require_dns_label(target_namespace, "target_namespace")
+    if backup_url and snapshot not in ("", "latest"):
+        raise InvalidInput("give either snapshot or backup_url, not both", field="backup_url")
+    driver = drivers.current()
+    try:
+        claim = claims.get_claim(namespace, pvc)
+        claims.require_namespace(target_namespace, "target_namespace")
+        _refuse_existing_target(target_namespace, target_pvc)
+        plan = driver.plan_restore(claim, snapshot, backup_url, target_namespace, target_pvc)
+        if not dry_run:
+            _execute(driver, plan, claim, requested_by)
+    except SoteriaError as exc:
+        RESTORE_REQUESTS.labels(driver.name, _result_label(exc)).inc()
+        raise
+    RESTORE_REQUESTS.labels(driver.name, "dry_run" if dry_run else "success").inc()
+    return RestoreResult(plan=plan, requested_by=requested_by, dry_run=dry_run)
+
+
+def _execute(driver, plan: RestorePlan, claim: claims.Claim, requested_by: str) -> None:
+    with pvc_lock(plan.target_namespace, plan.target_pvc, operation="restore"):
+        # Checked again under the lock: another restore may have just finished.
+        _refuse_existing_target(plan.target_namespace, plan.target_pvc)
+        try:
+            driver.restore(plan, claim, requested_by)
+        except SoteriaError as exc:
+            audit.record(claim.pvc, "RestoreFailed",
+                         f"Restore of backup {plan.backup.name} into {plan.target_namespace}/{plan.target_pvc} "
+                         f"requested by {requested_by} failed: {exc.detail}", warning=True)
+            raise
+    created_at = format_time(plan.backup.created) or "unknown time"
+    audit.record(claim.pvc, "RestoreStarted",
+                 f"Backup {plan.backup.name} ({created_at}) is being restored into "
+                 f"{plan.target_namespace}/{plan.target_pvc} (volume {plan.volume}), requested by {requested_by}")
+    target = kubernetes.find_pvc(plan.target_namespace, plan.target_pvc)
+    if target is not None:
+        audit.record(target, "RestoredFromBackup",
+                     f"Created from backup {plan.backup.name} of {plan.namespace}/{plan.pvc} ({created_at}), "
+                     f"requested by {requested_by}; Longhorn is restoring volume {plan.volume}")
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    pvc: str
+    target_pvc: str
+    status: str  # planned | restored | skipped | failed
+    error: str = ""
+    detail: str = ""
+    plan: RestorePlan | None = None
+
+
+@dataclass(frozen=True)
+class NamespaceRestoreResult:
+    driver: str
+    namespace: str
+    target_namespace: str
+    target_prefix: str
+    requested_by: str
+    dry_run: bool
+    results: list[RestoreOutcome] = field(default_factory=list)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        counts = {"total": len(self.results), "planned": 0, "restored": 0, "skipped": 0, "failed": 0}
+        for outcome in self.results:
+            counts[outcome.status] += 1
+        return counts
+
+
+def restore_namespace(namespace: str, target_namespace: str, target_prefix: str, requested_by: str, *,
+                      snapshot: str = "", dry_run: bool = False) -> NamespaceRestoreResult:
+    """POST /v1/restores/namespace: plan every bound PVC (conflicts included) before creating anything."""
+    require_dns_label(namespace, "namespace")
+    target_namespace = target_namespace or namespace
+    require_dns_label(target_namespace, "target_namespace")
+    if target_namespace == namespace and not target_prefix:
+        raise InvalidInput("restoring into the source namespace needs a target_prefix", field="target_prefix")
+    driver = drivers.current()
+    claims.require_namespace(namespace)
+    claims.require_namespace(target_namespace, "target_namespace")
+    taken = {p.name for p in kubernetes.list_pvcs(target_namespace)}
+    claim_list = claims.list_claims(namespace)
+    outcomes = [_plan_one(driver, claim, target_namespace, target_prefix, snapshot, taken) for claim in claim_list]
+    if not dry_run:
+        outcomes = _execute_all(driver, outcomes, {c.pvc.name: c for c in claim_list}, requested_by)
+    result = NamespaceRestoreResult(driver=driver.name, namespace=namespace, target_namespace=target_namespace,
+                                    target_prefix=target_prefix, requested_by=requested_by, dry_run=dry_run,
+                                    results=outcomes)
+    totals = result.totals
+    label = "dry_run" if dry_run else ("success" if not totals["failed"] else
+                                       "partial" if totals["restored"] else "error")
+    NAMESPACE_RESTORE_REQUESTS.labels(driver.name, label).inc()
+    return result
+
+
+def _plan_one(driver, claim, target_namespace, prefix, snapshot, taken) -> RestoreOutcome:
+    name = claim.pvc.name
+    target = f"{prefix}{name}"
+    problem = dns_label_error(target)
+    if problem:
+        return RestoreOutcome(name, target, "skipped", "invalid_target_name", f"target name {problem}")
+    if not claim.bound:
+        return RestoreOutcome(name, target, "skipped", "pvc_not_bound", f"{t.NOT_BOUND} (phase {claim.pvc.phase})")
+    if not driver.supports(claim):
+        return RestoreOutcome(name, target, "skipped", "unsupported_driver", f"not a {driver.name} volume")
+    if target in taken:
+        return RestoreOutcome(name, target, "skipped", "target_exists",
+                              f"target PVC {target_namespace}/{target} already exists")
+    try:
+        plan = driver.plan_restore(claim, snapshot, "", target_namespace, target)
+    except SoteriaError as exc:
+        return RestoreOutcome(name, target, "skipped" if exc.status in (404, 409) else "failed", exc.code, exc.detail)
+    return RestoreOutcome(name, target, "planned", plan=plan)
+
+
+def _execute_all(driver, outcomes, claim_by_name, requested_by) -> list[RestoreOutcome]:
+    def one(outcome: RestoreOutcome) -> RestoreOutcome:
+        if outcome.status != "planned":
+            return outcome
+        try:
+            _execute(driver, outcome.plan, claim_by_name[outcome.pvc], requested_by)
+            RESTORE_REQUESTS.labels(driver.name, "success").inc()
+        except SoteriaError as exc:
+            RESTORE_REQUESTS.labels(driver.name, _result_label(exc)).inc()
+            return RestoreOutcome(outcome.pvc, outcome.target_pvc, "failed", exc.code, exc.detail, outcome.plan)
+        except Exception as exc:  # noqa: BLE001 - one PVC must not stop the others
+            log.exception("restore of %s failed", outcome.pvc)
+            return RestoreOutcome(outcome.pvc, outcome.target_pvc, "failed", "internal_error", str(exc), outcome.plan)
+        finally:
+            connections.close_all()
+        return RestoreOutcome(outcome.pvc, outcome.target_pvc, "restored", plan=outcome.plan)
+
+    with ThreadPoolExecutor(max_workers=settings.SOTERIA_NAMESPACE_CONCURRENCY) as pool:
+        return list(pool.map(one, outcomes))
+
+
+@dataclass(frozen=True)
+class RestoreStatus:
+    namespace: str
+    pvc: str
+    volume: str
+    source: str
+    backup: str
+    state: str  # restoring | done | failed | volume missing
+    progress: int | None
+    detail: str = ""
+
+
+def restore_status(namespace: str | None = None) -> list[RestoreStatus]:
+    """Every PVC Soteria restored, with Longhorn's progress (two calls whatever their number)."""
+    from ..clients import longhorn
+    from ..drivers.longhorn_restore import RESTORED_FROM
+
+    if namespace:
+        require_dns_label(namespace, "namespace")
+    restored = [p for p in kubernetes.list_pvcs_labelled(RESTORED_FROM) if namespace in (None, p.namespace)]
+    if not restored:
+        return []
+    volumes = {v.name: v for v in longhorn.list_volumes()}
+    rows = []
+    for pvc in sorted(restored, key=lambda p: (p.namespace, p.name)):
+        volume = volumes.get(pvc.volume_name or "")
+        if volume is None:
+            state, progress, detail = "volume missing", None, f"Longhorn has no volume {pvc.volume_name}"
+        elif volume.restore_error or volume.robustness == "faulted":
+            state, progress, detail = "failed", volume.restore_progress, volume.restore_error or "volume faulted"
+        elif volume.restore_required:
+            state, progress, detail = "restoring", volume.restore_progress, ""
+        else:
+            state, progress, detail = "done", 100, ""
+        rows.append(RestoreStatus(namespace=pvc.namespace, pvc=pvc.name, volume=pvc.volume_name or "",
+                                  source=pvc.annotations.get("soteria.io/source", ""),
+                                  backup=pvc.labels.get("soteria.io/backup", ""), state=state, progress=progress,
+                                  detail=detail))
+    return rows
