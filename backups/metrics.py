@@ -28,3 +28,11 @@ NAMESPACE_RESTORE_REQUESTS = Counter(
     "Namespace-wide restore requests, by driver and result (success, partial, error, dry_run).",
     ["driver", "result"],
 )
+AUTHZ_DENIALS = Counter(
+    "soteria_authz_denials_total",
+    "Requests refused by authentication or authorization, by reason.",
+    ["reason"],
+)
+# The fixed set of denial reasons (docs/auth.md).
+DENIAL_REASONS = ("no_identity", "group_not_allowed", "bad_token", "csrf", "namespace_not_allowed",
+                  "permission_denied", "untrusted_proxy")

@@ -6,4 +6,4 @@ class SoteriaSiteConfig(AppConfig):
     verbose_name = "Soteria"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import checks, schema  # noqa: F401  (registers the system checks and schema extensions)

@@ -1,10 +1,7 @@
 """Who is acting: the name that goes into `requested_by`, Events and logs."""
 
-ANONYMOUS = "anonymous"
+from .authn import identity_of
 
 
 def requested_by(request) -> str:
-    user = getattr(request, "user", None)
-    if user is not None and getattr(user, "is_authenticated", False):
-        return user.get_username()
-    return ANONYMOUS
+    return identity_of(request).user

@@ -73,6 +73,36 @@ def _bearer_tokens() -> list[tuple[str, str]]:
     return result
 
 
+def _scopes(name: str) -> dict[str, frozenset[str]]:
+    """`group=ns1,ns2;group2=ns3` -> {group: {namespaces}} (groups normalised like the others)."""
+    from backups.validation import dns_label_error
+
+    scopes: dict[str, frozenset[str]] = {}
+    for item in env_list(ENV, name, separators=";"):
+        group, sep, namespaces = item.partition("=")
+        group = group.strip().lstrip("/")
+        names = [n.strip() for n in namespaces.split(",") if n.strip()]
+        bad = [n for n in names if dns_label_error(n)]
+        if not sep or not group or not names or bad:
+            raise ImproperlyConfigured(
+                f"{name} entry {item!r} is not valid: use group=namespace[,namespace...] entries separated by ';'"
+                + (f" ({bad[0]!r} is not a namespace name)" if bad else ""))
+        scopes[group] = scopes.get(group, frozenset()) | frozenset(names)
+    return scopes
+
+
+def _networks(name: str) -> list:
+    import ipaddress
+
+    networks = []
+    for item in env_list(ENV, name):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} entry {item!r} is not an IP address or CIDR range") from None
+    return networks
+
+
 def _groups(name: str, default: str = "") -> list[str]:
     """A group list, comma- or semicolon-separated, leading '/' stripped."""
     return [g.lstrip("/") for g in env_list(ENV, name, env_list({"v": default}, "v"), separators=",;") if g.lstrip("/")]
@@ -104,6 +134,11 @@ SOTERIA_POLICY_EVAL_SECONDS = env_int(ENV, "SOTERIA_POLICY_EVAL_SECONDS", 300, m
 SOTERIA_POLICY_SECRET_NAME = env_str(ENV, "SOTERIA_POLICY_SECRET_NAME", "soteria-policies")
 
 # --- Beyond the contract (documented in docs/configuration.md) -----------------
+# Authorization (docs/auth.md): read-only groups, namespace scopes, trusted proxies.
+SOTERIA_READONLY_GROUPS = _groups("SOTERIA_READONLY_GROUPS")
+SOTERIA_BACKUP_SCOPES = _scopes("SOTERIA_BACKUP_SCOPES")
+SOTERIA_RESTORE_SCOPES = _scopes("SOTERIA_RESTORE_SCOPES")
+SOTERIA_TRUSTED_PROXIES = _networks("SOTERIA_TRUSTED_PROXIES")
 SOTERIA_UPSTREAM_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_UPSTREAM_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300)
 SOTERIA_READY_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_READY_TIMEOUT_SECONDS", 2.0, minimum=0.1, maximum=30)
 SOTERIA_WEB_WORKERS = env_int(ENV, "SOTERIA_WEB_WORKERS", 2, minimum=1, maximum=64)
@@ -158,7 +193,6 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -181,6 +215,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "soteria_site.authn.ProxyIdentityMiddleware",
+    "soteria_site.permissions.RequireIdentityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -199,6 +235,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "soteria_site.context.soteria",
             ],
         },
     },
@@ -223,6 +260,7 @@ CACHES = {
     # Shared across processes so django-q2's cluster status works from the web side.
     "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "soteria_cache"},
 }
+AUTHENTICATION_BACKENDS = ["soteria_site.authn.SoteriaBackend"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -239,8 +277,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "soteria_site.api_errors.exception_handler",
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "soteria_site.authn.BearerTokenAuthentication",
+        "soteria_site.authn.ProxyHeaderAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["soteria_site.permissions.HasSoteriaPermission"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

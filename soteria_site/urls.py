@@ -2,13 +2,16 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from . import health
+from .whoami import WhoAmIView
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("v1/whoami", WhoAmIView.as_view(), name="whoami"),
     path("v1/", include("backups.api.urls")),
     path("v1/openapi", SpectacularAPIView.as_view(), name="openapi"),
     path("", include("django_prometheus.urls")),
+    path("", include("backups.console_urls")),
 ]
 
 handler404 = "soteria_site.api_errors.page_not_found"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import viewsets
 from rest_framework.response import Response
 
+from soteria_site.access import BACKUP, RESTORE, VIEW
+from soteria_site.audit import AuditedViewSet
 from soteria_site.identity import requested_by
+from soteria_site.permissions import require_namespaces, visible_namespaces
 
 from ..services import backup as backup_service
 from ..services import inventory
@@ -29,21 +31,30 @@ from .serializers import (
 )
 
 
-class InventoryViewSet(viewsets.ViewSet):
+class InventoryViewSet(AuditedViewSet):
+    required_permissions = {"list": VIEW}
+
     @extend_schema(parameters=[InventoryQuery], responses=InventoryResponse,
                    summary="Every PVC grouped by namespace, with backup freshness and health")
     def list(self, request):
         query = InventoryQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        return Response(present.inventory(inventory.build(query.validated_data.get("namespace"))))
+        namespace = query.validated_data.get("namespace")
+        if namespace:
+            require_namespaces(request, VIEW, namespace)
+        return Response(present.inventory(inventory.build(namespace, visible=visible_namespaces(request))))
 
 
-class BackupViewSet(viewsets.ViewSet):
+class BackupViewSet(AuditedViewSet):
+    audit_name = "backup"
+    required_permissions = {"list": VIEW, "create": BACKUP, "namespace": BACKUP}
+
     @extend_schema(parameters=[BackupsQuery], responses=BackupsResponse,
                    summary="A PVC's volume and its backups, newest first")
     def list(self, request):
         query = BackupsQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
+        require_namespaces(request, VIEW, query.validated_data["namespace"])
         found = backup_service.list_backups(query.validated_data["namespace"], query.validated_data["pvc"])
         return Response({"namespace": found.namespace, "pvc": found.pvc, "volume": found.volume,
                          "backups": [present.backup_record(r) for r in found.backups]})
@@ -53,6 +64,7 @@ class BackupViewSet(viewsets.ViewSet):
         body = BackupRequest(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
+        require_namespaces(request, BACKUP, data["namespace"])
         result = backup_service.backup_pvc(data["namespace"], data["pvc"], data["tags"], requested_by(request),
                                            dry_run=data["dry_run"])
         return Response(present.backup_result(result))
@@ -63,18 +75,26 @@ class BackupViewSet(viewsets.ViewSet):
         body = NamespaceBackupRequest(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
+        require_namespaces(request, BACKUP, data["namespace"])
         result = backup_service.backup_namespace(data["namespace"], data["tags"], requested_by(request), dry_run=data["dry_run"])
         return Response(present.namespace_backup(result))
 
 
 
-class RestoreViewSet(viewsets.ViewSet):
+class RestoreViewSet(AuditedViewSet):
+    audit_name = "restore"
+    required_permissions = {"list": VIEW, "create": RESTORE, "namespace": RESTORE}
+
     @extend_schema(parameters=[InventoryQuery], responses=RestoreStatusResponse,
                    summary="PVCs Soteria restored, with Longhorn's restore progress")
     def list(self, request):
         query = InventoryQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        return Response(present.restore_status(restore_service.restore_status(query.validated_data.get("namespace"))))
+        namespace = query.validated_data.get("namespace")
+        if namespace:
+            require_namespaces(request, VIEW, namespace)
+        rows = restore_service.restore_status(namespace, visible=visible_namespaces(request))
+        return Response(present.restore_status(rows))
 
     @extend_schema(request=RestoreRequest, responses=RestoreResponse,
                    summary="Restore a PVC's backup into a new PVC (never overwrites)")
@@ -82,6 +102,7 @@ class RestoreViewSet(viewsets.ViewSet):
         body = RestoreRequest(data=request.data)
         body.is_valid(raise_exception=True)
         d = body.validated_data
+        require_namespaces(request, RESTORE, d["namespace"], d["target_namespace"] or d["namespace"])
         result = restore_service.restore_pvc(
             d["namespace"], d["pvc"], d["target_pvc"], requested_by(request), target_namespace=d["target_namespace"],
             snapshot=d["snapshot"], backup_url=d["backup_url"], dry_run=d["dry_run"])
@@ -93,6 +114,7 @@ class RestoreViewSet(viewsets.ViewSet):
         body = NamespaceRestoreRequest(data=request.data)
         body.is_valid(raise_exception=True)
         d = body.validated_data
+        require_namespaces(request, RESTORE, d["namespace"], d["target_namespace"] or d["namespace"])
         result = restore_service.restore_namespace(
             d["namespace"], d["target_namespace"], d["target_prefix"], requested_by(request),
             snapshot=d["snapshot"], dry_run=d["dry_run"])

@@ -39,10 +39,14 @@ def _age_hours(last: datetime | None, now: datetime) -> float | None:
     return round(max((now - last).total_seconds(), 0.0) / 3600, 2)
 
 
-def build(namespace: str | None = None, now: datetime | None = None) -> Inventory:
+def build(namespace: str | None = None, now: datetime | None = None,
+          visible: frozenset[str] | None = None) -> Inventory:
+    """The inventory (of one namespace, or all; only `visible` namespaces when given)."""
     now = now or datetime.now(timezone.utc)
     driver = drivers.current()
     claims = claims_service.list_claims(namespace)
+    if visible is not None:
+        claims = [c for c in claims if c.pvc.namespace in visible]
     views = driver.describe(claims, now)
     max_age, stuck = settings.SOTERIA_BACKUP_MAX_AGE_HOURS, settings.SOTERIA_BACKUP_STUCK_HOURS
     items = []

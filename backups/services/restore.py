@@ -194,14 +194,15 @@ class RestoreStatus:
     detail: str = ""
 
 
-def restore_status(namespace: str | None = None) -> list[RestoreStatus]:
+def restore_status(namespace: str | None = None, visible: frozenset[str] | None = None) -> list[RestoreStatus]:
     """Every PVC Soteria restored, with Longhorn's progress (two calls whatever their number)."""
     from ..clients import longhorn
     from ..drivers.longhorn_restore import RESTORED_FROM
 
     if namespace:
         require_dns_label(namespace, "namespace")
-    restored = [p for p in kubernetes.list_pvcs_labelled(RESTORED_FROM) if namespace in (None, p.namespace)]
+    restored = [p for p in kubernetes.list_pvcs_labelled(RESTORED_FROM) if namespace in (None, p.namespace)
+                and (visible is None or p.namespace in visible)]
     if not restored:
         return []
     volumes = {v.name: v for v in longhorn.list_volumes()}

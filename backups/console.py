@@ -1,0 +1,179 @@
+"""The console: server-rendered pages over the same services as the API."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from soteria_site import audit
+from soteria_site.access import BACKUP, RESTORE, VIEW
+from soteria_site.identity import requested_by
+from soteria_site.models import AuditEntry
+from soteria_site.permissions import console_permission, may, visible_namespaces
+
+from .errors import SoteriaError
+from .forms import BackupForm, NamespaceRestoreForm, RestoreForm
+from .services import backup as backup_service
+from .services import inventory
+from .services import restore as restore_service
+
+HEALTH_STYLE = {"fresh": "ok", "stale": "bad", "never backed up": "bad", "last backup failed": "bad",
+                "backup stuck": "bad", "backup in progress": "info", "not bound": "muted",
+                "unsupported driver": "muted", "volume missing in Longhorn": "warn"}
+
+
+def _denied(request, permission):
+    return render(request, "denied.html", {"status": 403, "reason": "namespace_not_allowed",
+                                           "permission": permission}, status=403)
+
+
+def _error_page(request, template, context, exc: SoteriaError):
+    return render(request, template, {**context, "error": exc}, status=exc.status)
+
+
+@console_permission(VIEW)
+def inventory_page(request):
+    namespace = request.GET.get("namespace") or None
+    context = {"nav": "inventory", "namespace": namespace}
+    if namespace and not may(request, VIEW, namespace):
+        return _denied(request, VIEW)
+    try:
+        inv = inventory.build(namespace, visible=visible_namespaces(request))
+    except SoteriaError as exc:
+        return _error_page(request, "backups/inventory.html", context, exc)
+    groups = [(name, [(item, HEALTH_STYLE.get(item.health_reason, "muted")) for item in items])
+              for name, items in inv.by_namespace()]
+    totals = {"pvcs": len(inv.items), "healthy": sum(i.healthy for i in inv.items),
+              "unhealthy": sum(not i.healthy and i.driver != "none" and i.health_reason != "not bound"
+                               for i in inv.items)}
+    return render(request, "backups/inventory.html", {**context, "inventory": inv, "groups": groups,
+                                                      "totals": totals})
+
+
+@console_permission(VIEW)
+def pvc_page(request, namespace, pvc):
+    if not may(request, VIEW, namespace):
+        return _denied(request, VIEW)
+    context = {"nav": "inventory", "namespace": namespace, "pvc": pvc}
+    try:
+        found = backup_service.list_backups(namespace, pvc)
+    except SoteriaError as exc:
+        return _error_page(request, "backups/pvc.html", context, exc)
+    return render(request, "backups/pvc.html", {
+        **context, "found": found, "backup_form": BackupForm(),
+        "restore_form": RestoreForm(backups=found.backups, initial={"target_namespace": namespace,
+                                                                    "target_pvc": f"restore-{pvc}"[:63]}),
+        "may_backup": may(request, BACKUP, namespace), "may_restore": may(request, RESTORE, namespace)})
+
+
+@require_POST
+@console_permission(BACKUP)
+def backup_action(request, namespace, pvc):
+    form = BackupForm(request.POST)
+    target = f"{namespace}/{pvc}"
+    if not may(request, BACKUP, namespace):
+        return _denied(request, BACKUP)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
+        return redirect("console:pvc", namespace=namespace, pvc=pvc)
+    try:
+        result = backup_service.backup_pvc(namespace, pvc, form.tag_list(), requested_by(request),
+                                           dry_run=form.cleaned_data["dry_run"])
+    except SoteriaError as exc:
+        audit.record(request, "backup.create", exc.status, {"error": exc.code, "detail": exc.detail}, target)
+        messages.error(request, f"Backup refused: {exc.detail}")
+    else:
+        audit.record(request, "backup.create", 200, {"dry_run": result.dry_run}, target)
+        verb = "would start" if result.dry_run else "started"
+        messages.success(request, f"Backup {result.backup} of volume {result.volume} {verb}.")
+    return redirect("console:pvc", namespace=namespace, pvc=pvc)
+
+
+@require_POST
+@console_permission(RESTORE)
+def restore_action(request, namespace, pvc):
+    form = RestoreForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{k}: {e}" for k, errs in form.errors.items() for e in errs))
+        return redirect("console:pvc", namespace=namespace, pvc=pvc)
+    data = form.cleaned_data
+    target = f"{namespace}/{pvc} -> {data['target_namespace']}/{data['target_pvc']}"
+    if not may(request, RESTORE, namespace, data["target_namespace"]):
+        return _denied(request, RESTORE)
+    try:
+        result = restore_service.restore_pvc(namespace, pvc, data["target_pvc"], requested_by(request),
+                                             target_namespace=data["target_namespace"], snapshot=data["snapshot"],
+                                             dry_run=data["dry_run"])
+    except SoteriaError as exc:
+        audit.record(request, "restore.create", exc.status, {"error": exc.code, "detail": exc.detail}, target)
+        messages.error(request, f"Restore refused: {exc.detail}")
+        return redirect("console:pvc", namespace=namespace, pvc=pvc)
+    audit.record(request, "restore.create", 200, {"dry_run": result.dry_run}, target)
+    p = result.plan
+    if result.dry_run:
+        messages.info(request, f"Dry run: would restore backup {p.backup.name} into "
+                               f"{p.target_namespace}/{p.target_pvc} (new volume {p.volume}).")
+        return redirect("console:pvc", namespace=namespace, pvc=pvc)
+    messages.success(request, f"Restoring backup {p.backup.name} into {p.target_namespace}/{p.target_pvc} "
+                              f"(volume {p.volume}); progress below.")
+    return redirect(reverse("console:restores") + f"?namespace={p.target_namespace}")
+
+
+@require_POST
+@console_permission(BACKUP)
+def backup_namespace_action(request, namespace):
+    if not may(request, BACKUP, namespace):
+        return _denied(request, BACKUP)
+    try:
+        result = backup_service.backup_namespace(namespace, [], requested_by(request))
+    except SoteriaError as exc:
+        audit.record(request, "backup.namespace", exc.status, {"error": exc.code, "detail": exc.detail}, namespace)
+        messages.error(request, f"Namespace backup refused: {exc.detail}")
+    else:
+        audit.record(request, "backup.namespace", 200, {}, namespace)
+        t = result.totals
+        level = messages.success if not t["failed"] else messages.error
+        level(request, f"Namespace {namespace}: {t['success']} backups started, {t['failed']} failed, "
+                       f"{t['skipped']} skipped.")
+        for outcome in result.results:
+            if outcome.status == "failed":
+                messages.error(request, f"{outcome.pvc}: {outcome.detail}")
+    return redirect(reverse("console:inventory") + f"?namespace={namespace}")
+
+
+@console_permission(RESTORE)
+def restore_namespace_page(request, namespace):
+    form = NamespaceRestoreForm(request.POST or None, initial={"target_namespace": f"{namespace}-restore"})
+    context = {"nav": "restores", "namespace": namespace, "form": form}
+    if request.method != "POST" or not form.is_valid():
+        return render(request, "backups/restore_namespace.html", context)
+    data = form.cleaned_data
+    if not may(request, RESTORE, namespace, data["target_namespace"]):
+        return _denied(request, RESTORE)
+    target = f"{namespace} -> {data['target_namespace']}"
+    try:
+        result = restore_service.restore_namespace(namespace, data["target_namespace"], data["target_prefix"],
+                                                   requested_by(request), dry_run=not data["execute"])
+    except SoteriaError as exc:
+        audit.record(request, "restore.namespace", exc.status, {"error": exc.code, "detail": exc.detail}, target)
+        return _error_page(request, "backups/restore_namespace.html", context, exc)
+    audit.record(request, "restore.namespace", 200, {"dry_run": result.dry_run}, target)
+    return render(request, "backups/restore_namespace.html", {**context, "result": result})
+
+
+@console_permission(VIEW)
+def restores_page(request):
+    namespace = request.GET.get("namespace") or None
+    context = {"nav": "restores", "namespace": namespace}
+    try:
+        rows = restore_service.restore_status(namespace, visible=visible_namespaces(request))
+    except SoteriaError as exc:
+        return _error_page(request, "backups/restores.html", context, exc)
+    return render(request, "backups/restores.html", {**context, "rows": rows})
+
+
+@console_permission(VIEW)
+def activity_page(request):
+    return render(request, "backups/activity.html", {"nav": "activity", "entries": AuditEntry.objects.all()[:200]})

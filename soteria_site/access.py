@@ -1,0 +1,79 @@
+"""What an identity may do: Django permissions from its groups, plus namespace scopes.
+
+Configuration (docs/auth.md): SOTERIA_ALLOWED_GROUPS grant everything;
+SOTERIA_READONLY_GROUPS grant viewing; SOTERIA_BACKUP_SCOPES and
+SOTERIA_RESTORE_SCOPES grant backups or restores in listed namespaces only (and
+viewing those namespaces). Bearer tokens grant everything. With
+SOTERIA_AUTH_REQUIRED=false everyone is anonymous with every permission.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from backups.metrics import AUTHZ_DENIALS
+
+APP = "soteria_site"
+VIEW, BACKUP, RESTORE, POLICIES = "view_inventory", "run_backup", "run_restore", "manage_policies"
+ALL = frozenset({VIEW, BACKUP, RESTORE, POLICIES})
+
+
+def normalise_group(group: str) -> str:
+    return group.strip().lstrip("/")
+
+
+@dataclass(frozen=True)
+class Grants:
+    permissions: frozenset[str]
+    # None: every namespace; else only these.
+    backup_namespaces: frozenset[str] | None = None
+    restore_namespaces: frozenset[str] | None = None
+    view_namespaces: frozenset[str] | None = None
+
+    def may(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    def may_in(self, operation: str, namespace: str) -> bool:
+        scope = {BACKUP: self.backup_namespaces, RESTORE: self.restore_namespaces,
+                 VIEW: self.view_namespaces}[operation]
+        return operation in self.permissions and (scope is None or namespace in scope)
+
+    def as_dict(self) -> dict:
+        def names(scope):
+            return None if scope is None else sorted(scope)
+
+        return {"permissions": sorted(self.permissions),
+                "namespaces": {"view": names(self.view_namespaces), "backup": names(self.backup_namespaces),
+                               "restore": names(self.restore_namespaces)}}
+
+
+EVERYTHING = Grants(ALL)
+NOTHING = Grants(frozenset(), frozenset(), frozenset(), frozenset())
+
+
+def grants_for_groups(groups) -> Grants:
+    """The union of what the groups grant (normalised names)."""
+    groups = {normalise_group(g) for g in groups}
+    if groups & set(settings.SOTERIA_ALLOWED_GROUPS):
+        return EVERYTHING
+    permissions: set[str] = set()
+    view_all = bool(groups & set(settings.SOTERIA_READONLY_GROUPS))
+    if view_all:
+        permissions.add(VIEW)
+    backup = frozenset().union(*(ns for g, ns in settings.SOTERIA_BACKUP_SCOPES.items() if g in groups))
+    restore = frozenset().union(*(ns for g, ns in settings.SOTERIA_RESTORE_SCOPES.items() if g in groups))
+    if backup:
+        permissions |= {VIEW, BACKUP}
+    if restore:
+        permissions |= {VIEW, RESTORE}
+    if not permissions:
+        return NOTHING
+    return Grants(frozenset(permissions), backup_namespaces=backup, restore_namespaces=restore,
+                  view_namespaces=None if view_all else backup | restore)
+
+
+def deny(reason: str) -> None:
+    """Count a denial (one of backups.metrics.DENIAL_REASONS)."""
+    AUTHZ_DENIALS.labels(reason).inc()
