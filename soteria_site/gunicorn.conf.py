@@ -33,6 +33,9 @@ errorlog = "-"
 # X-Forwarded-Proto from the proxy in front decides request.is_secure().
 forwarded_allow_ips = "*"
 proxy_allow_ips = "*"
+# A header spelled with underscores (X_Auth_Request_User) would reach Django as the
+# same variable as the proxy's X-Auth-Request-User: drop such headers, never trust them.
+header_map = "drop"
 
 
 def on_starting(server):
