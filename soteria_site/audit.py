@@ -59,5 +59,6 @@ class AuditedViewSet(viewsets.ViewSet):
             except Exception:  # noqa: BLE001 - an unparsable body is audited without a target
                 data = None
             action = f"{self.audit_name or self.basename or type(self).__name__}.{self.action or request.method.lower()}"
-            record(request, action, response.status_code, getattr(response, "data", None), _target(data))
+            target = _target(data) or str(self.kwargs.get("pk", ""))
+            record(request, action, response.status_code, getattr(response, "data", None), target)
         return response

@@ -256,6 +256,13 @@ DATABASES = {
         "TEST": {"NAME": str(SOTERIA_DATA_DIR / "test-soteria.sqlite3")},
     }
 }
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": str(SOTERIA_DATA_DIR / "files")}},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Policies live in a Kubernetes Secret (SOTERIA_POLICY_SECRET_NAME in SOTERIA_SECRET_NAMESPACE).
+    "policies": {"BACKEND": "policies.storage.SecretStorage"},
+}
 CACHES = {
     # Shared across processes so django-q2's cluster status works from the web side.
     "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "soteria_cache"},

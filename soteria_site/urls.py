@@ -9,9 +9,10 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("v1/whoami", WhoAmIView.as_view(), name="whoami"),
     path("v1/", include("backups.api.urls")),
+    path("v1/", include("policies.api.urls")),
     path("v1/openapi", SpectacularAPIView.as_view(), name="openapi"),
     path("", include("django_prometheus.urls")),
-    path("", include("backups.console_urls")),
+    path("", include("soteria_site.console_urls")),
 ]
 
 handler404 = "soteria_site.api_errors.page_not_found"

@@ -86,6 +86,7 @@ class Secret:
     data: dict[str, bytes]
     resource_version: str
     labels: dict[str, str] = field(default_factory=dict)
+    uid: str = ""
 
 
 def _pvc(obj: dict) -> Pvc:
@@ -140,6 +141,7 @@ def _secret(obj: dict) -> Secret:
         data={k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()},
         resource_version=meta.get("resourceVersion", ""),
         labels=meta.get("labels") or {},
+        uid=meta.get("uid", ""),
     )
 
 
@@ -333,3 +335,48 @@ def delete_pvc(namespace: str, name: str) -> None:
         _call("pvcs.delete", _core().delete_namespaced_persistent_volume_claim, name, namespace)
     except NotFound:
         return
+
+
+@dataclass(frozen=True)
+class Lease:
+    namespace: str
+    name: str
+    holder: str
+    renewed: datetime | None
+    duration_seconds: int
+    resource_version: str
+    transitions: int = 0
+
+
+def _lease(obj: dict) -> Lease:
+    meta, spec = obj.get("metadata", {}), obj.get("spec", {})
+    return Lease(namespace=meta.get("namespace", ""), name=meta.get("name", ""), holder=spec.get("holderIdentity") or "",
+                 renewed=parse_time(spec.get("renewTime")), duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
+                 resource_version=meta.get("resourceVersion", ""), transitions=int(spec.get("leaseTransitions") or 0))
+
+
+def _coordination() -> k8s.CoordinationV1Api:
+    return k8s.CoordinationV1Api(_api_client())
+
+
+def find_lease(namespace: str, name: str) -> Lease | None:
+    try:
+        return _lease(_call("leases.get", _coordination().read_namespaced_lease, name, namespace))
+    except NotFound:
+        return None
+
+
+def create_lease(namespace: str, body: dict) -> Lease:
+    return _lease(_call("leases.create", _coordination().create_namespaced_lease, namespace, body))
+
+
+def replace_lease(namespace: str, name: str, body: dict) -> Lease:
+    """Compare-and-swap on metadata.resourceVersion: a stale one raises Conflict."""
+    return _lease(_call("leases.replace", _coordination().replace_namespaced_lease, name, namespace, body))
+
+
+def find_secret(namespace: str, name: str) -> Secret | None:
+    try:
+        return get_secret(namespace, name)
+    except NotFound:
+        return None

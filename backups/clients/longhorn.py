@@ -365,3 +365,9 @@ def delete_volume(name: str) -> None:
     except NotFound:
         return
 
+
+
+def delete_backup(backup_volume: str, name: str) -> None:
+    """backupDelete on the backup volume: removes the backup from the backupstore (idempotent)."""
+    _action("backupvolumes.backupDelete", f"/v1/backupvolumes/{backup_volume}", "backupDelete", {"name": name},
+            idempotent=True)

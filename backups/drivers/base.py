@@ -43,3 +43,6 @@ class Driver(Protocol):
 
     def restore(self, plan: RestorePlan, claim: Claim, requested_by: str) -> None:
         """Create what the plan names; on failure undo it and raise with the cleanup outcome."""
+
+    def delete_backups(self, claim: Claim, names: list[str]) -> None:
+        """Delete these backups of the claim (retention)."""

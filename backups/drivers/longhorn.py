@@ -175,6 +175,14 @@ class LonghornDriver:
             backup = longhorn_restore.choose_backup(records, snapshot, claim)
         return longhorn_restore.plan(claim, backup.volume or name, backup, target_namespace, target_pvc)
 
+    def delete_backups(self, claim: Claim, names: list[str]) -> None:
+        name = self._require_volume(claim)
+        backup_volume = _latest_backup_volumes(longhorn.list_backup_volumes()).get(name)
+        if backup_volume is None:
+            raise NotFound(f"Longhorn has no backup volume for {name}")
+        for backup in names:
+            longhorn.delete_backup(backup_volume.name, backup)
+
     def restore(self, plan: RestorePlan, claim: Claim, requested_by: str) -> None:
         own = self._require_volume(claim)
         source = longhorn.get_volume(plan.source_volume) or longhorn.get_volume(own)

@@ -16,13 +16,18 @@ COMPONENT = "soteria"
 
 def record(pvc: Pvc, reason: str, message: str, *, warning: bool = False) -> None:
     """Record an Event on the PVC. A failure to record is logged, never fatal."""
+    record_on("PersistentVolumeClaim", pvc.namespace, pvc.name, pvc.uid, reason, message, warning=warning)
+
+
+def record_on(kind: str, namespace: str, name: str, uid: str, reason: str, message: str, *,
+              warning: bool = False) -> None:
+    """Record an Event on any namespaced core object (a PVC, the policy Secret)."""
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": f"{pvc.name}.{uuid.uuid4().hex[:16]}", "namespace": pvc.namespace},
-        "involvedObject": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": pvc.namespace,
-                           "name": pvc.name, "uid": pvc.uid},
+        "metadata": {"name": f"{name}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+        "involvedObject": {"apiVersion": "v1", "kind": kind, "namespace": namespace, "name": name, "uid": uid},
         "reason": reason,
         "message": message[:1024],
         "type": "Warning" if warning else "Normal",
@@ -33,6 +38,6 @@ def record(pvc: Pvc, reason: str, message: str, *, warning: bool = False) -> Non
         "count": 1,
     }
     try:
-        kubernetes.create_event(pvc.namespace, body)
+        kubernetes.create_event(namespace, body)
     except SoteriaError as exc:
-        log.warning("could not record event %s on PVC %s/%s: %s", reason, pvc.namespace, pvc.name, exc.detail)
+        log.warning("could not record event %s on %s %s/%s: %s", reason, kind, namespace, name, exc.detail)

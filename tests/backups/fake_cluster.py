@@ -13,14 +13,19 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from backups.clients import kubernetes, longhorn
-from backups.clients.kubernetes import LONGHORN_CSI_DRIVER, Pv, Pvc, StorageClass
+import base64
+import threading
+
+from backups.clients.kubernetes import LONGHORN_CSI_DRIVER, Lease, Pv, Pvc, Secret, StorageClass
 from backups.clients.longhorn import Backup, BackupStatus, BackupVolume, Snapshot, Volume
-from backups.errors import NotFound, UpstreamError
+from backups.clients.timeparse import parse_time
+from backups.errors import Conflict, NotFound, UpstreamError
 
 NOW = datetime(2026, 4, 12, 15, 30, tzinfo=timezone.utc)
 
 MUTATING = {"create_snapshot", "backup_snapshot", "create_event", "create_secret", "replace_secret",
-            "create_volume", "delete_volume", "create_pv", "delete_pv", "create_pvc", "delete_pvc"}
+            "create_volume", "delete_volume", "create_pv", "delete_pv", "create_pvc", "delete_pvc", "delete_backup",
+            "create_lease", "replace_lease"}
 
 
 class FakeCluster:
@@ -37,6 +42,10 @@ class FakeCluster:
         self.events: list[dict] = []
         self.calls: Counter = Counter()
         self.fail: dict[str, Exception] = {}
+        self.secrets: dict[tuple[str, str], Secret] = {}
+        self.leases: dict[tuple[str, str], Lease] = {}
+        self._version = 0
+        self._lock = threading.Lock()
 
     # --- building the world -----------------------------------------------------------
     def add_pvc(self, namespace: str, name: str, *, size="10Gi", storage_class="longhorn", bound=True,
@@ -61,7 +70,9 @@ class FakeCluster:
 
     def add_volume(self, volume: str, backups=()) -> None:
         statuses, records, last = [], [], None
-        for index, (state, hours_ago, snapshot) in enumerate(backups):
+        for index, entry in enumerate(backups):
+            state, hours_ago, snapshot = entry[:3]
+            labels = entry[3] if len(entry) > 3 else {"k": "v"}
             name = f"backup-{volume}-{index}"
             when = NOW - timedelta(hours=hours_ago) if hours_ago is not None else None
             snapshot = snapshot or f"snap-{index}"
@@ -70,7 +81,7 @@ class FakeCluster:
                                          state == "Error" else "", size="1024"))
             records.append(Backup(name=name, volume_name=volume, snapshot_name=snapshot, state=state,
                                   progress=100, url=f"s3://b@r/?backup={name}&volume={volume}", error="",
-                                  size="1024", created=when, snapshot_created=when, labels={"k": "v"},
+                                  size="1024", created=when, snapshot_created=when, labels=labels,
                                   backup_mode="incremental"))
             if state == "Completed" and when and (last is None or when > last):
                 last = when
@@ -95,10 +106,11 @@ class FakeCluster:
 
         for name in ("list_pvcs", "get_pvc", "find_pvc", "list_pvs", "get_pv", "list_storage_classes",
                      "namespace_exists", "create_event", "create_pv", "delete_pv", "create_pvc", "delete_pvc",
-                     "list_pvcs_labelled"):
+                     "list_pvcs_labelled", "find_secret", "get_secret", "create_secret", "replace_secret",
+                     "find_lease", "create_lease", "replace_lease"):
             monkeypatch.setattr(kubernetes, name, counted(name, getattr(self, name)))
         for name in ("list_volumes", "get_volume", "list_backup_volumes", "list_backups", "create_snapshot",
-                     "get_snapshot", "backup_snapshot", "create_volume", "delete_volume"):
+                     "get_snapshot", "backup_snapshot", "create_volume", "delete_volume", "delete_backup"):
             monkeypatch.setattr(longhorn, name, counted(name, getattr(self, name)))
         return self
 
@@ -217,6 +229,74 @@ class FakeCluster:
 
     def list_pvcs_labelled(self, selector):
         return [p for p in self.pvcs.values() if selector in p.labels]
+
+
+    # --- secrets and leases, with resourceVersion compare-and-swap ------------------------------
+    def _next_version(self) -> str:
+        self._version += 1
+        return str(self._version)
+
+    def find_secret(self, namespace, name):
+        return self.secrets.get((namespace, name))
+
+    def get_secret(self, namespace, name):
+        secret = self.find_secret(namespace, name)
+        if secret is None:
+            raise NotFound(f'secrets "{name}" not found')
+        return secret
+
+    def _secret(self, namespace, body) -> Secret:
+        meta = body["metadata"]
+        return Secret(namespace=namespace, name=meta["name"], resource_version=self._next_version(),
+                      data={k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()},
+                      labels=meta.get("labels") or {}, uid=f"uid-secret-{meta['name']}")
+
+    def create_secret(self, namespace, body):
+        with self._lock:
+            key = (namespace, body["metadata"]["name"])
+            if key in self.secrets:
+                raise Conflict(f'secrets "{key[1]}" already exists', code="already_exists")
+            self.secrets[key] = self._secret(namespace, body)
+            return self.secrets[key]
+
+    def replace_secret(self, namespace, name, body):
+        with self._lock:
+            current = self.get_secret(namespace, name)
+            if body["metadata"].get("resourceVersion") not in (None, current.resource_version):
+                raise Conflict("the object has been modified", code="conflict")
+            self.secrets[(namespace, name)] = self._secret(namespace, body)
+            return self.secrets[(namespace, name)]
+
+    def _lease(self, namespace, body) -> Lease:
+        spec = body["spec"]
+        return Lease(namespace=namespace, name=body["metadata"]["name"], holder=spec["holderIdentity"],
+                     renewed=parse_time(spec["renewTime"]), duration_seconds=spec["leaseDurationSeconds"],
+                     resource_version=self._next_version(), transitions=spec.get("leaseTransitions", 0))
+
+    def find_lease(self, namespace, name):
+        return self.leases.get((namespace, name))
+
+    def create_lease(self, namespace, body):
+        with self._lock:
+            key = (namespace, body["metadata"]["name"])
+            if key in self.leases:
+                raise Conflict("already exists", code="already_exists")
+            self.leases[key] = self._lease(namespace, body)
+            return self.leases[key]
+
+    def replace_lease(self, namespace, name, body):
+        with self._lock:
+            current = self.leases[(namespace, name)]
+            if body["metadata"]["resourceVersion"] != current.resource_version:
+                raise Conflict("the object has been modified", code="conflict")
+            self.leases[(namespace, name)] = self._lease(namespace, body)
+            return self.leases[(namespace, name)]
+
+    def delete_backup(self, backup_volume, name):
+        self.backups[backup_volume] = [b for b in self.backups.get(backup_volume, []) if b.name != name]
+        volume = self.volumes.get(backup_volume)
+        if volume:
+            self.volumes[backup_volume] = replace(volume, backups=tuple(b for b in volume.backups if b.name != name))
 
 
 @pytest.fixture

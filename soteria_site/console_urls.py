@@ -1,6 +1,9 @@
+"""The console's pages, from both apps, under one URL namespace."""
+
 from django.urls import path
 
-from . import console
+from backups import console
+from policies import console as policies_console
 
 app_name = "console"
 urlpatterns = [
@@ -11,5 +14,8 @@ urlpatterns = [
     path("namespace/<str:namespace>/backup", console.backup_namespace_action, name="backup-namespace"),
     path("namespace/<str:namespace>/restore", console.restore_namespace_page, name="restore-namespace"),
     path("restores/", console.restores_page, name="restores"),
+    path("policies/", policies_console.policies_page, name="policies"),
+    path("policies/save", policies_console.save_action, name="policy-save"),
+    path("policies/<str:policy_id>/delete", policies_console.delete_action, name="policy-delete"),
     path("activity/", console.activity_page, name="activity"),
 ]

@@ -1,0 +1,55 @@
+from rest_framework import serializers
+
+from backups.api.fields import StrictBooleanField, StrictCharField, StrictSerializer
+from backups.api.serializers import NameField
+
+
+class NumberField(serializers.FloatField):
+    default_error_messages = {"invalid": "must be a number."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    default_error_messages = {"invalid": "must be a whole number."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class PolicyRequest(StrictSerializer):
+    namespace = NameField()
+    pvc = NameField(required=False, allow_blank=True, default="",
+                    help_text="blank: every PVC of the namespace")
+    interval_hours = NumberField(min_value=0.0001, max_value=24 * 366)
+    enabled = StrictBooleanField(required=False, default=True)
+    retain = StrictIntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=1000,
+                                help_text="keep the newest N successful backups this policy made")
+    tags = serializers.ListField(child=StrictCharField(allow_blank=False), required=False, default=list,
+                                 max_length=64)
+
+
+class PolicyOut(serializers.Serializer):
+    id = serializers.CharField()
+    namespace = serializers.CharField()
+    pvc = serializers.CharField(allow_blank=True)
+    interval_hours = serializers.FloatField()
+    enabled = serializers.BooleanField()
+    retain = serializers.IntegerField(allow_null=True)
+    tags = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.CharField(allow_null=True)
+    updated_at = serializers.CharField(allow_null=True)
+    updated_by = serializers.CharField(allow_blank=True)
+    last_run_at = serializers.CharField(allow_null=True, read_only=True)
+    last_result = serializers.CharField(allow_blank=True, read_only=True)
+    last_detail = serializers.CharField(allow_blank=True, read_only=True)
+    next_due_at = serializers.CharField(allow_null=True, read_only=True)
+
+
+class PolicyList(serializers.Serializer):
+    policies = PolicyOut(many=True)

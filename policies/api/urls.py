@@ -1,0 +1,8 @@
+from django.urls import path
+
+from .views import PolicyViewSet
+
+urlpatterns = [
+    path("policies", PolicyViewSet.as_view({"get": "list", "post": "create"}), name="policies"),
+    path("policies/<str:pk>", PolicyViewSet.as_view({"delete": "destroy"}), name="policy"),
+]

@@ -1,0 +1,65 @@
+"""GET/POST /v1/policies, DELETE /v1/policies/<id>."""
+
+from __future__ import annotations
+
+import logging
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+
+from backups.clients.timeparse import format_time
+from backups.errors import SoteriaError
+from backups.services import inventory
+from soteria_site.access import POLICIES, VIEW
+from soteria_site.audit import AuditedViewSet
+from soteria_site.identity import requested_by
+
+from .. import services
+from .serializers import PolicyList, PolicyOut, PolicyRequest
+
+log = logging.getLogger(__name__)
+
+
+def present(policy, next_due=None) -> dict:
+    return {"id": policy.id, "namespace": policy.namespace, "pvc": policy.pvc,
+            "interval_hours": policy.interval_hours, "enabled": policy.enabled, "retain": policy.retain,
+            "tags": list(policy.tags), "created_at": format_time(policy.created_at),
+            "updated_at": format_time(policy.updated_at), "updated_by": policy.updated_by,
+            "last_run_at": format_time(policy.last_run_at), "last_result": policy.last_result,
+            "last_detail": policy.last_detail, "next_due_at": format_time(next_due)}
+
+
+def with_due_times(policies) -> list[dict]:
+    """Policies with next_due_at; without it (null) if the inventory cannot be built now."""
+    items = []
+    if policies:
+        try:
+            items = inventory.build().items
+        except SoteriaError as exc:
+            log.warning("next_due_at unavailable: %s", exc.detail)
+    return [present(p, services.next_due_at(p, policies, items) if p.enabled else None) for p in policies]
+
+
+class PolicyViewSet(AuditedViewSet):
+    audit_name = "policy"
+    required_permissions = {"list": VIEW, "create": POLICIES, "destroy": POLICIES}
+
+    @extend_schema(responses=PolicyList, summary="Every backup policy, with its last run and next due time")
+    def list(self, request):
+        return Response({"policies": with_due_times(services.list_policies())})
+
+    @extend_schema(request=PolicyRequest, responses={200: PolicyOut, 201: PolicyOut},
+                   summary="Create or update a policy (same namespace and pvc = same policy)")
+    def create(self, request):
+        body = PolicyRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        d = body.validated_data
+        policy, created = services.save_policy(d["namespace"], d["pvc"], d["interval_hours"], d["enabled"],
+                                               d["retain"], d["tags"], requested_by(request))
+        return Response(present(policy), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(responses={200: PolicyOut}, summary="Delete a policy")
+    def destroy(self, request, pk=None):
+        policy = services.delete_policy(pk, requested_by(request))
+        return Response(present(policy))

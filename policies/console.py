@@ -1,0 +1,60 @@
+"""Console pages for policies."""
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from backups.errors import SoteriaError
+from soteria_site import audit
+from soteria_site.access import POLICIES, VIEW
+from soteria_site.identity import requested_by
+from soteria_site.permissions import console_permission
+
+from . import services
+from .api.views import with_due_times
+from .forms import PolicyForm
+
+
+@console_permission(VIEW)
+def policies_page(request):
+    context = {"nav": "policies", "form": PolicyForm()}
+    try:
+        context["policies"] = with_due_times(services.list_policies())
+    except SoteriaError as exc:
+        return render(request, "policies/policies.html", {**context, "error": exc}, status=exc.status)
+    return render(request, "policies/policies.html", context)
+
+
+@require_POST
+@console_permission(POLICIES)
+def save_action(request):
+    form = PolicyForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{k}: {e}" for k, errs in form.errors.items() for e in errs))
+        return redirect("console:policies")
+    d = form.cleaned_data
+    target = f"{d['namespace']}/{d['pvc']}" if d["pvc"] else d["namespace"]
+    try:
+        policy, created = services.save_policy(d["namespace"], d["pvc"], d["interval_hours"], d["enabled"],
+                                               d["retain"], form.tag_list(), requested_by(request))
+    except SoteriaError as exc:
+        audit.record(request, "policy.create", exc.status, {"error": exc.code, "detail": exc.detail}, target)
+        messages.error(request, f"Policy not saved: {exc.detail}")
+    else:
+        audit.record(request, "policy.create", 201 if created else 200, {}, target)
+        messages.success(request, f"Policy {policy.id} {'created' if created else 'updated'}.")
+    return redirect("console:policies")
+
+
+@require_POST
+@console_permission(POLICIES)
+def delete_action(request, policy_id):
+    try:
+        services.delete_policy(policy_id, requested_by(request))
+    except SoteriaError as exc:
+        audit.record(request, "policy.destroy", exc.status, {"error": exc.code, "detail": exc.detail}, policy_id)
+        messages.error(request, f"Policy not deleted: {exc.detail}")
+    else:
+        audit.record(request, "policy.destroy", 200, {}, policy_id)
+        messages.success(request, f"Policy {policy_id} deleted.")
+    return redirect("console:policies")

@@ -1,0 +1,26 @@
+"""Prometheus metrics of the policies app (see docs/metrics.md)."""
+
+from prometheus_client import Counter
+
+POLICY_BACKUPS = Counter(
+    "soteria_policy_backups_total",
+    "Backups started (or not) by policy evaluation, by result "
+    "(success, error, conflict, skipped_in_progress, skipped_stuck).",
+    ["result"],
+)
+# Beyond the contract.
+POLICY_STORE_ERRORS = Counter(
+    "soteria_policy_store_errors_total",
+    "Times the policy Secret could not be read or written, by reason.",
+    ["reason"],
+)
+POLICY_EVALUATIONS = Counter(
+    "soteria_policy_evaluations_total",
+    "Policy evaluation runs, by outcome (evaluated, not_leader, error).",
+    ["outcome"],
+)
+RETENTION_DELETES = Counter(
+    "soteria_policy_retention_deletes_total",
+    "Backups deleted by policy retention, by result.",
+    ["result"],
+)

@@ -1,0 +1,74 @@
+"""Policy use-cases: list, create or update, delete (each change audited on the Secret)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+
+from backups.clients import kubernetes
+from backups.errors import NotFound
+from backups.services import audit
+
+from . import evaluate, store
+from .types import Policy, policy_id, validate
+
+
+def list_policies() -> list[Policy]:
+    return store.load()
+
+
+def save_policy(namespace: str, pvc: str, interval_hours: float, enabled: bool, retain: int | None,
+                tags: list[str], actor: str) -> tuple[Policy, bool]:
+    """Create or update (same namespace + pvc = same policy). Returns (policy, created)."""
+    validate(namespace, pvc, interval_hours, enabled, retain, tags)
+    now = datetime.now(timezone.utc)
+    wanted_id = policy_id(namespace, pvc)
+    outcome = {}
+
+    def change(current: list[Policy]) -> list[Policy]:
+        existing = next((p for p in current if p.id == wanted_id), None)
+        outcome["created"] = existing is None
+        if existing is None:
+            policy = Policy(namespace=namespace, pvc=pvc, interval_hours=float(interval_hours), enabled=enabled,
+                            retain=retain, tags=tuple(tags), created_at=now, updated_at=now, updated_by=actor)
+        else:
+            policy = replace(existing, interval_hours=float(interval_hours), enabled=enabled, retain=retain,
+                             tags=tuple(tags), updated_at=now, updated_by=actor)
+        outcome["policy"] = policy
+        return [p for p in current if p.id != wanted_id] + [policy]
+
+    store.update(change)
+    policy = outcome["policy"]
+    _event("PolicyCreated" if outcome["created"] else "PolicyUpdated",
+           f"{actor} {'created' if outcome['created'] else 'updated'} policy {policy.id}: every "
+           f"{policy.interval_hours:g} h, {'enabled' if enabled else 'disabled'}"
+           + (f", keep {retain}" if retain else ""))
+    return policy, outcome["created"]
+
+
+def delete_policy(policy_id_: str, actor: str) -> Policy:
+    removed = {}
+
+    def change(current: list[Policy]) -> list[Policy]:
+        match = next((p for p in current if p.id == policy_id_), None)
+        if match is None:
+            raise NotFound(f"no policy {policy_id_!r}")
+        removed["policy"] = match
+        return [p for p in current if p.id != policy_id_]
+
+    store.update(change)
+    _event("PolicyDeleted", f"{actor} deleted policy {policy_id_}")
+    return removed["policy"]
+
+
+def next_due_at(policy: Policy, policies: list[Policy], items) -> datetime | None:
+    """The earliest time one of the PVCs this policy governs falls due (from inventory items)."""
+    times = [evaluate.next_due(item, policy) for item in items
+             if evaluate.effective(policies, item.namespace, item.pvc) is policy]
+    return min(times) if times else None
+
+
+def _event(reason: str, message: str) -> None:
+    storage_secret = kubernetes.find_secret(store._storage().namespace, store._storage().secret_name)
+    if storage_secret is not None:
+        audit.record_on("Secret", storage_secret.namespace, storage_secret.name, storage_secret.uid, reason, message)

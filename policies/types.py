@@ -1,0 +1,85 @@
+"""The policy type and its validation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from backups.clients.timeparse import format_time, parse_time
+from backups.errors import InvalidInput
+from backups.validation import dns_label_error, tags_to_labels
+
+MAX_INTERVAL_HOURS = 24 * 366
+MAX_RETAIN = 1000
+RESERVED_TAG = "policy"
+
+
+def policy_id(namespace: str, pvc: str) -> str:
+    """Stable id: `<namespace>.<pvc>`, or `<namespace>` for a namespace-wide policy
+    (names are DNS labels, which have no dots, so this is unambiguous)."""
+    return f"{namespace}.{pvc}" if pvc else namespace
+
+
+@dataclass(frozen=True)
+class Policy:
+    namespace: str
+    pvc: str  # "" = every PVC of the namespace
+    interval_hours: float
+    enabled: bool = True
+    retain: int | None = None
+    tags: tuple[str, ...] = ()
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    updated_by: str = ""
+    last_run_at: datetime | None = None
+    last_result: str = ""
+    last_detail: str = ""
+
+    @property
+    def id(self) -> str:
+        return policy_id(self.namespace, self.pvc)
+
+    @property
+    def interval_seconds(self) -> float:
+        return self.interval_hours * 3600
+
+    def to_json(self) -> dict:
+        data = {"id": self.id, **asdict(self)}
+        data["tags"] = list(self.tags)
+        for key in ("created_at", "updated_at", "last_run_at"):
+            data[key] = format_time(getattr(self, key))
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Policy":
+        return cls(
+            namespace=data["namespace"], pvc=data.get("pvc") or "", interval_hours=float(data["interval_hours"]),
+            enabled=bool(data.get("enabled", True)), retain=data.get("retain"),
+            tags=tuple(data.get("tags") or ()), created_at=parse_time(data.get("created_at")),
+            updated_at=parse_time(data.get("updated_at")), updated_by=data.get("updated_by") or "",
+            last_run_at=parse_time(data.get("last_run_at")), last_result=data.get("last_result") or "",
+            last_detail=data.get("last_detail") or "")
+
+
+def validate(namespace, pvc, interval_hours, enabled, retain, tags) -> None:
+    """Raise InvalidInput naming the first bad field."""
+    problem = dns_label_error(namespace)
+    if problem:
+        raise InvalidInput(f"namespace: {problem}", field="namespace")
+    if pvc:
+        problem = dns_label_error(pvc)
+        if problem:
+            raise InvalidInput(f"pvc: {problem}", field="pvc")
+    if isinstance(interval_hours, bool) or not isinstance(interval_hours, (int, float)) or not math.isfinite(
+            interval_hours) or not 0 < interval_hours <= MAX_INTERVAL_HOURS:
+        raise InvalidInput(f"interval_hours: must be a number greater than 0 and at most {MAX_INTERVAL_HOURS}",
+                           field="interval_hours")
+    if not isinstance(enabled, bool):
+        raise InvalidInput("enabled: must be true or false", field="enabled")
+    if retain is not None and (isinstance(retain, bool) or not isinstance(retain, int)
+                               or not 1 <= retain <= MAX_RETAIN):
+        raise InvalidInput(f"retain: must be a whole number from 1 to {MAX_RETAIN}, or null", field="retain")
+    labels = tags_to_labels(list(tags))
+    if RESERVED_TAG in labels:
+        raise InvalidInput("tags: 'policy' is set by Soteria itself", field="tags")
