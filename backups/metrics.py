@@ -36,3 +36,25 @@ AUTHZ_DENIALS = Counter(
 # The fixed set of denial reasons (docs/auth.md).
 DENIAL_REASONS = ("no_identity", "group_not_allowed", "bad_token", "csrf", "namespace_not_allowed",
                   "permission_denied", "untrusted_proxy")
+INVENTORY_REFRESH_FAILURES = Counter(
+    "soteria_inventory_refresh_failures_total",
+    "Inventory refreshes that failed (the previous snapshot stays published).",
+)
+
+DRIVERS = ("longhorn", "restic")
+REQUEST_RESULTS = ("success", "dry_run", "conflict", "rejected", "error")
+BATCH_RESULTS = ("success", "partial", "error", "dry_run")
+
+
+def initialise() -> None:
+    """Create every known label combination, so each family shows in /metrics from the start
+    (in multiprocess mode a labelled counter never incremented would be missing)."""
+    for driver in DRIVERS:
+        for result in REQUEST_RESULTS:
+            BACKUP_REQUESTS.labels(driver, result)
+            RESTORE_REQUESTS.labels(driver, result)
+        for result in BATCH_RESULTS:
+            NAMESPACE_BACKUP_REQUESTS.labels(driver, result)
+            NAMESPACE_RESTORE_REQUESTS.labels(driver, result)
+    for reason in DENIAL_REASONS:
+        AUTHZ_DENIALS.labels(reason)

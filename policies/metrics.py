@@ -24,3 +24,10 @@ RETENTION_DELETES = Counter(
     "Backups deleted by policy retention, by result.",
     ["result"],
 )
+
+
+def initialise() -> None:
+    for result in ("success", "error", "conflict", "skipped_in_progress", "skipped_stuck"):
+        POLICY_BACKUPS.labels(result)
+    for outcome in ("evaluated", "not_leader", "error"):
+        POLICY_EVALUATIONS.labels(outcome)

@@ -40,8 +40,8 @@ def remove_dead_process_files(directory: Path) -> int:
 
 def mark_process_dead(pid: int) -> None:
     """gunicorn's child_exit hook: drop a dead worker's live gauges."""
+    from django.conf import settings
     from prometheus_client import multiprocess
 
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
-        multiprocess.mark_process_dead(pid, directory)
+    if settings.PROMETHEUS_MULTIPROC_DIR:
+        multiprocess.mark_process_dead(pid, settings.PROMETHEUS_MULTIPROC_DIR)

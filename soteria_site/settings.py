@@ -45,6 +45,7 @@ SOTERIA_METRICS_DIR.mkdir(exist_ok=True)
 # Every process (gunicorn workers, the queue worker) writes its counters here,
 # so /metrics sums them. prometheus_client reads this when first imported.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(SOTERIA_METRICS_DIR))
+PROMETHEUS_MULTIPROC_DIR = ENV["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def _service_namespace() -> str:

@@ -1,6 +1,8 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from backups.metrics_export import metrics_view
+
 from . import health
 from .whoami import WhoAmIView
 
@@ -11,7 +13,7 @@ urlpatterns = [
     path("v1/", include("backups.api.urls")),
     path("v1/", include("policies.api.urls")),
     path("v1/openapi", SpectacularAPIView.as_view(), name="openapi"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics_view, name="metrics"),
     path("", include("soteria_site.console_urls")),
 ]
 

@@ -1,0 +1,84 @@
+"""GET /metrics: counters summed over every process, and freshness from the snapshot.
+
+The freshness gauges are read from the inventory snapshot in the database (no
+upstream call at scrape time); counters come from the Prometheus multiprocess
+directory shared by the gunicorn workers and the queue worker.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from .services import snapshot
+
+PVC_LABELS = ["namespace", "pvc", "volume", "driver"]
+
+
+class SnapshotCollector:
+    """Per-PVC freshness gauges from the last inventory snapshot."""
+
+    def collect(self):
+        snap = snapshot.latest()
+        rows = snap.rows if snap else []
+        age = GaugeMetricFamily("pvc_backup_age_hours", "Hours since the newest successful backup of the PVC.",
+                                labels=PVC_LABELS)
+        health = GaugeMetricFamily("pvc_backup_health", "1 when the newest successful backup is within "
+                                   "SOTERIA_BACKUP_MAX_AGE_HOURS, else 0.", labels=PVC_LABELS)
+        last = GaugeMetricFamily("pvc_backup_last_success_timestamp_seconds",
+                                 "Unix time of the newest successful backup of the PVC.", labels=PVC_LABELS)
+        count = GaugeMetricFamily("pvc_backup_count", "Successful backups of the PVC.", labels=PVC_LABELS)
+        interval = GaugeMetricFamily("pvc_backup_expected_interval_seconds",
+                                     "The backup interval of the PVC's enabled policy.", labels=PVC_LABELS)
+        stuck = GaugeMetricFamily("pvc_backup_stuck", "1 when a backup of the PVC has been running far longer "
+                                  "than expected (SOTERIA_BACKUP_STUCK_HOURS).", labels=PVC_LABELS)
+        without = GaugeMetricFamily("soteria_pvcs_without_policy", "PVCs no enabled policy backs up.",
+                                    labels=["namespace"])
+        running = GaugeMetricFamily("soteria_backups_in_progress", "Backups running now, and those stuck.",
+                                    labels=["state"])
+        refreshed = GaugeMetricFamily("soteria_inventory_refresh_timestamp_seconds",
+                                      "Unix time of the last successful inventory refresh.")
+        duration = GaugeMetricFamily("soteria_inventory_refresh_duration_seconds",
+                                     "How long the last successful inventory refresh took.")
+        uncovered: dict[str, int] = {}
+        in_progress = stuck_total = 0
+        for row in rows:
+            labels = [row["namespace"], row["pvc"], row["volume"], row["driver"]]
+            if row["age_hours"] is not None:
+                age.add_metric(labels, row["age_hours"])
+                last.add_metric(labels, row["last_success"])
+            health.add_metric(labels, 1 if row["healthy"] else 0)
+            count.add_metric(labels, row["count"])
+            is_stuck = row["reason"] == "backup stuck"
+            stuck.add_metric(labels, 1 if is_stuck else 0)
+            stuck_total += is_stuck
+            in_progress += row["in_progress"]
+            if row["interval"] is not None:
+                interval.add_metric(labels, row["interval"])
+            elif row["policies_known"]:
+                uncovered[row["namespace"]] = uncovered.get(row["namespace"], 0) + 1
+            else:
+                uncovered.setdefault(row["namespace"], 0)
+        for namespace in sorted({r["namespace"] for r in rows}):
+            without.add_metric([namespace], uncovered.get(namespace, 0))
+        running.add_metric(["running"], in_progress)
+        running.add_metric(["stuck"], stuck_total)
+        if snap:
+            refreshed.add_metric([], snap.generated_at.timestamp())
+            duration.add_metric([], snap.duration_seconds)
+        yield from (age, health, last, count, interval, stuck, without, running, refreshed, duration)
+
+
+@never_cache
+@require_safe
+def metrics_view(request):
+    registry = CollectorRegistry()
+    if settings.PROMETHEUS_MULTIPROC_DIR:
+        MultiProcessCollector(registry)
+    registry.register(SnapshotCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+from tests.backups.fake_cluster import cluster  # noqa: F401
