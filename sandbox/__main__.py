@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p_seed.add_argument("--pvcs", type=int, required=True, help="PVCs per namespace")
     p_seed.add_argument("--backups", type=int, required=True, help="backups per PVC")
     p_seed.add_argument("--prefix", default="scale", help="namespace name prefix")
+    p_seed.add_argument("--wait", action="store_true", help="wait until every claim is Bound")
     p_fault = sub.add_parser("fault", help="make a Longhorn call fail, hang or slow down")
     p_fault.add_argument("action", help="Longhorn action or route key, e.g. snapshotBackup, volumes.list")
     p_fault.add_argument("--mode", choices=("error", "timeout", "slow", "fail_async"), default="error")
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "seed":
         from . import seed
 
-        summary = seed.scale(cfg, args.namespaces, args.pvcs, args.backups, prefix=args.prefix)
+        summary = seed.scale(cfg, args.namespaces, args.pvcs, args.backups, prefix=args.prefix, wait=args.wait)
         print(json.dumps(summary))
     elif args.command == "fault":
         from . import faults

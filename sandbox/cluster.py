@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 
-from . import kube, procs, s3
+from . import kube, kubelet, procs, s3
 from .config import HOST, NODE_NAME, SandboxConfig
 
 # Start order; `down` stops in reverse.
@@ -39,21 +39,14 @@ def longhorn_ready(cfg: SandboxConfig) -> bool:
 
 
 def start_kubelet(cfg: SandboxConfig) -> None:
-    procs.start(cfg, "kubelet", [
-        sys.executable, "-m", "sandbox.kubelet",
-        "--kubeconfig", str(cfg.kubeconfig), "--node", NODE_NAME,
-        "--port", str(cfg.port("kubelet")), "--state-dir", str(cfg.state_dir / "kubelet"),
-        "--longhorn-volumes", str(cfg.longhorn_volumes_dir),
-    ], cwd=kube.HERE.parent)
+    kubelet.start(cfg)
     kube._wait(lambda: node_ready(cfg), 60, "kubelet", cfg)
 
 
 def node_ready(cfg: SandboxConfig) -> bool:
-    from kubernetes import client
-
     try:
         node = _core(cfg).read_node(NODE_NAME, _request_timeout=3)
-    except (client.ApiException, OSError, Exception):  # noqa: BLE001 - any failure means not yet
+    except Exception:  # noqa: BLE001 - any failure (refused, 404, TLS) means not yet
         return False
     return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
 
