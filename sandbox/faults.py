@@ -18,20 +18,22 @@ def _call(cfg: SandboxConfig, method: str, path: str, body: dict | None = None) 
 
 
 def inject(cfg: SandboxConfig, action: str, *, mode: str = "error", count: int = 1, delay: float = 5.0,
-           message: str = "injected by the sandbox") -> dict:
-    """Make the next `count` calls of a Longhorn action (or route key) fail, hang, be slow,
-    or (fail_async) start and then end in Error."""
-    return _call(cfg, "POST", "/sandbox/faults", {"action": action, "mode": mode, "count": count, "delay": delay,
-                                                  "message": message})
+           message: str = "injected by the sandbox", target: str = "") -> dict:
+    """Make the next `count` calls of a Longhorn action (or route key), optionally only on one
+    resource (`target`), fail, hang, be slow, or (fail_async) start and then end in Error."""
+    body = {"action": action, "mode": mode, "count": count, "delay": delay, "message": message}
+    if target:
+        body["target"] = target
+    return _call(cfg, "POST", "/sandbox/faults", body)
 
 
 def clear(cfg: SandboxConfig) -> dict:
     return _call(cfg, "DELETE", "/sandbox/faults")
 
 
-def calls(cfg: SandboxConfig) -> dict:
+def calls(cfg: SandboxConfig) -> dict[str, int]:
     """Per-route counts of /v1 calls since the last reset."""
-    return _call(cfg, "GET", "/sandbox/calls")
+    return _call(cfg, "GET", "/sandbox/calls")["calls"]
 
 
 def reset_calls(cfg: SandboxConfig) -> dict:

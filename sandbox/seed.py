@@ -87,7 +87,7 @@ def ensure_basics(cfg: SandboxConfig, namespaces) -> None:
         "volumeBindingMode": "Immediate"})
 
 
-def _pv_and_pvc(cfg: SandboxConfig, namespace: str, pvc: str, size: str, storage_class: str) -> tuple[dict, dict]:
+def pv_and_pvc(cfg: SandboxConfig, namespace: str, pvc: str, size: str, storage_class: str) -> tuple[dict, dict]:
     name = volume_name(namespace, pvc)
     if storage_class == "longhorn":
         source = {"csi": {"driver": LONGHORN, "volumeHandle": name, "fsType": "ext4",
@@ -130,7 +130,7 @@ def demo(cfg: SandboxConfig) -> dict:
     core, _ = _api(cfg)
     volumes = []
     for item in DEMO:
-        pv, claim = _pv_and_pvc(cfg, item.namespace, item.name, item.size, item.storage_class)
+        pv, claim = pv_and_pvc(cfg, item.namespace, item.name, item.size, item.storage_class)
         if item.bound:
             _ignore_exists(core.create_persistent_volume, pv)
         else:
@@ -190,7 +190,7 @@ def scale(cfg: SandboxConfig, namespaces: int, pvcs: int, backups: int, prefix: 
     pairs = [(ns, f"data-{m:04d}") for ns in names for m in range(pvcs)]
 
     def create(pair):
-        pv, claim = _pv_and_pvc(cfg, pair[0], pair[1], "1Gi", "longhorn")
+        pv, claim = pv_and_pvc(cfg, pair[0], pair[1], "1Gi", "longhorn")
         _ignore_exists(core.create_persistent_volume, pv)
         _ignore_exists(core.create_namespaced_persistent_volume_claim, pair[0], claim)
 
@@ -209,3 +209,25 @@ def scale(cfg: SandboxConfig, namespaces: int, pvcs: int, backups: int, prefix: 
         wait_bound(cfg, pairs, timeout=600)
     return {"namespaces": namespaces, "pvcs": len(pairs), "backups": len(pairs) * backups,
             "kubernetes_seconds": round(kube_seconds, 1), "seconds": round(time.monotonic() - started, 1)}
+
+
+def make_pvc(cfg: SandboxConfig, namespace: str, name: str, *, size: str = "1Gi", files: dict | None = None,
+             backups: list | None = None, bound: bool = True, wait: bool = True) -> str:
+    """One Longhorn-backed PVC (namespace created if needed) with files and seeded backups
+    (the emulator's /sandbox/seed format). Returns the Longhorn volume name."""
+    ensure_basics(cfg, [namespace])
+    core, _ = _api(cfg)
+    pv, claim = pv_and_pvc(cfg, namespace, name, size, "longhorn")
+    volume = pv["metadata"]["name"]
+    faults.longhorn_seed(cfg, {"volumes": [{
+        "name": volume, "size": size, "files": files or {}, "state": "attached",
+        "kubernetesStatus": {"pvName": volume, "pvStatus": "Bound", "namespace": namespace, "pvcName": name},
+        "backups": backups or []}]})
+    if bound:
+        _ignore_exists(core.create_persistent_volume, pv)
+    else:
+        claim["spec"].pop("volumeName")
+    _ignore_exists(core.create_namespaced_persistent_volume_claim, namespace, claim)
+    if wait and bound:
+        wait_bound(cfg, [(namespace, name)])
+    return volume

@@ -151,8 +151,16 @@ class LonghornDriver:
         return name
 
     def list_backups(self, claim: Claim) -> tuple[str, list[BackupRecord]]:
+        """Backups from the backup volume, plus the volume's running ones not synced there yet."""
         name = self._require_volume(claim)
-        return name, self._records(name, _latest_backup_volumes(longhorn.list_backup_volumes()))
+        records = self._records(name, _latest_backup_volumes(longhorn.list_backup_volumes()))
+        volume = longhorn.get_volume(name)
+        known = {r.name for r in records}
+        running = [BackupRecord(name=b.name, snapshot=b.snapshot, url=b.url, state=b.state or "Pending",
+                                progress=b.progress, created=snapshot_time(b.snapshot), size=b.size, error=b.error,
+                                volume=name)
+                   for b in (volume.backups if volume else ()) if b.name not in known and b.state != "Completed"]
+        return name, running + records
 
     @staticmethod
     def _records(volume: str, backup_volumes: dict[str, BackupVolume]) -> list[BackupRecord]:
