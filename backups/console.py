@@ -18,10 +18,18 @@ from .forms import BackupForm, NamespaceRestoreForm, RestoreForm
 from .services import backup as backup_service
 from .services import inventory
 from .services import restore as restore_service
+from .validation import RESERVED_LABEL_KEYS
 
 HEALTH_STYLE = {"fresh": "ok", "stale": "bad", "never backed up": "bad", "last backup failed": "bad",
                 "backup stuck": "bad", "backup in progress": "info", "not bound": "muted",
                 "unsupported driver": "muted", "volume missing in Longhorn": "warn"}
+
+
+def _operator_labels(labels: dict) -> dict:
+    """A backup's labels without those Longhorn adds to every backup (KubernetesStatus, a JSON
+    blob, and longhorn.io/...): the tags someone gave, readable in a table cell."""
+    return {k: v for k, v in (labels or {}).items()
+            if k not in RESERVED_LABEL_KEYS and not k.startswith("longhorn.io/")}
 
 
 def _denied(request, permission):
@@ -62,9 +70,11 @@ def pvc_page(request, namespace, pvc):
     except SoteriaError as exc:
         return _error_page(request, "backups/pvc.html", context, exc)
     return render(request, "backups/pvc.html", {
-        **context, "found": found, "backup_form": BackupForm(),
-        "restore_form": RestoreForm(backups=found.backups, initial={"target_namespace": namespace,
-                                                                    "target_pvc": f"restore-{pvc}"[:63]}),
+        **context, "found": found, "backups": [(b, _operator_labels(b.labels)) for b in found.backups],
+        "backup_form": BackupForm(auto_id="backup_%s"),
+        # Both forms have a dry_run field: distinct ids keep each label on its own checkbox.
+        "restore_form": RestoreForm(backups=found.backups, auto_id="restore_%s",
+                                    initial={"target_namespace": namespace, "target_pvc": f"restore-{pvc}"[:63]}),
         "may_backup": may(request, BACKUP, namespace), "may_restore": may(request, RESTORE, namespace)})
 
 

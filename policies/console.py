@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from backups.errors import SoteriaError
@@ -15,11 +16,16 @@ from .api.views import with_due_times
 from .forms import PolicyForm
 
 
+def _with_datetimes(policy: dict) -> dict:
+    """The API's view of a policy, its times parsed so the page formats them like every other page."""
+    return {**policy, **{k: parse_datetime(policy[k]) for k in ("last_run_at", "next_due_at") if policy.get(k)}}
+
+
 @console_permission(VIEW)
 def policies_page(request):
     context = {"nav": "policies", "form": PolicyForm()}
     try:
-        context["policies"] = with_due_times(services.list_policies())
+        context["policies"] = [_with_datetimes(p) for p in with_due_times(services.list_policies())]
     except SoteriaError as exc:
         return render(request, "policies/policies.html", {**context, "error": exc}, status=exc.status)
     return render(request, "policies/policies.html", context)

@@ -1,0 +1,75 @@
+"""Restoring a PVC's backup into a new PVC from the console, and following it on the Restores page."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import pvc_exists, reload_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.sandbox]
+
+
+def _restore_form(page):
+    return page.locator("section").filter(has=page.get_by_role("heading", name="Restore into a new PVC"))
+
+
+def test_dry_run_restore_shows_the_plan_and_creates_nothing(page, kube):
+    page.goto("/pvc/ai/model-store/")
+    form = _restore_form(page)
+    expect(form.get_by_label("Target namespace")).to_have_value("ai")
+    form.get_by_label("New PVC name").fill("browser-dry-run-1")
+    form.get_by_label("Dry run").check()
+    form.get_by_role("button", name="Restore").click()
+
+    expect(page.locator(".messages li.info")).to_have_text(re.compile(
+        r"Dry run: would restore backup \S+ into ai/browser-dry-run-1 \(new volume \S+\)\."))
+    expect(page).to_have_url(re.compile(r"/pvc/ai/model-store/$"))
+    assert not pvc_exists(kube, "ai", "browser-dry-run-1")
+    page.goto("/restores/")
+    expect(page.get_by_role("heading", name="Restores", exact=True)).to_be_visible()
+    expect(page.locator('tr[data-pvc="ai/browser-dry-run-1"]')).to_have_count(0)
+
+
+def test_restore_into_a_new_pvc_shows_progress_until_done(page, kube):
+    page.goto("/pvc/ai/llm-cache/")
+    form = _restore_form(page)
+    # Pick a particular backup (the second newest), not just "latest".
+    chosen = form.get_by_label("Backup").locator("option").nth(2).get_attribute("value")
+    form.get_by_label("Backup").select_option(chosen)
+    form.get_by_label("New PVC name").fill("browser-restore-1")
+    form.get_by_role("button", name="Restore").click()
+
+    expect(page).to_have_url(re.compile(r"/restores/\?namespace=ai$"))
+    expect(page.get_by_role("heading", name="Restores into ai")).to_be_visible()
+    expect(page.locator(".messages li.success")).to_have_text(re.compile(
+        rf"Restoring backup {re.escape(chosen)} into ai/browser-restore-1 \(volume \S+\); progress below\."))
+    row = page.locator('tr[data-pvc="ai/browser-restore-1"]')
+    expect(row).to_be_visible()
+    expect(row.locator("td").nth(1)).to_contain_text("llm-cache")
+    expect(row.locator("td").nth(2)).to_have_text(chosen)
+    reload_until(page, lambda: row.locator(".badge").inner_text() == "done", what="the restore to be done")
+    expect(row.locator("td").nth(5)).to_have_text("100%")
+    assert pvc_exists(kube, "ai", "browser-restore-1")
+
+
+def test_restore_onto_an_existing_pvc_is_refused_naming_it(page, kube):
+    page.goto("/pvc/ai/llm-cache/")
+    form = _restore_form(page)
+    form.get_by_label("New PVC name").fill("model-store")
+    form.get_by_role("button", name="Restore").click()
+
+    expect(page).to_have_url(re.compile(r"/pvc/ai/llm-cache/$"))
+    expect(page.locator(".messages li.error")).to_have_text(
+        "Restore refused: target PVC ai/model-store already exists; Soteria never overwrites a PVC")
+    page.goto("/restores/")
+    expect(page.locator('tr[data-pvc="ai/model-store"]')).to_have_count(0)
+
+
+def test_restore_into_an_invalid_name_is_refused_by_the_form(page, kube):
+    page.goto("/pvc/ai/llm-cache/")
+    form = _restore_form(page)
+    form.get_by_label("New PVC name").fill("Browser_Restore")
+    form.get_by_role("button", name="Restore").click()
+    expect(page.locator(".messages li.error")).to_contain_text("target_pvc:")
+    assert not pvc_exists(kube, "ai", "Browser_Restore".lower())
