@@ -1,7 +1,7 @@
 """Fixtures for the kubelet stand-in's tests: a real control plane, the stand-in, loopback S3.
 
 Loaded as a plugin (`pytest_plugins`) by test_kubelet.py and test_restic_jobs.py,
-so the session fixtures exist once. Everything runs on ports 47440-47449 with
+so the session fixtures exist once. Everything runs on ports 25440-25449 with
 its state in a temporary directory, and the teardown asserts that no process
 is left behind.
 """
@@ -21,7 +21,7 @@ from kubernetes import client, config
 from sandbox import kube, kubelet, procs, s3
 from sandbox.config import SandboxConfig
 
-PORT_BASE = 47440
+PORT_BASE = 25440
 SERVICES = ("kubelet", "s3", "kube-controller-manager", "kube-apiserver", "etcd")
 LONGHORN_DRIVER = "driver.longhorn.io"
 

@@ -1,0 +1,226 @@
+"""Snapshot actions on a volume, and snapshotBackup.
+
+A snapshot copies the volume's directory to DIR/snapshots/<volume>/<name>/ at
+the moment it is taken; a backup of it later uploads exactly those bytes.
+Snapshot CRs (snapshotCR*) work on any volume and become readyToUse after one
+step; the legacy engine calls (snapshotCreate/List/Get/Delete) need a running
+engine, i.e. an attached volume, as in Longhorn. Both share one table, like
+Longhorn's Snapshot CRs, which also mirror snapshots taken through the engine.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from . import backups, util
+from .api import ApiError, Ctx, json_response, not_found
+from .constants import NODE
+from .inputs import decode
+from .volume_view import engine_running, render_volume, replica_names
+
+VALIDATOR = 'admission webhook "validator.longhorn.io" denied the request: '
+
+
+def _chain(emu, volume: str) -> dict[str, tuple[str, dict]]:
+    """name -> (parent, children) for the volume's snapshots, oldest first; the head hangs off the last."""
+    ordered = sorted(emu.store.records_for_volume("snapshots", volume), key=lambda s: (s["createdAt"], s["name"]))
+    chain = {}
+    for index, snap in enumerate(ordered):
+        parent = ordered[index - 1]["name"] if index else ""
+        child = ordered[index + 1]["name"] if index + 1 < len(ordered) else "volume-head"
+        chain[snap["name"]] = (parent, {child: True})
+    chain["volume-head"] = (ordered[-1]["name"] if ordered else "", {})
+    return chain
+
+
+def _render_cr(emu, ctx: Ctx, snap: dict, now: float) -> dict:
+    ready = snap["readyAt"] <= now
+    parent, children = _chain(emu, snap["volume"]).get(snap["name"], ("", {})) if ready else ("", None)
+    volume = emu.store.get("volumes", snap["volume"])
+    fields = {
+        "name": snap["name"], "crCreationTime": snap["crCreationTime"], "volume": snap["volume"],
+        "createSnapshot": True, "parent": parent, "children": children, "markRemoved": snap["markRemoved"],
+        "userCreated": True, "creationTime": snap["creationTime"] if ready else "",
+        "size": snap["size"] if ready else 0, "labels": snap["labels"], "ownerID": NODE,
+        "restoreSize": volume["size"] if volume else 0, "readyToUse": ready and not snap["markRemoved"],
+        "checksum": "",
+    }
+    return ctx.resource("snapshotCR", snap["name"], fields)
+
+
+def _render_engine_snapshot(emu, ctx: Ctx, snap: dict) -> dict:
+    parent, children = _chain(emu, snap["volume"])[snap["name"]]
+    fields = {"name": snap["name"], "parent": parent, "children": children, "removed": snap["markRemoved"],
+              "usercreated": True, "created": snap["creationTime"], "size": str(snap["size"]),
+              "labels": snap["labels"], "checksum": ""}
+    return ctx.resource("snapshot", snap["name"], fields)
+
+
+def _take(emu, volume: dict, name: str, labels: dict, ready_after: float) -> dict:
+    """Copy the volume's files into a new snapshot."""
+    if emu.store.get("snapshots", name) is not None:
+        raise ApiError(f'snapshots.longhorn.io "{name}" already exists')
+    now = util.now()
+    target = emu.snapshot_dir(volume["name"], name)
+    util.copy_dir(emu.volume_dir(volume["name"]), target)
+    snap = {"name": name, "volume": volume["name"], "createdAt": now, "creationTime": util.rfc3339(now),
+            "crCreationTime": util.rfc3339(now), "labels": labels, "size": util.dir_size(target),
+            "readyAt": now + ready_after, "markRemoved": False}
+    with emu.store.lock:
+        if emu.store.get("snapshots", name) is not None:
+            raise ApiError(f'snapshots.longhorn.io "{name}" already exists')
+        emu.store.put("snapshots", name, snap)
+    return snap
+
+
+def _volume_or_404(emu, name: str) -> dict:
+    volume = emu.store.get("volumes", name)
+    if volume is None:
+        raise not_found("volume.longhorn.io", name).wrap("failed to get volume")
+    return volume
+
+
+def _running_volume(emu, name: str) -> dict:
+    volume = _volume_or_404(emu, name)
+    if not engine_running(volume):
+        raise ApiError(f"cannot get client for volume {name} on node {NODE}: engine is not running")
+    return volume
+
+
+# Snapshot CRs -------------------------------------------------------------------
+def cr_create(emu, ctx: Ctx, request, name: str):
+    try:
+        body = decode(request.get_data(), "SnapshotCRInput")
+        volume = _volume_or_404(emu, name)
+        snap = _take(emu, volume, body["name"] or util.generate_name("snap"), body["labels"] or {}, emu.step)
+    except ApiError as exc:
+        raise exc.wrap("failed to create snapshot CR") from None
+    return json_response(ctx, _render_cr(emu, ctx, snap, util.now()))
+
+
+def cr_get(emu, ctx: Ctx, request, name: str):
+    try:
+        body = decode(request.get_data(), "SnapshotCRInput")
+        snap = emu.store.get("snapshots", body["name"])
+        if snap is None:
+            raise not_found("snapshot.longhorn.io", body["name"])
+    except ApiError as exc:
+        raise exc.wrap("failed to get snapshot CR") from None
+    return json_response(ctx, _render_cr(emu, ctx, snap, util.now()))
+
+
+def cr_list(emu, ctx: Ctx, request, name: str):
+    now = util.now()
+    snaps = sorted(emu.store.records_for_volume("snapshots", name), key=lambda s: s["name"])
+    return json_response(ctx, ctx.collection("snapshotCR", [_render_cr(emu, ctx, s, now) for s in snaps]))
+
+
+def cr_delete(emu, ctx: Ctx, request, name: str):
+    try:
+        body = decode(request.get_data(), "SnapshotCRInput")
+        _volume_or_404(emu, name)
+    except ApiError as exc:
+        raise exc.wrap("failed to delete snapshot CR") from None
+    with emu.store.lock:
+        snap = emu.store.delete("snapshots", body["name"])
+    if snap is not None:
+        emu.remove_dir(emu.snapshot_dir(snap["volume"], snap["name"]))
+    empty = {"type": "empty", "links": {"self": ctx.request_url}, "actions": {}}
+    return json_response(ctx, empty)
+
+
+# Engine snapshots (attached volumes only) ---------------------------------------------
+def engine_create(emu, ctx: Ctx, request, name: str):
+    try:
+        body = decode(request.get_data(), "SnapshotInput")
+        volume = _running_volume(emu, name)
+        labels = body["labels"] or {}
+        if any("=" in key or "=" in value for key, value in labels.items()):
+            raise ApiError("labels cannot contain '='")
+        snap = _take(emu, volume, body["name"] or str(uuid.uuid4()), labels, 0.0)
+    except ApiError as exc:
+        raise exc.wrap("failed to create snapshot") from None
+    return json_response(ctx, _render_engine_snapshot(emu, ctx, snap))
+
+
+def engine_list(emu, ctx: Ctx, request, name: str):
+    try:
+        _running_volume(emu, name)
+    except ApiError as exc:
+        raise exc.wrap("failed to list snapshot") from None
+    snaps = emu.store.records_for_volume("snapshots", name)
+    data = [_render_engine_snapshot(emu, ctx, s) for s in sorted(snaps, key=lambda s: s["name"])]
+    parent = _chain(emu, name)["volume-head"][0]
+    head = {"name": "volume-head", "parent": parent, "children": {}, "removed": False, "usercreated": False,
+            "created": util.rfc3339(util.now()), "size": "0", "labels": {}, "checksum": ""}
+    data.append(ctx.resource("snapshot", "volume-head", head))
+    return json_response(ctx, ctx.collection("snapshot", data))
+
+
+def engine_get(emu, ctx: Ctx, request, name: str):
+    try:
+        body = decode(request.get_data(), "SnapshotInput")
+        if not body["name"]:
+            raise ApiError("volume and snapshot name required")
+        _running_volume(emu, name)
+        snap = emu.store.get("snapshots", body["name"])
+        if snap is None or snap["volume"] != name:
+            raise ApiError(f"cannot find snapshot '{body['name']}' for volume '{name}'")
+    except ApiError as exc:
+        raise exc.wrap("failed to get snapshot") from None
+    return json_response(ctx, _render_engine_snapshot(emu, ctx, snap))
+
+
+def engine_delete(emu, ctx: Ctx, request, name: str):
+    """Marks the snapshot removed (its data stays until a purge, as in Longhorn)."""
+    try:
+        body = decode(request.get_data(), "SnapshotInput")
+        if not body["name"]:
+            raise ApiError("volume and snapshot name required")
+        _running_volume(emu, name)
+        if emu.store.update("snapshots", body["name"], markRemoved=True) is None:
+            raise ApiError(f"cannot find snapshot '{body['name']}' for volume '{name}'")
+    except ApiError as exc:
+        raise exc.wrap("failed to delete snapshot") from None
+    return json_response(ctx, render_volume(emu, ctx, emu.store.get("volumes", name), util.now()))
+
+
+# Backup ---------------------------------------------------------------------------
+def backup(emu, ctx: Ctx, request, name: str, fault=None):
+    """snapshotBackup: start a backup of a snapshot; the answer is the volume."""
+    try:
+        body = decode(request.get_data(), "SnapshotInput")
+        volume = _volume_or_404(emu, name)
+        labels = backups.validate_labels(body["labels"] or {})
+        if any(volume["kubernetesStatus"].get(key) for key in backups.KUBE_STATUS_KEYS):
+            labels["KubernetesStatus"] = backups.go_json_kube_status(volume["kubernetesStatus"])
+        if not body["name"]:
+            raise ApiError("volume and snapshot name required")
+        labels.setdefault(backups.ACCESS_MODE_LABEL, volume["accessMode"] or "rwo")
+        mode = body["backupMode"] or "incremental"
+        if mode not in ("full", "incremental"):
+            raise ApiError(VALIDATOR + f"BackupMode {mode} is not a valid option")
+    except ApiError as exc:
+        raise exc.wrap("failed to backup snapshot") from None
+    now = util.now()
+    replicas = replica_names(volume)
+    record = backups.new_record(
+        emu, util.generate_name("backup"), name, specLabels=labels, backupMode=mode, snapshot=body["name"],
+        volumeSize=str(volume["size"]), compressionMethod=volume["backupCompressionMethod"],
+        replica=replicas[0] if replicas else "", storageClassName=_storage_class(emu, volume),
+        op={"started": now, "duration": emu.op_seconds,
+            "fail": fault.message if fault is not None and fault.mode == "fail_async" else None})
+    record.update(backups.snapshot_gate(emu, record, now))
+    with emu.store.lock:
+        emu.store.put("backups", record["name"], record)
+        emu.active_backups.add(record["name"])
+    emu.set_ticket(name, backups.ticket_id(record["name"]), {"type": "backup-controller", "parameters": {}})
+    return json_response(ctx, render_volume(emu, ctx, emu.store.get("volumes", name), util.now()))
+
+
+def _storage_class(emu, volume: dict) -> str:
+    """The storage class of the volume's bound PVC, which Longhorn records on the backup volume."""
+    status = volume["kubernetesStatus"]
+    if emu.kube and status["pvcName"] and not status["lastPVCRefAt"]:
+        return emu.kube.storage_class_of(status["namespace"], status["pvcName"])
+    return ""
