@@ -4,7 +4,7 @@ from prometheus_client import Counter
 
 BACKUP_REQUESTS = Counter(
     "soteria_backup_requests_total",
-    "PVC backup requests, by driver and result (success, dry_run, conflict, rejected, error).",
+    "PVC backup requests, by driver and result (success, dry_run, conflict, rejected, denied, error).",
     ["driver", "result"],
 )
 NAMESPACE_BACKUP_REQUESTS = Counter(
@@ -20,7 +20,7 @@ UPSTREAM_REQUESTS = Counter(
 )
 RESTORE_REQUESTS = Counter(
     "soteria_restore_requests_total",
-    "PVC restore requests, by driver and result (success, dry_run, conflict, rejected, error).",
+    "PVC restore requests, by driver and result (success, dry_run, conflict, rejected, denied, error).",
     ["driver", "result"],
 )
 NAMESPACE_RESTORE_REQUESTS = Counter(
@@ -42,8 +42,8 @@ INVENTORY_REFRESH_FAILURES = Counter(
 )
 
 DRIVERS = ("longhorn", "restic")
-REQUEST_RESULTS = ("success", "dry_run", "conflict", "rejected", "error")
-BATCH_RESULTS = ("success", "partial", "error", "dry_run")
+REQUEST_RESULTS = ("success", "dry_run", "conflict", "rejected", "denied", "error")
+BATCH_RESULTS = ("success", "partial", "error", "dry_run", "conflict", "rejected", "denied")
 
 
 def initialise() -> None:

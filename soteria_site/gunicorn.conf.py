@@ -3,8 +3,9 @@
     gunicorn -c soteria_site/gunicorn.conf.py soteria_site.wsgi
 
 Binds SOTERIA_LISTEN_ADDR, runs SOTERIA_WEB_WORKERS workers, refuses to start
-on a configuration error or a failed system check, clears metric files of dead
-processes at start and drops a dead worker's live gauges.
+on a configuration error or a failed system check, clears gauge files of dead
+processes at start (their counters stay, see prometheus_dir) and drops a dead worker's
+live gauges.
 """
 
 import os
@@ -36,6 +37,9 @@ proxy_allow_ips = "*"
 # A header spelled with underscores (X_Auth_Request_User) would reach Django as the
 # same variable as the proxy's X-Auth-Request-User: drop such headers, never trust them.
 header_map = "drop"
+# No control socket: it would be shared by every gunicorn of the machine (and the root
+# filesystem is read-only in the pod).
+control_socket_disable = True
 
 
 def on_starting(server):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from soteria_site.access import BACKUP, RESTORE, VIEW
@@ -11,6 +13,7 @@ from soteria_site.identity import requested_by
 from soteria_site.permissions import require_namespaces, visible_namespaces
 
 from ..services import backup as backup_service
+from ..metrics import BACKUP_REQUESTS, NAMESPACE_BACKUP_REQUESTS, NAMESPACE_RESTORE_REQUESTS, RESTORE_REQUESTS
 from ..services import inventory
 from ..services import restore as restore_service
 from . import present
@@ -29,6 +32,27 @@ from .serializers import (
     RestoreResponse,
     RestoreStatusResponse,
 )
+
+
+def _validated(serializer_class, request, counter) -> dict:
+    """The request body, validated; a refused body is counted as `rejected` in `counter`."""
+    try:
+        serializer = serializer_class(data=request.data)
+        if serializer.is_valid():
+            return serializer.validated_data
+        raise ValidationError(serializer.errors)
+    except (ParseError, ValidationError):
+        counter.labels(settings.SOTERIA_BACKUP_DRIVER, "rejected").inc()
+        raise
+
+
+def _allowed(request, counter, operation, *namespaces) -> None:
+    """Namespace scopes; a refusal is counted as `denied` in `counter`."""
+    try:
+        require_namespaces(request, operation, *namespaces)
+    except PermissionDenied:
+        counter.labels(settings.SOTERIA_BACKUP_DRIVER, "denied").inc()
+        raise
 
 
 class InventoryViewSet(AuditedViewSet):
@@ -61,10 +85,8 @@ class BackupViewSet(AuditedViewSet):
 
     @extend_schema(request=BackupRequest, responses=BackupResponse, summary="Back up one PVC")
     def create(self, request):
-        body = BackupRequest(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        require_namespaces(request, BACKUP, data["namespace"])
+        data = _validated(BackupRequest, request, BACKUP_REQUESTS)
+        _allowed(request, BACKUP_REQUESTS, BACKUP, data["namespace"])
         result = backup_service.backup_pvc(data["namespace"], data["pvc"], data["tags"], requested_by(request),
                                            dry_run=data["dry_run"])
         return Response(present.backup_result(result))
@@ -72,10 +94,8 @@ class BackupViewSet(AuditedViewSet):
     @extend_schema(request=NamespaceBackupRequest, responses=NamespaceBackupResponse,
                    summary="Back up every bound PVC of a namespace")
     def namespace(self, request):
-        body = NamespaceBackupRequest(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        require_namespaces(request, BACKUP, data["namespace"])
+        data = _validated(NamespaceBackupRequest, request, NAMESPACE_BACKUP_REQUESTS)
+        _allowed(request, NAMESPACE_BACKUP_REQUESTS, BACKUP, data["namespace"])
         result = backup_service.backup_namespace(data["namespace"], data["tags"], requested_by(request), dry_run=data["dry_run"])
         return Response(present.namespace_backup(result))
 
@@ -99,10 +119,8 @@ class RestoreViewSet(AuditedViewSet):
     @extend_schema(request=RestoreRequest, responses=RestoreResponse,
                    summary="Restore a PVC's backup into a new PVC (never overwrites)")
     def create(self, request):
-        body = RestoreRequest(data=request.data)
-        body.is_valid(raise_exception=True)
-        d = body.validated_data
-        require_namespaces(request, RESTORE, d["namespace"], d["target_namespace"] or d["namespace"])
+        d = _validated(RestoreRequest, request, RESTORE_REQUESTS)
+        _allowed(request, RESTORE_REQUESTS, RESTORE, d["namespace"], d["target_namespace"] or d["namespace"])
         result = restore_service.restore_pvc(
             d["namespace"], d["pvc"], d["target_pvc"], requested_by(request), target_namespace=d["target_namespace"],
             snapshot=d["snapshot"], backup_url=d["backup_url"], dry_run=d["dry_run"])
@@ -111,10 +129,8 @@ class RestoreViewSet(AuditedViewSet):
     @extend_schema(request=NamespaceRestoreRequest, responses=NamespaceRestoreResponse,
                    summary="Plan or restore every bound PVC of a namespace into another")
     def namespace(self, request):
-        body = NamespaceRestoreRequest(data=request.data)
-        body.is_valid(raise_exception=True)
-        d = body.validated_data
-        require_namespaces(request, RESTORE, d["namespace"], d["target_namespace"] or d["namespace"])
+        d = _validated(NamespaceRestoreRequest, request, NAMESPACE_RESTORE_REQUESTS)
+        _allowed(request, NAMESPACE_RESTORE_REQUESTS, RESTORE, d["namespace"], d["target_namespace"] or d["namespace"])
         result = restore_service.restore_namespace(
             d["namespace"], d["target_namespace"], d["target_prefix"], requested_by(request),
             snapshot=d["snapshot"], dry_run=d["dry_run"])

@@ -9,16 +9,18 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta
+from datetime import timezone as tz
 
 from django.conf import settings
-from django.core.cache import cache
-from django.db import connections
+from django.db import IntegrityError, connections, transaction
+from django.utils import timezone
 
 from .. import drivers
 from .. import types as t
 from ..errors import Conflict, SoteriaError
 from ..metrics import BACKUP_REQUESTS, NAMESPACE_BACKUP_REQUESTS
+from ..models import OperationLock
 from ..types import BackupResult
 from ..validation import require_dns_label, tags_to_labels
 from . import audit, claims
@@ -29,18 +31,26 @@ LOCK_SECONDS = 120
 
 @contextmanager
 def pvc_lock(namespace: str, pvc: str, operation: str = "backup"):
-    """One backup request per PVC at a time in this Soteria (the shared database cache);
-    Longhorn's own in-progress state guards across replicas."""
-    key = f"soteria:lock:{operation}:{namespace}/{pvc}"
-    if not cache.add(key, "1", timeout=LOCK_SECONDS):
-        raise Conflict(f"a {operation} of PVC {namespace}/{pvc} is already being started", code="backup_in_progress")
+    """One backup (or restore to one target) per PVC at a time in this Soteria, through a
+    row with a unique key in the shared database; Longhorn's own in-progress state and
+    Kubernetes' 409 on an existing PVC guard across replicas."""
+    key = f"{operation}:{namespace}/{pvc}"
+    now = timezone.now()
+    OperationLock.objects.filter(key=key, expires_at__lt=now).delete()
+    try:
+        with transaction.atomic():
+            lock = OperationLock.objects.create(key=key, expires_at=now + timedelta(seconds=LOCK_SECONDS))
+    except IntegrityError:
+        raise Conflict(f"a {operation} of PVC {namespace}/{pvc} is already being started",
+                       code="backup_in_progress" if operation == "backup" else "restore_in_progress") from None
     try:
         yield
     finally:
-        cache.delete(key)
+        OperationLock.objects.filter(id=lock.id).delete()
 
 
-def _result_label(exc: SoteriaError) -> str:
+def result_label(exc: SoteriaError) -> str:
+    """The `result` label of a refused or failed request."""
     if exc.status == 409:
         return "conflict"
     if exc.status in (400, 404, 422):
@@ -48,35 +58,45 @@ def _result_label(exc: SoteriaError) -> str:
     return "error"
 
 
-def backup_claim(claim: claims.Claim, labels: dict[str, str], requested_by: str, dry_run: bool,
-                 now: datetime | None = None) -> BackupResult:
-    driver = drivers.current()
-    now = now or datetime.now(timezone.utc)
+@contextmanager
+def counted(counter, dry_run: bool):
+    """Count one request in `counter` by the configured driver and its outcome, whatever happens."""
+    driver = settings.SOTERIA_BACKUP_DRIVER
     try:
-        with pvc_lock(*claim.key):
-            result = driver.backup(claim, labels, requested_by, dry_run, now)
+        yield
     except SoteriaError as exc:
-        BACKUP_REQUESTS.labels(driver.name, _result_label(exc)).inc()
+        counter.labels(driver, result_label(exc)).inc()
         raise
     except Exception:
-        BACKUP_REQUESTS.labels(driver.name, "error").inc()
+        counter.labels(driver, "error").inc()
         raise
-    BACKUP_REQUESTS.labels(driver.name, "dry_run" if dry_run else "success").inc()
-    if not dry_run:
-        label_text = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none"
-        audit.record(claim.pvc, "BackupStarted",
-                     f"Backup {result.backup} of volume {result.volume} ({driver.name}) requested by "
-                     f"{requested_by}; labels: {label_text}")
+    counter.labels(driver, "dry_run" if dry_run else "success").inc()
+
+
+def backup_claim(claim: claims.Claim, labels: dict[str, str], requested_by: str, dry_run: bool,
+                 now: datetime | None = None) -> BackupResult:
+    """Back up (or plan) one resolved claim: the per-PVC step of single and namespace backups."""
+    driver = drivers.current()
+    now = now or datetime.now(tz.utc)
+    if dry_run:  # a plan changes nothing, so it needs no lock
+        return driver.backup(claim, labels, requested_by, dry_run, now)
+    with pvc_lock(*claim.key):
+        result = driver.backup(claim, labels, requested_by, dry_run, now)
+    label_text = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none"
+    audit.record(claim.pvc, "BackupStarted",
+                 f"Backup {result.backup} of volume {result.volume} ({driver.name}) requested by "
+                 f"{requested_by}; labels: {label_text}")
     return result
 
 
 def backup_pvc(namespace: str, pvc: str, tags: list[str], requested_by: str, dry_run: bool = False) -> BackupResult:
     """POST /v1/backup: validate everything, then resolve and back up one PVC."""
-    require_dns_label(namespace, "namespace")
-    require_dns_label(pvc, "pvc")
-    labels = tags_to_labels(tags)
-    claim = claims.get_claim(namespace, pvc)
-    return backup_claim(claim, labels, requested_by, dry_run)
+    with counted(BACKUP_REQUESTS, dry_run):
+        require_dns_label(namespace, "namespace")
+        require_dns_label(pvc, "pvc")
+        labels = tags_to_labels(tags)
+        claim = claims.get_claim(namespace, pvc)
+        return backup_claim(claim, labels, requested_by, dry_run)
 
 
 @dataclass(frozen=True)
@@ -109,21 +129,22 @@ class NamespaceBackupResult:
 def backup_namespace(namespace: str, tags: list[str], requested_by: str, dry_run: bool = False) -> NamespaceBackupResult:
     """POST /v1/backup/namespace: every bound PVC the driver handles, a few at a time.
     One PVC failing never stops the others."""
-    require_dns_label(namespace, "namespace")
-    labels = tags_to_labels(tags)
-    driver = drivers.current()
-    claims.require_namespace(namespace)
+    counter_driver = settings.SOTERIA_BACKUP_DRIVER
     try:
+        require_dns_label(namespace, "namespace")
+        labels = tags_to_labels(tags)
+        driver = drivers.current()
+        claims.require_namespace(namespace)
         outcomes = _backup_each(claims.list_claims(namespace), driver, labels, requested_by, dry_run)
-    except SoteriaError:
-        NAMESPACE_BACKUP_REQUESTS.labels(driver.name, "error").inc()
+    except SoteriaError as exc:
+        NAMESPACE_BACKUP_REQUESTS.labels(counter_driver, result_label(exc)).inc()
         raise
     result = NamespaceBackupResult(driver=driver.name, namespace=namespace, requested_by=requested_by,
                                    dry_run=dry_run, results=outcomes)
     totals = result.totals
     outcome = "dry_run" if dry_run else ("success" if not totals["failed"] else
                                          "partial" if totals["success"] else "error")
-    NAMESPACE_BACKUP_REQUESTS.labels(driver.name, outcome).inc()
+    NAMESPACE_BACKUP_REQUESTS.labels(counter_driver, outcome).inc()
     return result
 
 
@@ -143,7 +164,8 @@ def _backup_each(claim_list, driver, labels, requested_by, dry_run) -> list[PvcO
 
     def one(claim) -> PvcOutcome:
         try:
-            result = backup_claim(claim, labels, requested_by, dry_run)
+            with counted(BACKUP_REQUESTS, dry_run):
+                result = backup_claim(claim, labels, requested_by, dry_run)
         except SoteriaError as exc:
             return PvcOutcome(claim.pvc.name, "failed", error=exc.code, detail=exc.detail)
         except Exception as exc:  # noqa: BLE001 - one PVC must not stop the others

@@ -24,13 +24,9 @@ from ..metrics import NAMESPACE_RESTORE_REQUESTS, RESTORE_REQUESTS
 from ..types import RestorePlan, RestoreResult
 from ..validation import dns_label_error, require_dns_label
 from . import audit, claims
-from .backup import pvc_lock
+from .backup import counted, pvc_lock, result_label
 
 log = logging.getLogger(__name__)
-
-
-def _result_label(exc: SoteriaError) -> str:
-    return "conflict" if exc.status == 409 else "rejected" if exc.status in (400, 404, 422) else "error"
 
 
 def _refuse_existing_target(namespace: str, name: str) -> None:
@@ -43,25 +39,21 @@ def _refuse_existing_target(namespace: str, name: str) -> None:
 def restore_pvc(namespace: str, pvc: str, target_pvc: str, requested_by: str, *, target_namespace: str = "",
                 snapshot: str = "latest", backup_url: str = "", dry_run: bool = False) -> RestoreResult:
     """POST /v1/restores: validate, plan, refuse conflicts, then create volume, PV and PVC."""
-    require_dns_label(namespace, "namespace")
-    require_dns_label(pvc, "pvc")
-    require_dns_label(target_pvc, "target_pvc")
-    target_namespace = target_namespace or namespace
-    require_dns_label(target_namespace, "target_namespace")
-    if backup_url and snapshot not in ("", "latest"):
-        raise InvalidInput("give either snapshot or backup_url, not both", field="backup_url")
-    driver = drivers.current()
-    try:
+    with counted(RESTORE_REQUESTS, dry_run):
+        require_dns_label(namespace, "namespace")
+        require_dns_label(pvc, "pvc")
+        require_dns_label(target_pvc, "target_pvc")
+        target_namespace = target_namespace or namespace
+        require_dns_label(target_namespace, "target_namespace")
+        if backup_url and snapshot not in ("", "latest"):
+            raise InvalidInput("give either snapshot or backup_url, not both", field="backup_url")
+        driver = drivers.current()
         claim = claims.get_claim(namespace, pvc)
         claims.require_namespace(target_namespace, "target_namespace")
         _refuse_existing_target(target_namespace, target_pvc)
         plan = driver.plan_restore(claim, snapshot, backup_url, target_namespace, target_pvc)
         if not dry_run:
             _execute(driver, plan, claim, requested_by)
-    except SoteriaError as exc:
-        RESTORE_REQUESTS.labels(driver.name, _result_label(exc)).inc()
-        raise
-    RESTORE_REQUESTS.labels(driver.name, "dry_run" if dry_run else "success").inc()
     return RestoreResult(plan=plan, requested_by=requested_by, dry_run=dry_run)
 
 
@@ -124,8 +116,12 @@ def restore_namespace(namespace: str, target_namespace: str, target_prefix: str,
     if target_namespace == namespace and not target_prefix:
         raise InvalidInput("restoring into the source namespace needs a target_prefix", field="target_prefix")
     driver = drivers.current()
-    claims.require_namespace(namespace)
-    claims.require_namespace(target_namespace, "target_namespace")
+    try:
+        claims.require_namespace(namespace)
+        claims.require_namespace(target_namespace, "target_namespace")
+    except SoteriaError as exc:
+        NAMESPACE_RESTORE_REQUESTS.labels(driver.name, result_label(exc)).inc()
+        raise
     taken = {p.name for p in kubernetes.list_pvcs(target_namespace)}
     claim_list = claims.list_claims(namespace)
     outcomes = [_plan_one(driver, claim, target_namespace, target_prefix, snapshot, taken) for claim in claim_list]
@@ -166,10 +162,9 @@ def _execute_all(driver, outcomes, claim_by_name, requested_by) -> list[RestoreO
         if outcome.status != "planned":
             return outcome
         try:
-            _execute(driver, outcome.plan, claim_by_name[outcome.pvc], requested_by)
-            RESTORE_REQUESTS.labels(driver.name, "success").inc()
+            with counted(RESTORE_REQUESTS, dry_run=False):
+                _execute(driver, outcome.plan, claim_by_name[outcome.pvc], requested_by)
         except SoteriaError as exc:
-            RESTORE_REQUESTS.labels(driver.name, _result_label(exc)).inc()
             return RestoreOutcome(outcome.pvc, outcome.target_pvc, "failed", exc.code, exc.detail, outcome.plan)
         except Exception as exc:  # noqa: BLE001 - one PVC must not stop the others
             log.exception("restore of %s failed", outcome.pvc)
