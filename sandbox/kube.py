@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from . import procs
-from .config import HOST, NODE_NAME, SandboxConfig
+from .config import HOST, SandboxConfig
 
 HERE = Path(__file__).resolve().parent
 

@@ -40,16 +40,25 @@ def _probes() -> dict:
     return probes
 
 
+def _policy_store() -> str:
+    from policies import store
+
+    return f"{len(store.load())} policies"
+
+
 @never_cache
 @require_safe
 def readyz(request):
     probes = _probes()
-    with ThreadPoolExecutor(max_workers=len(probes)) as pool:
+    with ThreadPoolExecutor(max_workers=len(probes) + 1) as pool:
         futures = {name: pool.submit(_check, probe) for name, probe in probes.items()}
+        # Reported, but not a reason to take the pod out of service: an unreadable
+        # policy Secret is fixed with kubectl while backups and restores go on.
+        policies = pool.submit(_check, _policy_store)
         checks = {name: future.result() for name, future in futures.items()}
     ready = all(c["ok"] for c in checks.values())
     failed = [name for name, c in checks.items() if not c["ok"]]
-    body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    body = {"status": "ready" if ready else "unavailable", "checks": checks, "policies": policies.result()}
     if failed:
         body["failed"] = failed
     return JsonResponse(body, status=200 if ready else 503)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 from ..errors import SoteriaError
 from ..metrics import INVENTORY_REFRESH_FAILURES

@@ -8,12 +8,12 @@ with a deadline (`wait_until`); never a bare sleep.
 
 from __future__ import annotations
 
-import time
 from typing import Callable, TypeVar
 
 import pytest
 
 from tests.conftest import start_soteria, stop_soteria
+from tests.polling import wait_for as wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -58,17 +58,6 @@ def kube(sandbox):
 def pvc_exists(kube, namespace: str, name: str) -> bool:
     return any(p.metadata.name == name for p in kube.list_namespaced_persistent_volume_claim(namespace).items)
 
-
-def wait_until(check: Callable[[], T], timeout: float = 60.0, what: str = "condition", interval: float = 0.25) -> T:
-    """Poll `check` until it returns something truthy (which is returned), or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def reload_until(page, check: Callable[[], T], timeout: float = 60.0, what: str = "condition") -> T:

@@ -1,6 +1,5 @@
 """Backup policies from the console: create one with the form, see it listed, delete it."""
 
-import re
 
 import pytest
 from playwright.sync_api import expect

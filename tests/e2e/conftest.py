@@ -1,10 +1,9 @@
 """End-to-end tests: Soteria's real code against the session's sandbox cluster."""
 
-import time
-
 import pytest
 
 from sandbox import faults
+from tests.polling import wait_for  # noqa: F401  (for the e2e tests)
 
 pytestmark = pytest.mark.sandbox
 
@@ -17,17 +16,6 @@ def _clean_faults(request):
         faults.clear(cfg)
         faults.set_op_seconds(cfg, cfg.longhorn_op_seconds)
 
-
-def wait_for(check, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
-    """Poll until check() returns something truthy; return it. Fails the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def kube(cfg):

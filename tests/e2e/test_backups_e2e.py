@@ -1,6 +1,5 @@
 """Issue 4 end to end: backups through Longhorn (emulated), inventory on the real apiserver."""
 
-import subprocess
 import sys
 import time
 from pathlib import Path

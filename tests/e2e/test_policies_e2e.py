@@ -176,3 +176,26 @@ def _forget_lease(cfg):
     except ApiException as exc:
         if exc.status != 404:
             raise
+
+
+def test_jitter_spreads_a_new_twenty_pvc_namespace_policy(client, live, policy_secret):
+    from datetime import timedelta
+
+    from policies import services
+
+    for i in range(20):
+        seed.make_pvc(live, "e2e-jitter", f"data-{i:02d}", wait=False)
+    seed.wait_bound(live, [("e2e-jitter", f"data-{i:02d}") for i in range(20)])
+    policy, _ = services.save_policy("e2e-jitter", "", 24, True, None, [], "test")
+    _forget_lease(live)
+    started = {}
+    for minutes in (0, 30, 60, 90, 120, 150):
+        report = evaluate.evaluate(now=policy.created_at + timedelta(minutes=minutes), holder="jitter-test")
+        for key in report.started:
+            started.setdefault(key, minutes)
+        wait_for(lambda: all(b["state"] == "Completed" for i in range(20)
+                             for b in _backups(client, "e2e-jitter", f"data-{i:02d}")), what="backups done")
+    assert len(started) == 20  # every PVC once, within 10% of the interval (144 min)
+    waves = sorted(set(started.values()))
+    assert len(waves) >= 4, started  # spread over the window, not all at once
+    assert max(list(started.values()).count(w) for w in waves) <= 12

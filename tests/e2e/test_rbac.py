@@ -11,7 +11,7 @@ import yaml
 
 from backups.clients import kubernetes, longhorn
 from backups.errors import UpstreamError
-from sandbox import cluster, seed
+from sandbox import cluster
 from sandbox.config import SandboxConfig
 
 from .conftest import post, wait_for

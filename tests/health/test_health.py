@@ -64,3 +64,19 @@ def test_readyz_uses_the_short_ready_timeout(client, monkeypatch, settings):
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
 def test_probes_refuse_unsafe_methods(client, path):
     assert client.post(path).status_code == 405
+
+
+def test_readyz_reports_an_unreadable_policy_secret_without_failing(client, monkeypatch):
+    from policies import store
+
+    monkeypatch.setattr(kubernetes, "server_version", lambda timeout=None: "v1.20.2")
+    monkeypatch.setattr(longhorn, "ping", lambda timeout=None: None)
+
+    def unreadable():
+        raise store.PolicyStoreUnreadable("Secret soteria/soteria-policies key policies.json is not valid JSON")
+
+    monkeypatch.setattr(store, "load", unreadable)
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["policies"] == {"ok": False, "error": "policy_store_unreadable",
+                                           "detail": "Secret soteria/soteria-policies key policies.json is not valid JSON"}

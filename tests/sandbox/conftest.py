@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +21,7 @@ import requests
 
 from sandbox import kube, procs
 from sandbox.config import SandboxConfig
+from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PORT_BASE = 23440
@@ -78,18 +78,6 @@ def port_free(port: int) -> bool:
             return False
     return True
 
-
-def wait_for(check: Callable[[], object], timeout: float = 20.0, what: str = "condition",
-             interval: float = 0.05):
-    """Poll `check` until it returns something truthy (which is returned), or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Longhorn:

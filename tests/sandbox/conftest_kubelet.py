@@ -10,32 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 import uuid
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from kubernetes import client, config
 
 from sandbox import kube, kubelet, procs, s3
 from sandbox.config import SandboxConfig
+from tests.polling import wait_for
 
 PORT_BASE = 25440
 SERVICES = ("kubelet", "s3", "kube-controller-manager", "kube-apiserver", "etcd")
 LONGHORN_DRIVER = "driver.longhorn.io"
 
-
-def wait_for(check: Callable[[], object], timeout: float = 30, what: str = "condition", interval: float = 0.2):
-    """Poll `check` until it returns something truthy (returned), or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def processes_mentioning(text: str) -> list[str]:
