@@ -9,11 +9,11 @@ import urllib.request
 from .config import SandboxConfig
 
 
-def _call(cfg: SandboxConfig, method: str, path: str, body: dict | None = None) -> dict:
+def _call(cfg: SandboxConfig, method: str, path: str, body: dict | None = None, timeout: float = 10) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"{cfg.longhorn_url}{path}", data=data, method=method,
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read() or b"{}")
 
 
@@ -45,4 +45,4 @@ def set_op_seconds(cfg: SandboxConfig, seconds: float) -> dict:
 
 
 def longhorn_seed(cfg: SandboxConfig, payload: dict) -> dict:
-    return _call(cfg, "POST", "/sandbox/seed", payload)
+    return _call(cfg, "POST", "/sandbox/seed", payload, timeout=600)  # bulk loads take a while

@@ -142,8 +142,10 @@ def start(cfg: SandboxConfig) -> None:
         "--service-account-private-key-file", str(sa_key),
         "--root-ca-file", str(ca_cert(cfg)),
         "--secure-port=0", "--port=0",
-        # Bind pre-bound PVs and claims within a second or two (default 15 s).
+        # Bind pre-bound PVs and claims within a second or two (default 15 s), and let the
+        # controllers keep up with thousands of objects (the default client rate is 20/s).
         "--pvclaimbinder-sync-period", "1s",
+        "--kube-api-qps", "400", "--kube-api-burst", "800",
         "--v", "1",
     ])
 
