@@ -46,6 +46,11 @@ def inventory(inv: Inventory) -> dict:
     }
 
 
+def backups(found) -> dict:
+    return {"namespace": found.namespace, "pvc": found.pvc, "volume": found.volume,
+            "backups": [backup_record(r) for r in found.backups]}
+
+
 def backup_record(r: BackupRecord) -> dict:
     return {"name": r.name, "snapshot": r.snapshot, "url": r.url, "state": r.state, "progress": r.progress,
             "created": format_time(r.created), "size": r.size, "labels": r.labels, "backup_mode": r.backup_mode,

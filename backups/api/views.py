@@ -55,17 +55,23 @@ def _allowed(request, counter, operation, *namespaces) -> None:
         raise
 
 
+def _namespace_filter(request) -> str | None:
+    """The optional ?namespace= of a list, which the caller must be allowed to view."""
+    query = InventoryQuery(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    namespace = query.validated_data.get("namespace")
+    if namespace:
+        require_namespaces(request, VIEW, namespace)
+    return namespace
+
+
 class InventoryViewSet(AuditedViewSet):
     required_permissions = {"list": VIEW}
 
     @extend_schema(parameters=[InventoryQuery], responses=InventoryResponse,
                    summary="Every PVC grouped by namespace, with backup freshness and health")
     def list(self, request):
-        query = InventoryQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        namespace = query.validated_data.get("namespace")
-        if namespace:
-            require_namespaces(request, VIEW, namespace)
+        namespace = _namespace_filter(request)
         return Response(present.inventory(inventory.build(namespace, visible=visible_namespaces(request))))
 
 
@@ -80,8 +86,7 @@ class BackupViewSet(AuditedViewSet):
         query.is_valid(raise_exception=True)
         require_namespaces(request, VIEW, query.validated_data["namespace"])
         found = backup_service.list_backups(query.validated_data["namespace"], query.validated_data["pvc"])
-        return Response({"namespace": found.namespace, "pvc": found.pvc, "volume": found.volume,
-                         "backups": [present.backup_record(r) for r in found.backups]})
+        return Response(present.backups(found))
 
     @extend_schema(request=BackupRequest, responses=BackupResponse, summary="Back up one PVC")
     def create(self, request):
@@ -96,9 +101,9 @@ class BackupViewSet(AuditedViewSet):
     def namespace(self, request):
         data = _validated(NamespaceBackupRequest, request, NAMESPACE_BACKUP_REQUESTS)
         _allowed(request, NAMESPACE_BACKUP_REQUESTS, BACKUP, data["namespace"])
-        result = backup_service.backup_namespace(data["namespace"], data["tags"], requested_by(request), dry_run=data["dry_run"])
+        result = backup_service.backup_namespace(data["namespace"], data["tags"], requested_by(request),
+                                                 dry_run=data["dry_run"])
         return Response(present.namespace_backup(result))
-
 
 
 class RestoreViewSet(AuditedViewSet):
@@ -108,12 +113,7 @@ class RestoreViewSet(AuditedViewSet):
     @extend_schema(parameters=[InventoryQuery], responses=RestoreStatusResponse,
                    summary="PVCs Soteria restored, with Longhorn's restore progress")
     def list(self, request):
-        query = InventoryQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        namespace = query.validated_data.get("namespace")
-        if namespace:
-            require_namespaces(request, VIEW, namespace)
-        rows = restore_service.restore_status(namespace, visible=visible_namespaces(request))
+        rows = restore_service.restore_status(_namespace_filter(request), visible=visible_namespaces(request))
         return Response(present.restore_status(rows))
 
     @extend_schema(request=RestoreRequest, responses=RestoreResponse,
