@@ -53,15 +53,14 @@ def acquire(holder: str | None = None, now: datetime | None = None) -> bool:
         expired = lease.renewed is None or lease.renewed + timedelta(seconds=lease.duration_seconds) < now
         if lease.holder != holder and not expired:
             return False
-        transitions = lease.transitions + (0 if lease.holder == holder else 1)
+        taking_over = lease.holder != holder
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": LEASE_NAME, "namespace": namespace, "resourceVersion": lease.resource_version},
-                "spec": {**spec, "leaseTransitions": transitions,
-                         "acquireTime": _micro(now) if lease.holder != holder else None}}
-        if lease.holder == holder:
-            body["spec"].pop("acquireTime")
+                "spec": {**spec, "leaseTransitions": lease.transitions + (1 if taking_over else 0)}}
+        if taking_over:
+            body["spec"]["acquireTime"] = _micro(now)
         kubernetes.replace_lease(namespace, LEASE_NAME, body)
-        if lease.holder != holder:
+        if taking_over:
             log.info("policy evaluator leadership taken over from %s (last renewed %s)", lease.holder,
                      format_time(lease.renewed))
         return True
