@@ -81,7 +81,7 @@ def evaluate(now: datetime | None = None, holder: str | None = None) -> Report:
 
 def _evaluate(now: datetime) -> Report:
     report = Report(leader=True)
-    policies = [p for p in store.load()]
+    policies = store.load()
     if not policies:
         return report
     inv = inventory.build(now=now)

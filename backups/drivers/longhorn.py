@@ -90,13 +90,6 @@ def backup_facts(volume: Volume, backup_volume: BackupVolume | None, now: dateti
     )
 
 
-def _record(backup: longhorn.Backup) -> BackupRecord:
-    return BackupRecord(name=backup.name, snapshot=backup.snapshot_name, url=backup.url, state=backup.state,
-                        progress=backup.progress, created=backup.created or backup.snapshot_created,
-                        size=backup.size, labels=backup.labels, backup_mode=backup.backup_mode,
-                        error=backup.error, volume=backup.volume_name)
-
-
 def _latest_backup_volumes(backup_volumes: list[BackupVolume]) -> dict[str, BackupVolume]:
     """Volume name -> its backup volume. Upgraded 1.8 clusters may keep an old BV named
     after the volume beside a new suffixed one: the one with the newest backup wins."""
@@ -168,9 +161,7 @@ class LonghornDriver:
         backup_volume = backup_volumes.get(volume)
         if backup_volume is None:
             return []
-        records = [_record(b) for b in longhorn.list_backups(backup_volume.name)]
-        records = [r if r.volume else BackupRecord(**{**r.__dict__, "volume": volume}) for r in records]
-        return list(reversed(records))
+        return [longhorn_restore.to_record(b, volume) for b in reversed(longhorn.list_backups(backup_volume.name))]
 
     def plan_restore(self, claim: Claim, snapshot: str, backup_url: str, target_namespace: str,
                      target_pvc: str) -> RestorePlan:

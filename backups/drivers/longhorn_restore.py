@@ -27,6 +27,14 @@ RESTORED_FROM = "soteria.io/restored-from"
 RESTORED_BACKUP = "soteria.io/backup"
 
 
+def to_record(backup: longhorn.Backup, volume: str = "") -> BackupRecord:
+    """A Longhorn backup as Soteria's record (`volume` when Longhorn leaves it blank)."""
+    return BackupRecord(name=backup.name, snapshot=backup.snapshot_name, url=backup.url, state=backup.state,
+                        progress=backup.progress, created=backup.created or backup.snapshot_created,
+                        size=backup.size, labels=backup.labels, backup_mode=backup.backup_mode,
+                        error=backup.error, volume=backup.volume_name or volume)
+
+
 def url_volume(url: str) -> str:
     """The `volume=` of a Longhorn backup URL (`<target>?backup=<name>&volume=<volume>`)."""
     return (parse_qs(urlsplit(url).query).get("volume") or [""])[0]
@@ -66,11 +74,7 @@ def find_by_url(url: str, own_volume: str, own_records: list[BackupRecord], back
                     if backup.state != "Completed":
                         raise Conflict(f"backup {backup.name} is {backup.state}, not Completed",
                                        code="backup_not_completed", field="backup_url")
-                    return BackupRecord(name=backup.name, snapshot=backup.snapshot_name, url=backup.url,
-                                        state=backup.state, progress=backup.progress,
-                                        created=backup.created or backup.snapshot_created, size=backup.size,
-                                        labels=backup.labels, backup_mode=backup.backup_mode,
-                                        volume=backup.volume_name or volume)
+                    return to_record(backup, volume)
     raise NotFound(f"no backup with URL {url!r} exists", field="backup_url")
 
 

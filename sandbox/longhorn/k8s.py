@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from . import util
-from .api import ApiError, Ctx, json_response, not_found
+from .api import ApiError, Ctx, json_response
 from .inputs import decode
-from .volume_view import render_volume
+from .volume_view import render_volume, volume_or_404
 
 log = logging.getLogger(__name__)
 
@@ -182,13 +182,6 @@ class KubeBridge:
 
 
 # Actions ------------------------------------------------------------------------------
-def _volume(emu, name: str) -> dict:
-    volume = emu.store.get("volumes", name)
-    if volume is None:
-        raise not_found("volume.longhorn.io", name).wrap("failed to get volume")
-    return volume
-
-
 def _bridge(emu, prefix: str) -> KubeBridge:
     if emu.kube is None:
         raise ApiError(f"{prefix}: the sandbox Longhorn emulator was started without --kubeconfig")
@@ -200,7 +193,7 @@ def pv_create(emu, ctx: Ctx, request, name: str):
         body = decode(request.get_data(), "PVCreateInput")
     except ApiError as exc:
         raise exc.wrap("failed to read pvCreateInput") from None
-    volume = _volume(emu, name)
+    volume = volume_or_404(emu, name)
     prefix = f"unable to create PV for volume {name}"
     if volume["kubernetesStatus"]["pvName"]:
         raise ApiError(f"{prefix}: volume already had PV {volume['kubernetesStatus']['pvName']}")
@@ -246,7 +239,7 @@ def pvc_create(emu, ctx: Ctx, request, name: str):
         body = decode(request.get_data(), "PVCCreateInput")
     except ApiError as exc:
         raise exc.wrap("failed to read pvcCreateInput") from None
-    volume = _volume(emu, name)
+    volume = volume_or_404(emu, name)
     prefix = f"unable to create PVC for volume {name}"
     status = volume["kubernetesStatus"]
     if status["pvcName"] and not status["lastPVCRefAt"]:
@@ -255,7 +248,7 @@ def pvc_create(emu, ctx: Ctx, request, name: str):
     try:
         for attempt in range(PVC_POLLS):
             bridge.sync_volume(name)
-            status = _volume(emu, name)["kubernetesStatus"]
+            status = volume_or_404(emu, name)["kubernetesStatus"]
             if status["pvName"] and status["pvStatus"] in ("Available", "Released"):
                 break
             if attempt + 1 < PVC_POLLS:
@@ -279,4 +272,4 @@ def pvc_create(emu, ctx: Ctx, request, name: str):
         raise
     except Exception as exc:
         raise ApiError(f"{prefix}: {_error(exc)}") from None
-    return json_response(ctx, render_volume(emu, ctx, _volume(emu, name), util.now()))
+    return json_response(ctx, render_volume(emu, ctx, volume_or_404(emu, name), util.now()))

@@ -16,7 +16,7 @@ from . import backups, util
 from .api import ApiError, Ctx, json_response, not_found
 from .constants import NODE
 from .inputs import decode
-from .volume_view import engine_running, render_volume, replica_names
+from .volume_view import engine_running, render_volume, replica_names, volume_or_404
 
 VALIDATOR = 'admission webhook "validator.longhorn.io" denied the request: '
 
@@ -73,15 +73,8 @@ def _take(emu, volume: dict, name: str, labels: dict, ready_after: float) -> dic
     return snap
 
 
-def _volume_or_404(emu, name: str) -> dict:
-    volume = emu.store.get("volumes", name)
-    if volume is None:
-        raise not_found("volume.longhorn.io", name).wrap("failed to get volume")
-    return volume
-
-
 def _running_volume(emu, name: str) -> dict:
-    volume = _volume_or_404(emu, name)
+    volume = volume_or_404(emu, name)
     if not engine_running(volume):
         raise ApiError(f"cannot get client for volume {name} on node {NODE}: engine is not running")
     return volume
@@ -91,7 +84,7 @@ def _running_volume(emu, name: str) -> dict:
 def cr_create(emu, ctx: Ctx, request, name: str):
     try:
         body = decode(request.get_data(), "SnapshotCRInput")
-        volume = _volume_or_404(emu, name)
+        volume = volume_or_404(emu, name)
         snap = _take(emu, volume, body["name"] or util.generate_name("snap"), body["labels"] or {}, emu.step)
     except ApiError as exc:
         raise exc.wrap("failed to create snapshot CR") from None
@@ -118,7 +111,7 @@ def cr_list(emu, ctx: Ctx, request, name: str):
 def cr_delete(emu, ctx: Ctx, request, name: str):
     try:
         body = decode(request.get_data(), "SnapshotCRInput")
-        _volume_or_404(emu, name)
+        volume_or_404(emu, name)
     except ApiError as exc:
         raise exc.wrap("failed to delete snapshot CR") from None
     with emu.store.lock:
@@ -190,7 +183,7 @@ def backup(emu, ctx: Ctx, request, name: str, fault=None):
     """snapshotBackup: start a backup of a snapshot; the answer is the volume."""
     try:
         body = decode(request.get_data(), "SnapshotInput")
-        volume = _volume_or_404(emu, name)
+        volume = volume_or_404(emu, name)
         labels = backups.validate_labels(body["labels"] or {})
         if any(volume["kubernetesStatus"].get(key) for key in backups.KUBE_STATUS_KEYS):
             labels["KubernetesStatus"] = backups.go_json_kube_status(volume["kubernetesStatus"])

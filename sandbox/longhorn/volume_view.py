@@ -8,7 +8,7 @@ volume's backups changes; the rest of the volume is small.
 from __future__ import annotations
 
 from . import backups
-from .api import Ctx, dumps
+from .api import Ctx, dumps, not_found
 from .constants import NODE
 from .util import short_hash
 
@@ -204,3 +204,11 @@ def _status_json(emu, volume: str, revision: int, records: list[dict] | None, no
 
 def _name(record: dict) -> str:
     return record["name"]
+
+
+def volume_or_404(emu, name: str) -> dict:
+    """A volume's record, or Longhorn's NotFound error for an action on a missing volume."""
+    volume = emu.store.get("volumes", name)
+    if volume is None:
+        raise not_found("volume.longhorn.io", name).wrap("failed to get volume")
+    return volume

@@ -1,6 +1,5 @@
 """The Longhorn client at its seam: envelopes parsed, failures become Soteria's errors."""
 
-import os
 import threading
 
 import pytest
@@ -114,12 +113,18 @@ def test_a_slow_manager_times_out_as_504(fake, settings):
     assert info.value.status == 504 and info.value.code == "longhorn_timeout"
 
 
-def test_behaves_the_same_with_requests_ca_bundle_set(fake, monkeypatch, tmp_path):
+def test_environment_proxy_and_ca_settings_do_not_change_the_client(fake, monkeypatch, tmp_path):
+    # With requests' default trust_env, these would send the call to a dead proxy
+    # (and an https manager would be verified against a missing bundle).
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "no-such-bundle.pem"))
     fake.route("GET", "/v1", {"id": "v1", "type": "apiVersion"})
     longhorn.reset()
     longhorn.ping()
-    assert os.environ["REQUESTS_CA_BUNDLE"]
+    assert fake.calls == [("GET", "/v1", "")]
 
 
 def test_a_non_json_answer_is_a_bad_upstream_answer(fake):
