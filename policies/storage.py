@@ -4,7 +4,8 @@ Configured in STORAGES["policies"]. Besides Django's Storage API it offers
 `read_versioned`/`write_versioned`, a compare-and-swap on the Secret's
 resourceVersion, so a read-modify-write of one file by many writers loses
 nothing (see policies.store.update). Other keys of the Secret are preserved.
-The Secret is created on first write, labelled as owned by Soteria.
+The Secret is created on first write, labelled as owned by Soteria, where RBAC
+allows it; deploy/ ships the Secret itself and grants no `create` on Secrets.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from django.core.files.storage import Storage
 from django.utils.deconstruct import deconstructible
 
 from backups.clients import kubernetes
-from backups.errors import Conflict, NotFound
+from backups.errors import Conflict, NotFound, UpstreamError
 
 OWNER_LABELS = {"app.kubernetes.io/managed-by": "soteria", "soteria.io/purpose": "policies"}
 
@@ -68,11 +69,24 @@ class SecretStorage(Storage):
             if not base.version:
                 if content is None:
                     return ""
-                return kubernetes.create_secret(self.namespace, self._body(data, "")).resource_version
+                return self._create(data)
             body = self._body(data, base.version, labels={**base.labels, **OWNER_LABELS})
             return kubernetes.replace_secret(self.namespace, self.secret_name, body).resource_version
         except (Conflict, NotFound):
             raise StaleVersion(name) from None
+
+    def _create(self, data: dict[str, bytes]) -> str:
+        try:
+            return kubernetes.create_secret(self.namespace, self._body(data, "")).resource_version
+        except UpstreamError as exc:
+            if exc.upstream_status != 403:
+                raise
+            raise UpstreamError(
+                kubernetes.SYSTEM,
+                f"Secret {self.namespace}/{self.secret_name} does not exist and Soteria may not create it; "
+                "deploy/ ships it (kubectl apply -k deploy), or create it with the labels "
+                + ", ".join(f"{k}={v}" for k, v in OWNER_LABELS.items()),
+                upstream_status=403) from None
 
     def _body(self, data: dict[str, bytes], version: str, labels: dict | None = None) -> dict:
         metadata = {"name": self.secret_name, "namespace": self.namespace, "labels": labels or dict(OWNER_LABELS)}
