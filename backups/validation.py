@@ -11,6 +11,11 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 # Longhorn refuses these label keys on backups.
 RESERVED_LABEL_KEYS = frozenset({"KubernetesStatus", "ranchervm-base-image"})
+# Soteria's own label keys, never taken from a user's tags: `policy` marks the backups a
+# policy made (retention selects by it), and the soteria.io prefix (with its subdomains,
+# as Kubernetes reserves kubernetes.io) is kept for Soteria.
+POLICY_LABEL = "policy"
+SOTERIA_LABEL_DOMAIN = "soteria.io"
 
 
 def is_dns_label(value: str) -> bool:
@@ -64,12 +69,27 @@ def label_value_error(value: str) -> str | None:
     return None
 
 
+def soteria_label_error(key: str) -> str | None:
+    """Why a user may not set this label key (Soteria sets it itself), or None."""
+    if key == POLICY_LABEL:
+        return (f"label key {key!r} is set by Soteria itself: it marks the backups a policy made, "
+                "and policy retention deletes by it")
+    prefix = key.rpartition("/")[0]
+    if prefix == SOTERIA_LABEL_DOMAIN or prefix.endswith(f".{SOTERIA_LABEL_DOMAIN}"):
+        return f"label key {key!r} is under {SOTERIA_LABEL_DOMAIN}/, a prefix reserved for Soteria itself"
+    return None
+
+
 def tags_to_labels(tags: list[str], field: str = "tags") -> dict[str, str]:
-    """`key=value` -> {key: value}; a bare word -> {word: "true"}. Raises InvalidInput naming the tag."""
+    """A user's tags as labels: `key=value` -> {key: value}; a bare word -> {word: "true"}.
+    Raises InvalidInput naming the tag, Soteria's own keys included."""
     labels: dict[str, str] = {}
     for index, tag in enumerate(tags):
         key, sep, value = tag.partition("=")
         key, value = key.strip(), (value.strip() if sep else "true")
+        problem = soteria_label_error(key)
+        if problem:
+            raise InvalidInput(f"{field}[{index}] {tag!r}: {problem}", field=field)
         problem = label_key_error(key) or label_value_error(value)
         if problem:
             raise InvalidInput(f"{field}[{index}]: {problem}", field=field)

@@ -9,7 +9,7 @@ from backups.errors import SoteriaError
 from soteria_site import audit
 from soteria_site.access import POLICIES, VIEW
 from soteria_site.identity import requested_by
-from soteria_site.permissions import console_permission
+from soteria_site.permissions import console_permission, visible_namespaces
 
 from . import services
 from .api.views import with_due_times
@@ -25,7 +25,8 @@ def _with_datetimes(policy: dict) -> dict:
 def policies_page(request):
     context = {"nav": "policies", "form": PolicyForm()}
     try:
-        context["policies"] = [_with_datetimes(p) for p in with_due_times(services.list_policies())]
+        visible = visible_namespaces(request)
+        context["policies"] = [_with_datetimes(p) for p in with_due_times(services.list_policies(visible), visible)]
     except SoteriaError as exc:
         return render(request, "policies/policies.html", {**context, "error": exc}, status=exc.status)
     return render(request, "policies/policies.html", context)

@@ -27,6 +27,7 @@ from backups.services import backup as backup_service
 from backups.services import claims as claims_service
 from backups.services import inventory
 from backups.types import InventoryItem
+from backups.validation import POLICY_LABEL
 
 from . import leader, store
 from .metrics import POLICY_BACKUPS, POLICY_EVALUATIONS, RETENTION_DELETES
@@ -115,8 +116,8 @@ def _run_backups(todo, report: Report) -> None:
         item, policy = pair
         key = f"{item.namespace}/{item.pvc}"
         try:
-            result = backup_service.backup_pvc(item.namespace, item.pvc, [*policy.tags, f"policy={policy.id}"],
-                                               f"policy:{policy.id}")
+            result = backup_service.backup_pvc(item.namespace, item.pvc, list(policy.tags), f"policy:{policy.id}",
+                                               policy_id=policy.id)
         except SoteriaError as exc:
             POLICY_BACKUPS.labels("conflict" if exc.status == 409 else "error").inc()
             log.warning("policy %s: backup of %s failed: %s", policy.id, key, exc.detail)
@@ -151,7 +152,7 @@ def _apply_retention(policies: list[Policy], governed, report: Report) -> None:
                 claim = claims_service.get_claim(item.namespace, item.pvc)
                 _, records = driver.list_backups(claim)
                 completed = [r for r in records if r.completed]
-                mine = [r for r in completed if r.labels.get("policy") == policy.id]
+                mine = [r for r in completed if r.labels.get(POLICY_LABEL) == policy.id]
                 doomed = [r.name for r in mine[policy.retain:] if completed and r.name != completed[0].name]
                 if doomed:
                     driver.delete_backups(claim, doomed)

@@ -13,8 +13,9 @@ from . import evaluate, store
 from .types import Policy, policy_id, validate
 
 
-def list_policies() -> list[Policy]:
-    return store.load()
+def list_policies(visible: frozenset[str] | None = None) -> list[Policy]:
+    """Every policy, or only those of the `visible` namespaces when given."""
+    return [p for p in store.load() if visible is None or p.namespace in visible]
 
 
 def save_policy(namespace: str, pvc: str, interval_hours: float, enabled: bool, retain: int | None,

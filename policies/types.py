@@ -12,7 +12,6 @@ from backups.validation import dns_label_error, tags_to_labels
 
 MAX_INTERVAL_HOURS = 24 * 366
 MAX_RETAIN = 1000
-RESERVED_TAG = "policy"
 
 
 def policy_id(namespace: str, pvc: str) -> str:
@@ -80,6 +79,4 @@ def validate(namespace, pvc, interval_hours, enabled, retain, tags) -> None:
     if retain is not None and (isinstance(retain, bool) or not isinstance(retain, int)
                                or not 1 <= retain <= MAX_RETAIN):
         raise InvalidInput(f"retain: must be a whole number from 1 to {MAX_RETAIN}, or null", field="retain")
-    labels = tags_to_labels(list(tags))
-    if RESERVED_TAG in labels:
-        raise InvalidInput("tags: 'policy' is set by Soteria itself", field="tags")
+    tags_to_labels(list(tags))  # refuses Soteria's own keys (policy, soteria.io/...) too

@@ -3,10 +3,17 @@
 /healthz answers without touching anything upstream. /readyz asks the
 Kubernetes API and, with the Longhorn driver, the Longhorn manager, both at
 once with a short timeout, and answers 503 naming what failed.
+
+Anyone may call /readyz, so its body names each dependency with `ok` and, when
+it failed, Soteria's stable error code, nothing more. The details (URLs,
+versions, upstream messages, where the policy Secret is) go to Soteria's log,
+once each time a dependency's state changes in this process, not at every probe.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -17,6 +24,12 @@ from django.views.decorators.http import require_safe
 from backups.clients import kubernetes, longhorn
 from backups.errors import SoteriaError
 
+log = logging.getLogger(__name__)
+
+# Dependency -> its last state in this process: "" when it answered, else the error code.
+_states: dict[str, str] = {}
+_states_lock = threading.Lock()
+
 
 @never_cache
 @require_safe
@@ -24,12 +37,28 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
-def _check(probe) -> dict:
+def _note(name: str, state: str, detail: str) -> None:
+    """Log a dependency's state when it differs from the last one this process saw."""
+    with _states_lock:
+        previous = _states.get(name)
+        _states[name] = state
+    if previous == state:
+        return
+    if state:
+        log.warning("readiness: %s failed (%s): %s", name, state, detail)
+    else:
+        log.info("readiness: %s %s%s", name, "answers again" if previous else "answers",
+                 f" ({detail})" if detail else "")
+
+
+def _check(name: str, probe) -> dict:
     try:
         detail = probe()
     except SoteriaError as exc:
-        return {"ok": False, "error": exc.code, "detail": exc.detail}
-    return {"ok": True, **({"detail": detail} if detail else {})}
+        _note(name, exc.code, exc.detail)
+        return {"ok": False, "error": exc.code}
+    _note(name, "", detail or "")
+    return {"ok": True}
 
 
 def _probes() -> dict:
@@ -43,7 +72,7 @@ def _probes() -> dict:
 def _policy_store() -> str:
     from policies import store
 
-    return f"{len(store.load())} policies"
+    return f"{len(store.load())} policies in {store.where()}"
 
 
 @never_cache
@@ -51,10 +80,10 @@ def _policy_store() -> str:
 def readyz(request):
     probes = _probes()
     with ThreadPoolExecutor(max_workers=len(probes) + 1) as pool:
-        futures = {name: pool.submit(_check, probe) for name, probe in probes.items()}
+        futures = {name: pool.submit(_check, name, probe) for name, probe in probes.items()}
         # Reported, but not a reason to take the pod out of service: an unreadable
         # policy Secret is fixed with kubectl while backups and restores go on.
-        policies = pool.submit(_check, _policy_store)
+        policies = pool.submit(_check, "policies", _policy_store)
         checks = {name: future.result() for name, future in futures.items()}
     ready = all(c["ok"] for c in checks.values())
     failed = [name for name, c in checks.items() if not c["ok"]]

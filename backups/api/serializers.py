@@ -142,7 +142,7 @@ class RestoreRequest(StrictSerializer):
                                help_text="latest (or blank): the newest Completed backup; else a backup or "
                                          "snapshot name of this PVC")
     backup_url = StrictCharField(required=False, allow_blank=True, default="", max_length=2048,
-                                 help_text="a Longhorn backup URL, instead of snapshot")
+                                 help_text="a Longhorn backup URL of this PVC's own volume, instead of snapshot")
     target_namespace = NameField(required=False, allow_blank=True, default="")
     target_pvc = NameField()
     dry_run = StrictBooleanField(required=False, default=False)
@@ -210,7 +210,8 @@ class RestoreStatusOut(serializers.Serializer):
     namespace = serializers.CharField()
     pvc = serializers.CharField()
     volume = serializers.CharField()
-    source = serializers.CharField(allow_blank=True)
+    source = serializers.CharField(allow_blank=True, help_text="namespace/pvc restored from; blank when the "
+                                                                "caller may not view that namespace")
     backup = serializers.CharField(allow_blank=True)
     state = serializers.ChoiceField(choices=["restoring", "done", "failed", "volume missing"])
     progress = serializers.IntegerField(allow_null=True)

@@ -37,6 +37,10 @@ class Driver(Protocol):
                now: datetime) -> BackupResult:
         """Start a backup of the claim (or plan it)."""
 
+    def refuse_foreign_backup_url(self, claim: Claim, backup_url: str) -> None:
+        """Raise InvalidInput (field backup_url) when the URL names a backup of another volume
+        than the claim's; judged from the URL alone, without an upstream call."""
+
     def plan_restore(self, claim: Claim, snapshot: str, backup_url: str, target_namespace: str,
                      target_pvc: str) -> RestorePlan:
         """Choose the backup and name what a restore will create, without creating anything."""

@@ -163,16 +163,22 @@ class LonghornDriver:
             return []
         return [longhorn_restore.to_record(b, volume) for b in reversed(longhorn.list_backups(backup_volume.name))]
 
+    def refuse_foreign_backup_url(self, claim: Claim, backup_url: str) -> None:
+        name = volume_of(claim)
+        if name is not None:  # else plan_restore says why the claim cannot be restored
+            longhorn_restore.refuse_foreign_url(backup_url, name, claim)
+
     def plan_restore(self, claim: Claim, snapshot: str, backup_url: str, target_namespace: str,
                      target_pvc: str) -> RestorePlan:
         name = self._require_volume(claim)
-        backup_volumes = _latest_backup_volumes(longhorn.list_backup_volumes())
-        records = self._records(name, backup_volumes)
         if backup_url:
-            backup = longhorn_restore.find_by_url(backup_url, name, records, backup_volumes)
+            longhorn_restore.refuse_foreign_url(backup_url, name, claim)
+        records = self._records(name, _latest_backup_volumes(longhorn.list_backup_volumes()))
+        if backup_url:
+            backup = longhorn_restore.find_by_url(backup_url, name, records)
         else:
             backup = longhorn_restore.choose_backup(records, snapshot, claim)
-        return longhorn_restore.plan(claim, backup.volume or name, backup, target_namespace, target_pvc)
+        return longhorn_restore.plan(claim, name, backup, target_namespace, target_pvc)
 
     def delete_backups(self, claim: Claim, names: list[str]) -> None:
         name = self._require_volume(claim)
@@ -184,7 +190,7 @@ class LonghornDriver:
 
     def restore(self, plan: RestorePlan, claim: Claim, requested_by: str) -> None:
         own = self._require_volume(claim)
-        source = longhorn.get_volume(plan.source_volume) or longhorn.get_volume(own)
+        source = longhorn.get_volume(own)
         if source is None:
             raise NotFound(f"Longhorn has no volume {own} for PVC {plan.namespace}/{plan.pvc}", code="volume_missing")
         longhorn_restore.execute(plan, source, claim.pv.fs_type or "ext4", requested_by)

@@ -17,7 +17,7 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 
 from ..clients import kubernetes, longhorn
-from ..errors import Conflict, NotFound, SoteriaError, UpstreamTimeout
+from ..errors import Conflict, InvalidInput, NotFound, SoteriaError, UpstreamTimeout
 from ..services.claims import Claim
 from ..types import BackupRecord, PlannedCall, RestorePlan
 
@@ -58,24 +58,29 @@ def choose_backup(records: list[BackupRecord], snapshot: str, claim: Claim) -> B
     return chosen
 
 
-def find_by_url(url: str, own_volume: str, own_records: list[BackupRecord], backup_volumes) -> BackupRecord:
-    """The backup a URL names; it must exist (own volume first, else the URL's volume)."""
+def refuse_foreign_url(url: str, own_volume: str, claim: Claim) -> None:
+    """A restore uses only backups of its source PVC's own volume. Judged from the URL alone
+    (`volume=`), so nothing is looked up and nothing is said about the other volume's backups."""
+    volume = url_volume(url)
+    if volume and volume != own_volume:
+        namespace, pvc = claim.key
+        raise InvalidInput(f"backup_url belongs to another volume: a restore of PVC {namespace}/{pvc} may only "
+                           f"use backups of its own volume {own_volume} (GET /v1/backups?namespace={namespace}"
+                           f"&pvc={pvc} lists them)", field="backup_url")
+
+
+def find_by_url(url: str, own_volume: str, own_records: list[BackupRecord]) -> BackupRecord:
+    """The backup a URL names, among the backups of the claim's own volume only (another
+    volume's URL is refused before they are listed: `refuse_foreign_url`)."""
     for record in own_records:
         if record.url == url:
+            if not record.completed:
+                raise Conflict(f"backup {record.name} is {record.state or 'not finished'}, not Completed",
+                               code="backup_not_completed", field="backup_url")
             return record
-    volume = url_volume(url)
-    if not volume or not urlsplit(url).scheme:
+    if not url_volume(url) or not urlsplit(url).scheme:
         raise NotFound(f"backup_url {url!r} is not a Longhorn backup URL", field="backup_url")
-    if volume != own_volume:
-        bv = backup_volumes.get(volume)
-        if bv is not None:
-            for backup in longhorn.list_backups(bv.name):
-                if backup.url == url:
-                    if backup.state != "Completed":
-                        raise Conflict(f"backup {backup.name} is {backup.state}, not Completed",
-                                       code="backup_not_completed", field="backup_url")
-                    return to_record(backup, volume)
-    raise NotFound(f"no backup with URL {url!r} exists", field="backup_url")
+    raise NotFound(f"volume {own_volume} has no backup with URL {url!r}", field="backup_url")
 
 
 def plan(claim: Claim, source_volume: str, backup: BackupRecord, target_namespace: str,

@@ -18,11 +18,11 @@ from django.utils import timezone
 
 from .. import drivers
 from .. import types as t
-from ..errors import Conflict, SoteriaError
+from ..errors import Conflict, InvalidInput, SoteriaError
 from ..metrics import BACKUP_REQUESTS, NAMESPACE_BACKUP_REQUESTS
 from ..models import OperationLock
 from ..types import BackupResult
-from ..validation import require_dns_label, tags_to_labels
+from ..validation import POLICY_LABEL, label_value_error, require_dns_label, tags_to_labels
 from . import audit, claims
 
 log = logging.getLogger(__name__)
@@ -89,12 +89,21 @@ def backup_claim(claim: claims.Claim, labels: dict[str, str], requested_by: str,
     return result
 
 
-def backup_pvc(namespace: str, pvc: str, tags: list[str], requested_by: str, dry_run: bool = False) -> BackupResult:
-    """POST /v1/backup: validate everything, then resolve and back up one PVC."""
+def backup_pvc(namespace: str, pvc: str, tags: list[str], requested_by: str, dry_run: bool = False, *,
+               policy_id: str = "") -> BackupResult:
+    """POST /v1/backup: validate everything, then resolve and back up one PVC.
+
+    `tags` are the user's (Soteria's own label keys refused); the policy evaluator names
+    its policy in `policy_id`, which becomes the `policy` label retention selects by."""
     with counted(BACKUP_REQUESTS, dry_run):
         require_dns_label(namespace, "namespace")
         require_dns_label(pvc, "pvc")
         labels = tags_to_labels(tags)
+        if policy_id:
+            problem = label_value_error(policy_id)
+            if problem:
+                raise InvalidInput(f"policy_id: {problem}", field="policy_id")
+            labels[POLICY_LABEL] = policy_id
         claim = claims.get_claim(namespace, pvc)
         return backup_claim(claim, labels, requested_by, dry_run)
 

@@ -49,6 +49,8 @@ def restore_pvc(namespace: str, pvc: str, target_pvc: str, requested_by: str, *,
             raise InvalidInput("give either snapshot or backup_url, not both", field="backup_url")
         driver = drivers.current()
         claim = claims.get_claim(namespace, pvc)
+        if backup_url:  # refused before anything else is looked up
+            driver.refuse_foreign_backup_url(claim, backup_url)
         claims.require_namespace(target_namespace, "target_namespace")
         _refuse_existing_target(target_namespace, target_pvc)
         plan = driver.plan_restore(claim, snapshot, backup_url, target_namespace, target_pvc)
@@ -189,8 +191,16 @@ class RestoreStatus:
     detail: str = ""
 
 
+def _shown_source(source: str, visible: frozenset[str] | None) -> str:
+    """The `namespace/pvc` a restore came from, blank when the caller may not view that namespace."""
+    if visible is None or source.partition("/")[0] in visible:
+        return source
+    return ""
+
+
 def restore_status(namespace: str | None = None, visible: frozenset[str] | None = None) -> list[RestoreStatus]:
-    """Every PVC Soteria restored, with Longhorn's progress (two calls whatever their number)."""
+    """Every PVC Soteria restored, with Longhorn's progress (two calls whatever their number).
+    With `visible`, only PVCs in those namespaces, and a source outside them left blank."""
     from ..clients import longhorn
     from ..drivers.longhorn_restore import RESTORED_FROM
 
@@ -213,7 +223,7 @@ def restore_status(namespace: str | None = None, visible: frozenset[str] | None 
         else:
             state, progress, detail = "done", 100, ""
         rows.append(RestoreStatus(namespace=pvc.namespace, pvc=pvc.name, volume=pvc.volume_name or "",
-                                  source=pvc.annotations.get("soteria.io/source", ""),
+                                  source=_shown_source(pvc.annotations.get("soteria.io/source", ""), visible),
                                   backup=pvc.labels.get("soteria.io/backup", ""), state=state, progress=progress,
                                   detail=detail))
     return rows

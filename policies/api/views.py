@@ -14,6 +14,7 @@ from backups.services import inventory
 from soteria_site.access import POLICIES, VIEW
 from soteria_site.audit import AuditedViewSet
 from soteria_site.identity import requested_by
+from soteria_site.permissions import visible_namespaces
 
 from .. import services
 from .serializers import PolicyList, PolicyOut, PolicyRequest
@@ -30,12 +31,13 @@ def present(policy, next_due=None) -> dict:
             "last_detail": policy.last_detail, "next_due_at": format_time(next_due)}
 
 
-def with_due_times(policies) -> list[dict]:
-    """Policies with next_due_at; without it (null) if the inventory cannot be built now."""
+def with_due_times(policies, visible: frozenset[str] | None = None) -> list[dict]:
+    """Policies with next_due_at; without it (null) if the inventory cannot be built now.
+    `visible`: the namespaces the policies were chosen from (None: every namespace)."""
     items = []
     if policies:
         try:
-            items = inventory.build().items
+            items = inventory.build(visible=visible).items
         except SoteriaError as exc:
             log.warning("next_due_at unavailable: %s", exc.detail)
     return [present(p, services.next_due_at(p, policies, items) if p.enabled else None) for p in policies]
@@ -45,9 +47,11 @@ class PolicyViewSet(AuditedViewSet):
     audit_name = "policy"
     required_permissions = {"list": VIEW, "create": POLICIES, "destroy": POLICIES}
 
-    @extend_schema(responses=PolicyList, summary="Every backup policy, with its last run and next due time")
+    @extend_schema(responses=PolicyList,
+                   summary="The backup policies of the namespaces the caller may view, with last run and next due")
     def list(self, request):
-        return Response({"policies": with_due_times(services.list_policies())})
+        visible = visible_namespaces(request)
+        return Response({"policies": with_due_times(services.list_policies(visible), visible)})
 
     @extend_schema(request=PolicyRequest, responses={200: PolicyOut, 201: PolicyOut},
                    summary="Create or update a policy (same namespace and pvc = same policy)")

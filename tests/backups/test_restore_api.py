@@ -63,13 +63,14 @@ def test_named_snapshot_or_backup_is_used_and_must_be_completed(client, world):
 
 
 def test_backup_url_must_exist_and_its_volume_is_reported(client, world):
-    url = "s3://b@r/?backup=backup-pvc-ai-other-0&volume=pvc-ai-other"
+    url = "s3://b@r/?backup=backup-pvc-ai-llm-cache-0&volume=pvc-ai-llm-cache"
     body = _post(client, {"namespace": "ai", "pvc": "llm-cache", "backup_url": url, "target_pvc": "r",
                           "dry_run": True}).json()
-    assert body["source_volume"] == "pvc-ai-other" and body["backup"] == "backup-pvc-ai-other-0"
+    assert body["source_volume"] == "pvc-ai-llm-cache" and body["backup"] == "backup-pvc-ai-llm-cache-0"
     missing = _post(client, {"namespace": "ai", "pvc": "llm-cache", "target_pvc": "r",
-                             "backup_url": "s3://b@r/?backup=backup-nope&volume=pvc-ai-other"})
+                             "backup_url": "s3://b@r/?backup=backup-nope&volume=pvc-ai-llm-cache"})
     assert missing.status_code == 404 and missing.json()["field"] == "backup_url"
+    # Another volume's backups are refused (tests/backups/test_restore_backup_url.py).
 
 
 def test_existing_target_is_refused_with_409_naming_it(client, world):

@@ -1,9 +1,22 @@
-"""/healthz and /readyz: public, quick, and honest about what is down."""
+"""/healthz and /readyz: public, quick, and honest about what is down (the details in the log only)."""
+
+import logging
 
 import pytest
 
 from backups.clients import kubernetes, longhorn
 from backups.errors import UpstreamTimeout, UpstreamUnavailable
+from soteria_site import health
+
+
+@pytest.fixture(autouse=True)
+def fresh_process(monkeypatch):
+    """Each test starts like a new process: no dependency state seen yet."""
+    monkeypatch.setattr(health, "_states", {}, raising=False)
+
+
+def _readiness_log(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "soteria_site.health"]
 
 
 def test_healthz_answers_without_touching_upstreams(client, monkeypatch):
@@ -21,8 +34,8 @@ def test_readyz_is_200_when_kubernetes_and_longhorn_answer(client, monkeypatch):
     monkeypatch.setattr(longhorn, "ping", lambda timeout=None: None)
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"]["kubernetes"] == {"ok": True, "detail": "Kubernetes v1.20.2"}
-    assert response.json()["checks"]["longhorn"]["ok"] is True
+    assert response.json()["checks"] == {"kubernetes": {"ok": True}, "longhorn": {"ok": True}}
+    assert response.json()["status"] == "ready"
 
 
 def test_readyz_is_503_naming_what_failed(client, monkeypatch):
@@ -36,8 +49,8 @@ def test_readyz_is_503_naming_what_failed(client, monkeypatch):
     assert response.status_code == 503
     body = response.json()
     assert body["failed"] == ["longhorn"]
-    assert body["checks"]["longhorn"]["error"] == "longhorn_unavailable"
-    assert "connection refused" in body["checks"]["longhorn"]["detail"]
+    assert body["checks"] == {"kubernetes": {"ok": True}, "longhorn": {"ok": False, "error": "longhorn_unavailable"}}
+    assert "http://lh" not in response.content.decode() and "refused" not in response.content.decode()
 
 
 def test_readyz_skips_longhorn_with_the_restic_driver(client, monkeypatch, settings):
@@ -78,5 +91,64 @@ def test_readyz_reports_an_unreadable_policy_secret_without_failing(client, monk
     monkeypatch.setattr(store, "load", unreadable)
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["policies"] == {"ok": False, "error": "policy_store_unreadable",
-                                           "detail": "Secret soteria/soteria-policies key policies.json is not valid JSON"}
+    assert response.json()["policies"] == {"ok": False, "error": "policy_store_unreadable"}
+    assert "soteria-policies" not in response.content.decode()
+
+
+def test_readyz_body_shows_no_versions_or_urls(client, monkeypatch):
+    from policies import store
+
+    monkeypatch.setattr(kubernetes, "server_version", lambda timeout=None: "v1.20.2")
+    monkeypatch.setattr(longhorn, "ping", lambda timeout=None: "Longhorn v1.7.2 at http://longhorn-backend:9500")
+    monkeypatch.setattr(store, "load", lambda: [])
+    text = client.get("/readyz").content.decode()
+    for secret in ("v1.20.2", "v1.7.2", "longhorn-backend", "9500", "detail"):
+        assert secret not in text
+
+
+def test_readyz_logs_the_details_once_per_state_change(client, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="soteria_site.health")
+    monkeypatch.setattr(kubernetes, "server_version", lambda timeout=None: "v1.20.2")
+    state = {"down": True}
+
+    def ping(timeout=None):
+        if state["down"]:
+            raise UpstreamUnavailable("longhorn", "Longhorn manager at http://lh:9500 is unreachable: connection refused")
+
+    monkeypatch.setattr(longhorn, "ping", ping)
+    for _ in range(3):
+        assert client.get("/readyz").status_code == 503
+    failures = [m for m in _readiness_log(caplog) if "longhorn failed" in m]
+    assert failures == ["readiness: longhorn failed (longhorn_unavailable): "
+                        "Longhorn manager at http://lh:9500 is unreachable: connection refused"]
+    assert [m for m in _readiness_log(caplog) if m.startswith("readiness: kubernetes")] == [
+        "readiness: kubernetes answers (Kubernetes v1.20.2)"]
+
+    caplog.clear()
+    state["down"] = False
+    for _ in range(2):
+        assert client.get("/readyz").status_code == 200
+    assert [m for m in _readiness_log(caplog) if "longhorn" in m] == ["readiness: longhorn answers again"]
+
+    caplog.clear()
+    state["down"] = True
+    client.get("/readyz")
+    client.get("/readyz")
+    assert len([m for m in _readiness_log(caplog) if "longhorn failed" in m]) == 1
+
+
+def test_readyz_logs_where_the_unreadable_policy_secret_is(client, monkeypatch, caplog):
+    from policies import store
+
+    monkeypatch.setattr(kubernetes, "server_version", lambda timeout=None: "v1.20.2")
+    monkeypatch.setattr(longhorn, "ping", lambda timeout=None: None)
+
+    def unreadable():
+        raise store.PolicyStoreUnreadable("Secret soteria/soteria-policies key policies.json is not valid JSON")
+
+    monkeypatch.setattr(store, "load", unreadable)
+    client.get("/readyz")
+    client.get("/readyz")
+    assert [m for m in _readiness_log(caplog) if "policies" in m] == [
+        "readiness: policies failed (policy_store_unreadable): "
+        "Secret soteria/soteria-policies key policies.json is not valid JSON"]
