@@ -75,6 +75,11 @@ class SandboxConfig:
         return self.kube_dir / "kubeconfig"
 
     @property
+    def audit_log(self) -> Path:
+        """With rbac: the apiserver's audit log of what user `soteria` asked (JSON lines)."""
+        return self.kube_dir / "audit.log"
+
+    @property
     def longhorn_dir(self) -> Path:
         return self.state_dir / "longhorn"
 

@@ -24,6 +24,18 @@ HERE = Path(__file__).resolve().parent
 # "soteria" is an ordinary user that, with --rbac, has only what deploy/ grants.
 TOKEN_USERS = {"admin": "system:masters", "soteria": ""}
 
+# With --rbac, the apiserver writes one audit event per request of user "soteria" (at
+# Metadata level: who, verb, resource, name, namespace, status, the RBAC decision), so a
+# test can check that every rule deploy/ grants is actually used. Nobody else is logged.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    users: ["soteria"]
+  - level: None
+"""
+
 
 class SandboxError(RuntimeError):
     pass
@@ -112,6 +124,12 @@ def start(cfg: SandboxConfig) -> None:
     ], env={"ETCD_UNSUPPORTED_ARCH": ""})
     _wait(lambda: _http_ok(f"{etcd_url}/health"), 30, "etcd", cfg)
 
+    audit = []
+    if cfg.rbac:
+        policy = cfg.kube_dir / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        audit = ["--audit-policy-file", str(policy), "--audit-log-path", str(cfg.audit_log),
+                 "--audit-log-format", "json", "--audit-log-mode", "blocking"]
     procs.start(cfg, "kube-apiserver", [
         str(cfg.kube_bin_dir / "kube-apiserver"),
         "--etcd-servers", etcd_url,
@@ -129,6 +147,7 @@ def start(cfg: SandboxConfig) -> None:
         "--endpoint-reconciler-type", "none",
         # Pod logs are proxied to the kubelet stand-in's self-signed endpoint.
         "--kubelet-preferred-address-types", "InternalIP",
+        *audit,
         "--v", "1",
     ])
     write_kubeconfig(cfg, "admin")
