@@ -10,8 +10,8 @@ from django.views.decorators.http import require_POST
 from soteria_site import audit
 from soteria_site.access import BACKUP, RESTORE, VIEW
 from soteria_site.identity import requested_by
-from soteria_site.models import AuditEntry
 from soteria_site.permissions import console_permission, may, visible_namespaces
+from soteria_site.throttles import InventoryThrottle
 
 from .errors import SoteriaError
 from .forms import BackupForm, NamespaceRestoreForm, RestoreForm
@@ -41,7 +41,7 @@ def _error_page(request, template, context, exc: SoteriaError):
     return render(request, template, {**context, "error": exc}, status=exc.status)
 
 
-@console_permission(VIEW)
+@console_permission(VIEW, throttles=(InventoryThrottle,))
 def inventory_page(request):
     namespace = request.GET.get("namespace") or None
     context = {"nav": "inventory", "namespace": namespace}
@@ -186,4 +186,5 @@ def restores_page(request):
 
 @console_permission(VIEW)
 def activity_page(request):
-    return render(request, "backups/activity.html", {"nav": "activity", "entries": AuditEntry.objects.all()[:200]})
+    return render(request, "backups/activity.html", {"nav": "activity",
+                                                     "entries": audit.visible_entries(visible_namespaces(request))})

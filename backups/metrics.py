@@ -35,7 +35,14 @@ AUTHZ_DENIALS = Counter(
 )
 # The fixed set of denial reasons (docs/auth.md).
 DENIAL_REASONS = ("no_identity", "group_not_allowed", "bad_token", "csrf", "namespace_not_allowed",
-                  "permission_denied", "untrusted_proxy")
+                  "permission_denied", "untrusted_proxy", "bad_identity_header")
+# Beyond the contract: requests refused before any work, by reason (docs/security.md).
+REQUESTS_REFUSED = Counter(
+    "soteria_requests_refused_total",
+    "Requests refused for their size or rate, or because every worker thread was busy, by reason.",
+    ["reason"],
+)
+REFUSAL_REASONS = ("body_too_large", "length_required", "throttled", "busy")
 INVENTORY_REFRESH_FAILURES = Counter(
     "soteria_inventory_refresh_failures_total",
     "Inventory refreshes that failed (the previous snapshot stays published).",
@@ -58,3 +65,5 @@ def initialise() -> None:
             NAMESPACE_RESTORE_REQUESTS.labels(driver, result)
     for reason in DENIAL_REASONS:
         AUTHZ_DENIALS.labels(reason)
+    for reason in REFUSAL_REASONS:
+        REQUESTS_REFUSED.labels(reason)

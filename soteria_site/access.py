@@ -1,5 +1,6 @@
 """What an identity may do: Django permissions from its groups, plus namespace scopes.
 
+Computed in memory from the request's identity, never read from the database.
 Configuration (docs/auth.md): SOTERIA_ALLOWED_GROUPS grant everything;
 SOTERIA_READONLY_GROUPS grant viewing; SOTERIA_BACKUP_SCOPES and
 SOTERIA_RESTORE_SCOPES grant backups or restores in listed namespaces only (and
@@ -15,13 +16,11 @@ from django.conf import settings
 
 from backups.metrics import AUTHZ_DENIALS
 
+from .identity import Identity, identity_of, normalise_group
+
 APP = "soteria_site"
 VIEW, BACKUP, RESTORE, POLICIES = "view_inventory", "run_backup", "run_restore", "manage_policies"
 ALL = frozenset({VIEW, BACKUP, RESTORE, POLICIES})
-
-
-def normalise_group(group: str) -> str:
-    return group.strip().lstrip("/")
 
 
 @dataclass(frozen=True)
@@ -72,6 +71,20 @@ def grants_for_groups(groups) -> Grants:
         return NOTHING
     return Grants(frozenset(permissions), backup_namespaces=backup, restore_namespaces=restore,
                   view_namespaces=None if view_all else backup | restore)
+
+
+def grants_for(identity: Identity) -> Grants:
+    """What an identity may do, decided by how it authenticated: a token may do everything,
+    a proxy identity what its groups grant, an anonymous caller nothing (with auth on)."""
+    if not settings.SOTERIA_AUTH_REQUIRED or identity.method == "token":
+        return EVERYTHING
+    if identity.method == "header":
+        return grants_for_groups(identity.groups)
+    return NOTHING
+
+
+def grants_of(request) -> Grants:
+    return grants_for(identity_of(request))
 
 
 def deny(reason: str) -> None:

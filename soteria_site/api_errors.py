@@ -14,6 +14,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 from backups.errors import SoteriaError
+from backups.metrics import REQUESTS_REFUSED
+
+from .throttles import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,9 @@ def exception_handler(exc, context):
         headers = {}
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, exceptions.Throttled):
+            REQUESTS_REFUSED.labels("throttled").inc()
+            headers["Retry-After"] = retry_after(exc.wait)
         return Response(error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
     view = context.get("view")
     log.exception("unhandled error in %s", type(view).__name__ if view else "API")

@@ -1,96 +1,55 @@
-"""Who is calling: identity from the proxy's headers or from a bearer token.
+"""Authentication on Django's remote-user rails.
 
-One function turns request headers into an identity (user, email, groups);
-the middleware uses it for every request and mirrors the identity into Django
-users and groups (remote-user style, through SoteriaBackend), and the DRF
-authentication classes use what the middleware found (enforcing CSRF for
-cookie-borne browser requests) or check a bearer token in constant time.
+`IdentityMiddleware` (a RemoteUserMiddleware) decides every request's identity once:
+a bearer token from SOTERIA_AUTH_BEARER_TOKENS, else the proxy's identity headers
+(which soteria_site.edge has already removed unless the peer is a trusted proxy), else
+anonymous with the reason. `ProxyUserBackend` (a RemoteUserBackend) mirrors proxy
+identities into Django users and groups, touching the database only when it has not
+seen that user with those groups before; permissions are computed in memory from the
+identity (soteria_site.access), never from rows. No session is created. The DRF
+authentication classes hand DRF what the middleware found, with CSRF protection for
+header-authenticated (browser) requests.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
-import logging
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
 
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.backends import RemoteUserBackend
+from django.contrib.auth.middleware import RemoteUserMiddleware
 from django.contrib.auth.models import Group, User
 from django.db import IntegrityError, transaction
 from django.middleware.csrf import CsrfViewMiddleware
 from rest_framework import authentication, exceptions
 
 from . import access
+from .identity import ANONYMOUS, BadIdentityHeader, Identity, identity_from_headers
 
-log = logging.getLogger(__name__)
 TOKEN_PREFIX = "token:"
-# The contract's headers, in order of precedence.
-HEADER_SETS = (("HTTP_X_AUTH_REQUEST_USER", "HTTP_X_AUTH_REQUEST_EMAIL", "HTTP_X_AUTH_REQUEST_GROUPS"),
-               ("HTTP_X_FORWARDED_USER", "HTTP_X_FORWARDED_EMAIL", "HTTP_X_FORWARDED_GROUPS"))
+PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/static/")
+MIRROR_CACHE_SIZE = 2048
 
 
-@dataclass(frozen=True)
-class Identity:
-    user: str
-    email: str
-    groups: tuple[str, ...]
-    method: str  # header | token | anonymous
-
-
-ANONYMOUS = Identity("anonymous", "", (), "anonymous")
-
-
-def parse_groups(value: str) -> tuple[str, ...]:
-    parts = value.replace(";", ",").split(",")
-    return tuple(dict.fromkeys(g for g in (access.normalise_group(p) for p in parts) if g))
-
-
-def identity_from_headers(meta) -> Identity | None:
-    """The proxy's identity headers (X-Auth-Request-* first, then X-Forwarded-*), or None."""
-    def first(index: int) -> str:
-        for headers in HEADER_SETS:
-            value = (meta.get(headers[index]) or "").strip()
-            if value:
-                return value
-        return ""
-
-    user, email = first(0), first(1)
-    if not (user or email):
-        return None
-    return Identity(user=user or email, email=email, groups=parse_groups(first(2)), method="header")
-
-
-def peer_is_trusted(meta) -> bool:
-    if not settings.SOTERIA_TRUSTED_PROXIES:
-        return True
-    try:
-        peer = ipaddress.ip_address(meta.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return False
-    return any(peer in network for network in settings.SOTERIA_TRUSTED_PROXIES)
-
-
-class SoteriaBackend(RemoteUserBackend):
-    """Mirrors identities into Django users and groups; permissions follow from the groups
-    through configuration (soteria_site.access), never from rows an admin edits."""
+class ProxyUserBackend(RemoteUserBackend):
+    """Proxy identities as Django users; permissions from the identity, in memory."""
 
     create_unknown_user = True
 
-    def authenticate(self, request, remote_user=None, email="", groups=(), **kwargs):
-        if not remote_user:
+    def authenticate(self, request, remote_user=None, identity: Identity | None = None):
+        if not remote_user or identity is None or identity.method != "header":
             return None
-        user = _mirror(remote_user, email, groups)
+        user = mirrored_user(identity)
+        user.soteria_grants = access.grants_for(identity)
         return user if self.user_can_authenticate(user) else None
 
     def get_all_permissions(self, user_obj, obj=None):
-        if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
+        grants = getattr(user_obj, "soteria_grants", None)
+        if grants is None or not user_obj.is_active or obj is not None:
             return set()
-        if user_obj.username.startswith(TOKEN_PREFIX):
-            grants = access.EVERYTHING
-        else:
-            grants = access.grants_for_groups(user_obj.groups.values_list("name", flat=True))
         return {f"{access.APP}.{p}" for p in grants.permissions}
 
     def get_user_permissions(self, user_obj, obj=None):
@@ -103,50 +62,49 @@ class SoteriaBackend(RemoteUserBackend):
         return perm in self.get_all_permissions(user_obj, obj)
 
 
-def _mirror(username: str, email: str, groups) -> User:
+# username -> (pk, email, groups) of users this process has mirrored, most recent last.
+_mirrored: OrderedDict[str, tuple[int, str, frozenset[str]]] = OrderedDict()
+_mirrored_lock = threading.Lock()
+
+
+def mirrored_user(identity: Identity) -> User:
+    """A fresh User for the identity, its row and groups brought up to date only when this
+    process has not seen it with the same email and groups."""
+    groups = frozenset(identity.groups)
+    with _mirrored_lock:
+        known = _mirrored.get(identity.user)
+        if known is not None and known[1:] == (identity.email, groups):
+            _mirrored.move_to_end(identity.user)
+            return User(pk=known[0], username=identity.user, email=identity.email)
+    pk = _mirror(identity.user, identity.email, groups)
+    with _mirrored_lock:
+        _mirrored[identity.user] = (pk, identity.email, groups)
+        while len(_mirrored) > MIRROR_CACHE_SIZE:
+            _mirrored.popitem(last=False)
+    return User(pk=pk, username=identity.user, email=identity.email)
+
+
+def forget_mirrored_users() -> None:
+    """Tests: start from an empty cache."""
+    with _mirrored_lock:
+        _mirrored.clear()
+
+
+def _mirror(username: str, email: str, groups: frozenset[str]) -> int:
     for attempt in range(2):
         try:
             with transaction.atomic():
-                user, _ = User.objects.get_or_create(username=username[:150])
+                user, _ = User.objects.get_or_create(username=username)
                 if email and user.email != email:
                     user.email = email
                     user.save(update_fields=["email"])
-                wanted = set(groups)
-                if set(user.groups.values_list("name", flat=True)) != wanted:
-                    user.groups.set([Group.objects.get_or_create(name=g[:150])[0] for g in wanted])
-                return user
+                if set(user.groups.values_list("name", flat=True)) != groups:
+                    user.groups.set([Group.objects.get_or_create(name=g[:150])[0] for g in groups])
+                return user.pk
         except IntegrityError:  # a parallel first request created the same row
             if attempt:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-class ProxyIdentityMiddleware:
-    """Sets request.soteria_identity and request.user from the proxy's headers.
-
-    Runs after Django's AuthenticationMiddleware. Headers from an untrusted peer
-    are ignored (and counted). No session is created: the proxy sends the
-    headers with every request.
-    """
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        request.soteria_identity = None
-        if settings.SOTERIA_AUTH_REQUIRED:
-            identity = identity_from_headers(request.META)
-            if identity and not peer_is_trusted(request.META):
-                access.deny("untrusted_proxy")
-                log.warning("ignored identity headers from untrusted peer %s", request.META.get("REMOTE_ADDR"))
-                identity = None
-            if identity:
-                user = auth.authenticate(request, remote_user=identity.user, email=identity.email,
-                                         groups=identity.groups)
-                if user is not None:
-                    request.user = user
-                    request.soteria_identity = identity
-        return self.get_response(request)
 
 
 def bearer_token(request) -> str | None:
@@ -166,21 +124,65 @@ def token_name(presented: str) -> str | None:
     return found
 
 
+def _token_user(identity: Identity) -> User:
+    """Tokens are configuration, not people: an in-memory user, never a row."""
+    user = User(username=identity.user)
+    user.soteria_grants = access.grants_for(identity)
+    return user
+
+
+class IdentityMiddleware(RemoteUserMiddleware):
+    """Sets request.soteria_identity (and request.user) for every non-public request.
+
+    A bearer token, when sent, decides alone: a wrong one is refused later (401,
+    counted as bad_token) even if identity headers came with it.
+    """
+
+    sync_capable, async_capable = True, False
+    force_logout_if_no_header = False
+
+    def process_request(self, request):
+        request.soteria_identity = ANONYMOUS
+        request.soteria_refusal = None  # (status, code, detail) when credentials are refused
+        if not settings.SOTERIA_AUTH_REQUIRED or request.path.startswith(PUBLIC_PREFIXES):
+            return
+        presented = bearer_token(request)
+        if presented is not None:
+            name = token_name(presented) if presented else None
+            if name is None:
+                access.deny("bad_token")
+                request.soteria_refusal = (401, "authentication_failed", "Invalid bearer token.")
+                return
+            identity = Identity(user=f"{TOKEN_PREFIX}{name}", email="", groups=(), method="token")
+            request.user, request.soteria_identity = _token_user(identity), identity
+            return
+        try:
+            identity = identity_from_headers(request.META)
+        except BadIdentityHeader as exc:
+            access.deny("bad_identity_header")
+            request.soteria_refusal = (400, "bad_identity_header", f"Identity headers refused: {exc}.")
+            return
+        if identity is None:
+            request.soteria_identity = Identity(**{**ANONYMOUS.__dict__, "reason": _anonymous_reason(request)})
+            return
+        user = auth.authenticate(request, remote_user=identity.user, identity=identity)
+        if user is not None:
+            request.user, request.soteria_identity = user, identity
+
+
+def _anonymous_reason(request) -> str:
+    ignored = getattr(request, "soteria_ignored_headers", "")
+    return ignored or "the request carries no identity headers and no bearer token"
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
+    """DRF's view of a request the middleware authenticated with a bearer token."""
+
     def authenticate(self, request):
-        if not settings.SOTERIA_AUTH_REQUIRED:
+        identity = getattr(request._request, "soteria_identity", ANONYMOUS)
+        if identity.method != "token":
             return None
-        presented = bearer_token(request._request)
-        if presented is None:
-            return None
-        name = token_name(presented) if presented else None
-        if name is None:
-            access.deny("bad_token")
-            raise exceptions.AuthenticationFailed("Invalid bearer token.")
-        identity = Identity(user=f"{TOKEN_PREFIX}{name}", email="", groups=(), method="token")
-        user = _mirror(identity.user, "", ())
-        request._request.soteria_identity = identity
-        return (user, identity)
+        return (request._request.user, identity)
 
     def authenticate_header(self, request):
         return 'Bearer realm="soteria"'
@@ -196,8 +198,8 @@ class ProxyHeaderAuthentication(authentication.BaseAuthentication):
     an unsafe request needs a valid CSRF token, or must be JSON from Soteria's own origin."""
 
     def authenticate(self, request):
-        identity = getattr(request._request, "soteria_identity", None)
-        if identity is None or identity.method != "header":
+        identity = getattr(request._request, "soteria_identity", ANONYMOUS)
+        if identity.method != "header":
             return None
         if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
             reason = csrf_failure(request._request)
@@ -224,19 +226,3 @@ def csrf_failure(request) -> str | None:
 
 def _own_origins(request) -> set[str]:
     return {f"{request.scheme}://{request.get_host()}", *settings.CSRF_TRUSTED_ORIGINS}
-
-
-def identity_of(request) -> Identity:
-    if not settings.SOTERIA_AUTH_REQUIRED:
-        return ANONYMOUS
-    return getattr(request, "soteria_identity", None) or getattr(getattr(request, "_request", None),
-                                                                 "soteria_identity", None) or ANONYMOUS
-
-
-def grants_of(request) -> access.Grants:
-    identity = identity_of(request)
-    if not settings.SOTERIA_AUTH_REQUIRED or identity.method == "token":
-        return access.EVERYTHING
-    if identity.method == "header":
-        return access.grants_for_groups(identity.groups)
-    return access.NOTHING

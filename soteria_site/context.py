@@ -1,6 +1,7 @@
 """Template context for every console page."""
 
-from .authn import grants_of, identity_of
+from .access import grants_of
+from .identity import identity_of
 
 
 def soteria(request):

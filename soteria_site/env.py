@@ -165,3 +165,18 @@ def env_listen_addr(env: Mapping[str, str], name: str, default: str) -> str:
         raise _bad(name, value, "expected host:port or :port, e.g. :8080 or 127.0.0.1:8080")
     host = match.group(1) or "0.0.0.0"
     return f"{host}:{int(match.group(2))}"
+
+
+_RATE_PERIODS = {"s": "second", "sec": "second", "second": "second", "m": "minute", "min": "minute",
+                 "minute": "minute", "h": "hour", "hour": "hour", "d": "day", "day": "day"}
+
+
+def env_rate(env: Mapping[str, str], name: str, default: str) -> str | None:
+    """A request rate `N/second|minute|hour|day` (DRF's throttle format), or None for `off`."""
+    value = env_str(env, name, default)
+    if value.lower() == "off":
+        return None
+    number, sep, period = value.partition("/")
+    if not sep or not number.isdigit() or int(number) < 1 or period.lower() not in _RATE_PERIODS:
+        raise _bad(name, value, "expected a rate like 60/minute (per second, minute, hour or day) or off")
+    return f"{int(number)}/{_RATE_PERIODS[period.lower()]}"

@@ -2,7 +2,8 @@
 
     gunicorn -c soteria_site/gunicorn.conf.py soteria_site.wsgi
 
-Binds SOTERIA_LISTEN_ADDR, runs SOTERIA_WEB_WORKERS workers, refuses to start
+Binds SOTERIA_LISTEN_ADDR (and SOTERIA_METRICS_LISTEN_ADDR), runs SOTERIA_WEB_WORKERS
+workers of SOTERIA_WEB_THREADS threads, refuses to start
 on a configuration error or a failed system check, clears gauge files of dead
 processes at start (their counters stay, see prometheus_dir) and drops a dead worker's
 live gauges.
@@ -18,22 +19,24 @@ from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 try:
     from django.conf import settings  # noqa: E402
 
-    bind = [settings.SOTERIA_LISTEN_ADDR]
+    bind = [settings.SOTERIA_LISTEN_ADDR] + ([settings.SOTERIA_METRICS_LISTEN_ADDR]
+                                             if settings.SOTERIA_METRICS_LISTEN_ADDR else [])
     workers = settings.SOTERIA_WEB_WORKERS
+    threads = settings.SOTERIA_WEB_THREADS
+    # X-Forwarded-Proto (request.is_secure()) counts only from the proxies Soteria trusts.
+    forwarded_allow_ips = ",".join(str(network) for network in settings.SOTERIA_TRUSTED_PROXIES)
 except ImproperlyConfigured as exc:
     sys.exit(f"soteria: configuration error: {exc}")
 
+from soteria_site import headers  # noqa: E402
+
 worker_class = "gthread"
-threads = 4
 # Restores wait for Longhorn to accept a volume; keep well above upstream timeouts.
 timeout = 120
 graceful_timeout = 30
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
-# X-Forwarded-Proto from the proxy in front decides request.is_secure().
-forwarded_allow_ips = "*"
-proxy_allow_ips = "*"
 # A header spelled with underscores (X_Auth_Request_User) would reach Django as the
 # same variable as the proxy's X-Auth-Request-User: drop such headers, never trust them.
 header_map = "drop"
@@ -55,6 +58,19 @@ def on_starting(server):
             server.log.error("soteria: %s", message)
         sys.exit(2)
     prometheus_dir.remove_dead_process_files(settings.SOTERIA_METRICS_DIR)
+    if settings.SOTERIA_AUTH_REQUIRED and not settings.SOTERIA_TRUSTED_PROXIES:
+        server.log.warning("soteria: SOTERIA_TRUSTED_PROXIES is empty, so identity headers are ignored from every "
+                           "peer and only bearer tokens authenticate; set it to your authenticating proxy's address")
+
+
+def pre_request(worker, req):
+    """Mark credentials a request repeated: gunicorn joins repeats with a comma, after which
+    `X-Auth-Request-Groups: guests` + `X-Auth-Request-Groups: admin` would read as one list."""
+    mark = headers.REPEATED_MARK.upper()
+    req.headers = [(name, value) for name, value in req.headers if name != mark]
+    repeated = headers.repeated(req.headers)
+    if repeated:
+        req.headers.append((mark, ",".join(repeated)))
 
 
 def child_exit(server, worker):

@@ -26,12 +26,18 @@ class AuditEntry(models.Model):
     method = models.CharField(max_length=16)
     action = models.CharField(max_length=64)
     target = models.CharField(max_length=512, blank=True)
+    # The namespaces the action touched, as `|ns1|ns2|`: who may see the entry.
+    namespaces = models.CharField(max_length=160, blank=True, default="")
     status = models.PositiveSmallIntegerField()
     result = models.CharField(max_length=64)
     detail = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-at"]
+
+    @property
+    def namespace_list(self) -> list[str]:
+        return [n for n in self.namespaces.split("|") if n]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target} -> {self.result}"

@@ -13,10 +13,13 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from rest_framework import exceptions, permissions
 
-from . import access
-from .authn import grants_of, identity_of
+from backups.metrics import REQUESTS_REFUSED
 
-PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/static/")
+from . import access
+from .access import grants_of
+from .authn import PUBLIC_PREFIXES
+from .identity import identity_of
+from .throttles import MutationThrottle, console_wait, retry_after
 
 
 def _denial_reason(request) -> str:
@@ -61,28 +64,35 @@ def visible_namespaces(request) -> frozenset[str] | None:
 
 class RequireIdentityMiddleware:
     """With SOTERIA_AUTH_REQUIRED=true, nothing but the public endpoints answers a request
-    without an identity (proxy headers) or a bearer token (checked by the API)."""
+    without an identity: 401, saying why the request is anonymous."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if (settings.SOTERIA_AUTH_REQUIRED and not request.path.startswith(PUBLIC_PREFIXES)
-                and getattr(request, "soteria_identity", None) is None
-                and not request.META.get("HTTP_AUTHORIZATION", "").lower().startswith("bearer ")):
+        if not settings.SOTERIA_AUTH_REQUIRED or request.path.startswith(PUBLIC_PREFIXES):
+            return self.get_response(request)
+        identity = identity_of(request)
+        refusal = getattr(request, "soteria_refusal", None)
+        if identity.method != "anonymous" and refusal is None:
+            return self.get_response(request)
+        if refusal is None:
             access.deny("no_identity")
-            if request.path.startswith("/v1/"):
-                response = JsonResponse({"error": "not_authenticated",
-                                         "detail": "Authentication credentials were not provided."}, status=401)
-            else:
-                response = render(request, "denied.html", {"status": 401, "reason": "no_identity"}, status=401)
-            response["WWW-Authenticate"] = 'Bearer realm="soteria"'
-            return response
-        return self.get_response(request)
+            refusal = (401, "not_authenticated", "Authentication credentials were not provided.")
+        status, code, detail = refusal
+        why = identity.reason or detail
+        if request.path.startswith("/v1/"):
+            response = JsonResponse({"error": code, "detail": detail, "reason": why}, status=status)
+        else:
+            response = render(request, "denied.html", {"status": status, "reason": code, "why": why},
+                              status=status)
+        response["WWW-Authenticate"] = 'Bearer realm="soteria"'
+        return response
 
 
-def console_permission(permission: str):
-    """Console views: 403 page unless the caller has `permission`."""
+def console_permission(permission: str, *, throttles=()):
+    """Console views: 403 page unless the caller has `permission`; 429 page past the caller's
+    rate (posts always count against the mutation rate)."""
     def decorator(view):
         @wraps(view)
         def wrapped(request, *args, **kwargs):
@@ -91,6 +101,12 @@ def console_permission(permission: str):
                 access.deny(reason)
                 return render(request, "denied.html", {"status": 403, "reason": reason,
                                                        "permission": permission}, status=403)
+            wait = console_wait(request, MutationThrottle, *throttles)
+            if wait is not None:
+                REQUESTS_REFUSED.labels("throttled").inc()
+                response = render(request, "denied.html", {"status": 429, "why": retry_after(wait)}, status=429)
+                response["Retry-After"] = retry_after(wait)
+                return response
             return view(request, *args, **kwargs)
         return wrapped
     return decorator

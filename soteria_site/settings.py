@@ -23,6 +23,7 @@ from .env import (
     env_key_values,
     env_list,
     env_listen_addr,
+    env_rate,
     env_secret,
     env_str,
     env_url,
@@ -58,19 +59,28 @@ def _service_namespace() -> str:
 
 
 def _bearer_tokens() -> list[tuple[str, str]]:
-    """`name:token` or bare `token` entries -> [(name, token)]; bare tokens are named token-N."""
+    """Bearer tokens as (name, token) pairs, every configured entry accepted verbatim.
+
+    The contract's form is a plain comma-separated list: entry N is accepted exactly as
+    written, whatever characters it holds, and is named token-N. An entry `name:secret`
+    whose name is a plain word and whose secret is long enough is also accepted as
+    `secret` alone, named `name` (so `requested_by` says token:name). Tokens shorter than
+    32 characters stop start-up unless SOTERIA_ALLOW_SHORT_TOKENS=true.
+    """
     raw = env_secret(ENV, "SOTERIA_AUTH_BEARER_TOKENS")
+    allow_short = env_bool(ENV, "SOTERIA_ALLOW_SHORT_TOKENS", False)
     result: list[tuple[str, str]] = []
-    for index, item in enumerate(env_list({"v": raw}, "v"), start=1):
-        name, sep, token = item.partition(":")
-        if not sep:
-            name, token = f"token-{index}", item
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,62}", name) or not token or any(c.isspace() for c in token):
+    for index, entry in enumerate(env_list({"v": raw}, "v"), start=1):
+        name, sep, secret = entry.partition(":")
+        named = bool(sep and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,62}", name)
+                     and (allow_short or len(secret) >= MIN_TOKEN_LENGTH))
+        if not named and not allow_short and len(entry) < MIN_TOKEN_LENGTH:
             raise ImproperlyConfigured(
-                f"SOTERIA_AUTH_BEARER_TOKENS entry {index} is not valid: use token or name:token "
-                "(name of letters, digits, '.', '_', '@', '-'; token without spaces)"
-            )
-        result.append((name, token))
+                f"SOTERIA_AUTH_BEARER_TOKENS entry {index} is shorter than {MIN_TOKEN_LENGTH} characters: "
+                "use long random tokens (e.g. `openssl rand -hex 32`), or set SOTERIA_ALLOW_SHORT_TOKENS=true")
+        result.append((name if named else f"token-{index}", entry))
+        if named:
+            result.append((name, secret))
     return result
 
 
@@ -127,6 +137,7 @@ SOTERIA_JOB_SERVICE_ACCOUNT = env_str(ENV, "SOTERIA_JOB_SERVICE_ACCOUNT")
 SOTERIA_LISTEN_ADDR = env_listen_addr(ENV, "SOTERIA_LISTEN_ADDR", ":8080")
 SOTERIA_AUTH_REQUIRED = env_bool(ENV, "SOTERIA_AUTH_REQUIRED", False)
 SOTERIA_ALLOWED_GROUPS = _groups("SOTERIA_ALLOWED_GROUPS", "admin,maintenance")
+MIN_TOKEN_LENGTH = 32
 SOTERIA_AUTH_BEARER_TOKENS = _bearer_tokens()
 SOTERIA_BACKUP_MAX_AGE_HOURS = env_float(ENV, "SOTERIA_BACKUP_MAX_AGE_HOURS", 24.0, minimum=0,
                                          exclusive_minimum=True, maximum=24 * 366)
@@ -139,10 +150,28 @@ SOTERIA_POLICY_SECRET_NAME = env_str(ENV, "SOTERIA_POLICY_SECRET_NAME", "soteria
 SOTERIA_READONLY_GROUPS = _groups("SOTERIA_READONLY_GROUPS")
 SOTERIA_BACKUP_SCOPES = _scopes("SOTERIA_BACKUP_SCOPES")
 SOTERIA_RESTORE_SCOPES = _scopes("SOTERIA_RESTORE_SCOPES")
+# Peers whose identity and X-Forwarded-* headers count; empty = nobody's (fail closed).
 SOTERIA_TRUSTED_PROXIES = _networks("SOTERIA_TRUSTED_PROXIES")
+# Which identity header family counts: auto = X-Auth-Request-* when any of it is present,
+# else X-Forwarded-*; or pin one.
+SOTERIA_AUTH_HEADERS = env_choice(ENV, "SOTERIA_AUTH_HEADERS", "auto", ("auto", "x-auth-request", "x-forwarded"))
+# Request bodies larger than this are refused (413) before anything reads them.
+SOTERIA_MAX_BODY_BYTES = env_int(ENV, "SOTERIA_MAX_BODY_BYTES", 64 * 1024, minimum=1024, maximum=16 * 1024 * 1024)
+# Per identity and web process: mutations (POST, DELETE) and inventory builds.
+SOTERIA_THROTTLE_MUTATIONS = env_rate(ENV, "SOTERIA_THROTTLE_MUTATIONS", "60/minute")
+SOTERIA_THROTTLE_INVENTORY = env_rate(ENV, "SOTERIA_THROTTLE_INVENTORY", "20/minute")
+# A namespace-wide backup or restore refuses namespaces with more PVCs than this.
+SOTERIA_NAMESPACE_BATCH_MAX = env_int(ENV, "SOTERIA_NAMESPACE_BATCH_MAX", 500, minimum=1, maximum=100000)
+# A second listener for /metrics, /healthz and /readyz only (empty: /metrics on the main port).
+SOTERIA_METRICS_LISTEN_ADDR = (env_listen_addr(ENV, "SOTERIA_METRICS_LISTEN_ADDR", "")
+                               if env_str(ENV, "SOTERIA_METRICS_LISTEN_ADDR") else "")
+if SOTERIA_METRICS_LISTEN_ADDR and SOTERIA_METRICS_LISTEN_ADDR.rsplit(":", 1)[1] == SOTERIA_LISTEN_ADDR.rsplit(":", 1)[1]:
+    raise ImproperlyConfigured("SOTERIA_METRICS_LISTEN_ADDR must use another port than SOTERIA_LISTEN_ADDR")
 SOTERIA_UPSTREAM_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_UPSTREAM_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300)
 SOTERIA_READY_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_READY_TIMEOUT_SECONDS", 2.0, minimum=0.1, maximum=30)
 SOTERIA_WEB_WORKERS = env_int(ENV, "SOTERIA_WEB_WORKERS", 2, minimum=1, maximum=64)
+# Threads per web process; one of them is always kept free for probes and cheap pages.
+SOTERIA_WEB_THREADS = env_int(ENV, "SOTERIA_WEB_THREADS", 4, minimum=2, maximum=64)
 SOTERIA_WORKER_CONCURRENCY = env_int(ENV, "SOTERIA_WORKER_CONCURRENCY", 2, minimum=1, maximum=32)
 # A backup still running after this long is reported "backup stuck".
 SOTERIA_BACKUP_STUCK_HOURS = env_float(ENV, "SOTERIA_BACKUP_STUCK_HOURS", 6.0, minimum=0, exclusive_minimum=True,
@@ -158,8 +187,13 @@ IN_CLUSTER = bool(env_str(ENV, "KUBERNETES_SERVICE_HOST")) and (SERVICE_ACCOUNT_
 DEBUG = env_bool(ENV, "SOTERIA_DEBUG", False)
 ALLOWED_HOSTS = env_list(ENV, "SOTERIA_ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = env_list(ENV, "SOTERIA_CSRF_TRUSTED_ORIGINS")
-# TLS ends at the ingress or proxy in front of Soteria; it says so with this header.
+# TLS ends at the ingress or proxy in front of Soteria; it says so with these headers,
+# which soteria_site.edge removes from requests of peers outside SOTERIA_TRUSTED_PROXIES.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = True
+# Console form posts are tiny; the same limit as every other body.
+DATA_UPLOAD_MAX_MEMORY_SIZE = SOTERIA_MAX_BODY_BYTES
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
 SOTERIA_SECURE_COOKIES = env_bool(ENV, "SOTERIA_SECURE_COOKIES", True)
 SESSION_COOKIE_SECURE = SOTERIA_SECURE_COOKIES
 CSRF_COOKIE_SECURE = SOTERIA_SECURE_COOKIES
@@ -211,12 +245,18 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # The edge: which listener, how big a body, which peer's headers count, how busy.
+    "soteria_site.edge.ListenerMiddleware",
+    "soteria_site.edge.BodyLimitMiddleware",
+    "soteria_site.edge.PeerTrustMiddleware",
+    "soteria_site.edge.BusyMiddleware",
+    "soteria_site.edge.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "soteria_site.authn.ProxyIdentityMiddleware",
+    "soteria_site.authn.IdentityMiddleware",
     "soteria_site.permissions.RequireIdentityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -267,8 +307,11 @@ STORAGES = {
 CACHES = {
     # Shared across processes so django-q2's cluster status works from the web side.
     "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "soteria_cache"},
+    # Request rates per identity: in memory, so counting a request never writes the database.
+    "throttle": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "soteria-throttle",
+                 "OPTIONS": {"MAX_ENTRIES": 10000}},
 }
-AUTHENTICATION_BACKENDS = ["soteria_site.authn.SoteriaBackend"]
+AUTHENTICATION_BACKENDS = ["soteria_site.authn.ProxyUserBackend"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -289,6 +332,8 @@ REST_FRAMEWORK = {
         "soteria_site.authn.BearerTokenAuthentication",
         "soteria_site.authn.ProxyHeaderAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": ["soteria_site.throttles.MutationThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"mutations": SOTERIA_THROTTLE_MUTATIONS, "inventory": SOTERIA_THROTTLE_INVENTORY},
     "DEFAULT_PERMISSION_CLASSES": ["soteria_site.permissions.HasSoteriaPermission"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

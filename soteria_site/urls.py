@@ -4,7 +4,17 @@ from drf_spectacular.views import SpectacularAPIView
 from backups.metrics_export import metrics_view
 
 from . import health
+from .access import VIEW
+from .permissions import HasSoteriaPermission
 from .whoami import WhoAmIView
+
+
+class OpenAPIView(SpectacularAPIView):
+    """The schema describes every endpoint: it needs the view permission like the inventory."""
+
+    permission_classes = [HasSoteriaPermission]
+    required_permissions = {"get": VIEW}
+
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -12,7 +22,7 @@ urlpatterns = [
     path("v1/whoami", WhoAmIView.as_view(), name="whoami"),
     path("v1/", include("backups.api.urls")),
     path("v1/", include("policies.api.urls")),
-    path("v1/openapi", SpectacularAPIView.as_view(), name="openapi"),
+    path("v1/openapi", OpenAPIView.as_view(), name="openapi"),
     path("metrics", metrics_view, name="metrics"),
     path("", include("soteria_site.console_urls")),
 ]

@@ -28,6 +28,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
+def _fresh_identity_cache(settings):
+    """Each test's database starts empty; so must the users a process remembers mirroring.
+    Request rates are off unless a test of them turns them on (and starts from zero)."""
+    from django.core.cache import caches
+
+    from soteria_site.authn import forget_mirrored_users
+
+    forget_mirrored_users()
+    caches["throttle"].clear()
+    settings.SOTERIA_THROTTLE_MUTATIONS = settings.SOTERIA_THROTTLE_INVENTORY = None
+
+
+@pytest.fixture(autouse=True)
 def _isolated_upstreams(settings, tmp_path):
     from backups.clients import kubernetes, longhorn
 
@@ -100,6 +113,8 @@ def start_soteria(sandbox: SandboxConfig, data_dir: Path, workers: int = 2, **ex
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOTERIA_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(cluster.exports(sandbox))
+    # Many tests share one server and its per-identity request rates: off unless asked for.
+    env.update(SOTERIA_THROTTLE_MUTATIONS="off", SOTERIA_THROTTLE_INVENTORY="off")
     env.update(SOTERIA_DATA_DIR=str(data_dir), SOTERIA_LISTEN_ADDR=f"127.0.0.1:{port}",
                SOTERIA_WEB_WORKERS=str(workers), SOTERIA_SECURE_COOKIES="false", DJANGO_SETTINGS_MODULE="soteria_site.settings")
     env.update({k: str(v) for k, v in extra_env.items()})

@@ -11,6 +11,7 @@ from soteria_site.access import BACKUP, RESTORE, VIEW
 from soteria_site.audit import AuditedViewSet
 from soteria_site.identity import requested_by
 from soteria_site.permissions import require_namespaces, visible_namespaces
+from soteria_site.throttles import InventoryThrottle, MutationThrottle
 
 from ..services import backup as backup_service
 from ..metrics import BACKUP_REQUESTS, NAMESPACE_BACKUP_REQUESTS, NAMESPACE_RESTORE_REQUESTS, RESTORE_REQUESTS
@@ -67,6 +68,7 @@ def _namespace_filter(request) -> str | None:
 
 class InventoryViewSet(AuditedViewSet):
     required_permissions = {"list": VIEW}
+    throttle_classes = [MutationThrottle, InventoryThrottle]
 
     @extend_schema(parameters=[InventoryQuery], responses=InventoryResponse,
                    summary="Every PVC grouped by namespace, with backup freshness and health")

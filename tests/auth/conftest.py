@@ -1,5 +1,6 @@
 """The fixed cast of identities used wherever auth matters."""
 
+import ipaddress
 from dataclasses import dataclass, field
 
 import pytest
@@ -38,7 +39,8 @@ def auth_on(settings):
     settings.SOTERIA_BACKUP_SCOPES = {"team-ai": frozenset({"ai"})}
     settings.SOTERIA_RESTORE_SCOPES = {"team-ai": frozenset({"ai", "ai-restore"})}
     settings.SOTERIA_AUTH_BEARER_TOKENS = [("ci", TOKEN)]
-    settings.SOTERIA_TRUSTED_PROXIES = []
+    # The test client's requests come from 127.0.0.1: it plays the trusted proxy here.
+    settings.SOTERIA_TRUSTED_PROXIES = [ipaddress.ip_network("127.0.0.1/32")]
     return settings
 
 

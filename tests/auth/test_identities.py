@@ -49,10 +49,44 @@ def test_whoami_reports_identity_method_permissions_and_scopes(client, auth_on, 
 def test_groups_are_normalised_and_mirrored_into_django(client, auth_on, world):
     from django.contrib.auth.models import User
 
-    get(client, "semicolons", "/v1/whoami")
+    body = get(client, "semicolons", "/v1/whoami").json()
+    assert body["groups"] == ["devs", "maintenance"] and "run_restore" in body["permissions"]
     user = User.objects.get(username="carol")
     assert sorted(user.groups.values_list("name", flat=True)) == ["devs", "maintenance"]
-    assert user.has_perm("soteria_site.run_restore")
+
+
+def test_permissions_come_from_the_request_never_from_rows(client, auth_on, world):
+    """A mirrored row with an admin group grants nothing: the groups the proxy sends now decide."""
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create(username="mallory")
+    user.groups.set([Group.objects.create(name="admin")])
+    assert get(client, "outsider", "/v1/inventory").status_code == 403
+    assert sorted(User.objects.get(username="mallory").groups.values_list("name", flat=True)) == ["guests"]
+
+
+def test_a_known_identity_touches_the_database_only_when_its_groups_change(client, auth_on, world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    get(client, "admin", "/v1/whoami")
+    with CaptureQueriesContext(connection) as seen:
+        assert get(client, "admin", "/v1/whoami").status_code == 200
+    assert [q["sql"] for q in seen.captured_queries] == []
+    changed = {**CAST["admin"].headers, "HTTP_X_AUTH_REQUEST_GROUPS": "admin,ops"}
+    with CaptureQueriesContext(connection) as seen:
+        assert client.get("/v1/whoami", **changed).status_code == 200
+    assert any(q["sql"].startswith("INSERT") for q in seen.captured_queries)
+
+
+def test_public_paths_do_no_identity_work(client, auth_on, world):
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as seen:
+        assert client.get("/healthz", **CAST["admin"].headers).status_code == 200
+    assert seen.captured_queries == [] and not User.objects.exists()
 
 
 def test_no_identity_is_401_json_for_the_api_and_a_page_for_the_console(client, auth_on, denials):

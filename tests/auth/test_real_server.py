@@ -22,6 +22,7 @@ def server(tmp_path_factory):
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOTERIA_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(SOTERIA_DATA_DIR=str(data), SOTERIA_AUTH_REQUIRED="true", SOTERIA_ALLOWED_GROUPS="admin",
+               SOTERIA_TRUSTED_PROXIES="127.0.0.1/32",
                SOTERIA_LISTEN_ADDR=f"127.0.0.1:{port}", SOTERIA_WEB_WORKERS="1",
                SOTERIA_LONGHORN_URL="http://127.0.0.1:9", KUBECONFIG=str(data / "none"))
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)

@@ -11,6 +11,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 SETTINGS = Path(__file__).resolve().parents[2] / "soteria_site" / "settings.py"
+LONG = "0123456789abcdef0123456789abcdef01"  # 34 characters
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def test_every_contract_variable_is_read(load):
         SOTERIA_LISTEN_ADDR="127.0.0.1:9000",
         SOTERIA_AUTH_REQUIRED="true",
         SOTERIA_ALLOWED_GROUPS="/ops; maintenance,",
-        SOTERIA_AUTH_BEARER_TOKENS="ci:0123456789abcdef0123,plaintoken-0123456789",
+        SOTERIA_AUTH_BEARER_TOKENS=f"ci:{LONG},plain-{LONG}",
         SOTERIA_BACKUP_MAX_AGE_HOURS="12.5",
         SOTERIA_METRICS_REFRESH_SECONDS="60",
         SOTERIA_POLICY_EVAL_SECONDS="120",
@@ -94,7 +95,7 @@ def test_every_contract_variable_is_read(load):
     assert s["SOTERIA_LISTEN_ADDR"] == "127.0.0.1:9000"
     assert s["SOTERIA_AUTH_REQUIRED"] is True
     assert s["SOTERIA_ALLOWED_GROUPS"] == ["ops", "maintenance"]
-    assert s["SOTERIA_AUTH_BEARER_TOKENS"] == [("ci", "0123456789abcdef0123"), ("token-2", "plaintoken-0123456789")]
+    assert s["SOTERIA_AUTH_BEARER_TOKENS"] == [("ci", f"ci:{LONG}"), ("ci", LONG), ("token-2", f"plain-{LONG}")]
     assert s["SOTERIA_BACKUP_MAX_AGE_HOURS"] == 12.5
     assert s["SOTERIA_METRICS_REFRESH_SECONDS"] == 60
     assert s["SOTERIA_POLICY_EVAL_SECONDS"] == 120
@@ -111,7 +112,12 @@ def test_every_contract_variable_is_read(load):
     ("SOTERIA_JOB_NODE_SELECTOR", "ssd", "key=value"),
     ("SOTERIA_LISTEN_ADDR", "8080", "host:port"),
     ("SOTERIA_AUTH_REQUIRED", "sometimes", "true or false"),
-    ("SOTERIA_AUTH_BEARER_TOKENS", "bad name:tok", "name:token"),
+    ("SOTERIA_AUTH_BEARER_TOKENS", "short-token", "shorter than 32 characters"),
+    ("SOTERIA_AUTH_HEADERS", "x-remote-user", "auto, x-auth-request, x-forwarded"),
+    ("SOTERIA_MAX_BODY_BYTES", "100", "at least 1024"),
+    ("SOTERIA_THROTTLE_MUTATIONS", "fast", "60/minute"),
+    ("SOTERIA_THROTTLE_INVENTORY", "0/minute", "60/minute"),
+    ("SOTERIA_METRICS_LISTEN_ADDR", "metrics", "host:port"),
     ("SOTERIA_BACKUP_MAX_AGE_HOURS", "abc", "expected a number"),
     ("SOTERIA_BACKUP_MAX_AGE_HOURS", "0", "greater than 0"),
     ("SOTERIA_METRICS_REFRESH_SECONDS", "5", "at least 10"),
@@ -139,9 +145,44 @@ def test_secret_namespace_falls_back_to_pod_namespace(load):
 
 def test_bearer_tokens_may_come_from_a_file(load, tmp_path):
     tokens = tmp_path / "tokens"
-    tokens.write_text("deploy:aaaaaaaaaaaaaaaaaaaa\n")
+    tokens.write_text(f"deploy:{LONG}\n")
     assert load(SOTERIA_AUTH_BEARER_TOKENS_FILE=str(tokens))["SOTERIA_AUTH_BEARER_TOKENS"] == [
-        ("deploy", "aaaaaaaaaaaaaaaaaaaa")]
+        ("deploy", f"deploy:{LONG}"), ("deploy", LONG)]
+
+
+@pytest.mark.parametrize("entry", [f"a b:{LONG}", f"x:y:{LONG}", f"{LONG} with spaces", f"näme:{LONG}",
+                                   f"ci:short+{LONG[:25]}"])
+def test_a_plain_token_is_always_accepted_verbatim_whatever_it_holds(load, entry):
+    tokens = load(SOTERIA_AUTH_BEARER_TOKENS=entry)["SOTERIA_AUTH_BEARER_TOKENS"]
+    assert entry in [token for _, token in tokens]
+
+
+def test_a_named_token_whose_secret_is_short_is_only_its_whole_entry(load):
+    entry = f"ci:short+{LONG[:25]}"
+    assert load(SOTERIA_AUTH_BEARER_TOKENS=entry)["SOTERIA_AUTH_BEARER_TOKENS"] == [("token-1", entry)]
+
+
+def test_short_tokens_start_only_when_explicitly_allowed(load):
+    with pytest.raises(ImproperlyConfigured, match="entry 2 is shorter than 32 characters"):
+        load(SOTERIA_AUTH_BEARER_TOKENS=f"{LONG},ci:short")
+    allowed = load(SOTERIA_AUTH_BEARER_TOKENS="ci:short", SOTERIA_ALLOW_SHORT_TOKENS="true")
+    assert allowed["SOTERIA_AUTH_BEARER_TOKENS"] == [("ci", "ci:short"), ("ci", "short")]
+
+
+def test_trust_defaults_are_closed(load):
+    s = load()
+    assert s["SOTERIA_TRUSTED_PROXIES"] == []
+    assert s["SOTERIA_AUTH_HEADERS"] == "auto"
+    assert s["SOTERIA_MAX_BODY_BYTES"] == 65536 and s["DATA_UPLOAD_MAX_MEMORY_SIZE"] == 65536
+    assert s["SOTERIA_THROTTLE_MUTATIONS"] == "60/minute" and s["SOTERIA_THROTTLE_INVENTORY"] == "20/minute"
+    assert s["SOTERIA_METRICS_LISTEN_ADDR"] == ""
+    assert load(SOTERIA_THROTTLE_INVENTORY="off")["SOTERIA_THROTTLE_INVENTORY"] is None
+
+
+def test_metrics_listener_needs_a_port_of_its_own(load):
+    assert load(SOTERIA_METRICS_LISTEN_ADDR=":9090")["SOTERIA_METRICS_LISTEN_ADDR"] == "0.0.0.0:9090"
+    with pytest.raises(ImproperlyConfigured, match="another port"):
+        load(SOTERIA_METRICS_LISTEN_ADDR="127.0.0.1:8080")
 
 
 def test_data_dir_is_created_and_keeps_a_stable_secret_key(load, tmp_path):

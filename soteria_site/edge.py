@@ -1,0 +1,152 @@
+"""The edge of every request: what is decided before Django's own middleware runs.
+
+- ListenerMiddleware: with SOTERIA_METRICS_LISTEN_ADDR set, that listener answers only
+  /metrics, /healthz and /readyz, and the main listener no longer answers /metrics.
+- BodyLimitMiddleware: a body over SOTERIA_MAX_BODY_BYTES is refused (413) from its
+  Content-Length, before anything reads it; a body without a length (chunked) gets 411.
+- PeerTrustMiddleware: identity and X-Forwarded-* headers count only from peers in
+  SOTERIA_TRUSTED_PROXIES (empty: from nobody); a repeated credential header is refused.
+- BusyMiddleware: every web process keeps one thread free for probes and metrics.
+- ContentSecurityPolicyMiddleware: a strict policy with a per-response nonce.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import secrets
+import threading
+
+from django.conf import settings
+from django.http import JsonResponse
+
+from backups.metrics import REQUESTS_REFUSED
+
+from . import access, headers
+
+log = logging.getLogger(__name__)
+PROBE_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
+def refuse(status: int, code: str, detail: str, **response_headers) -> JsonResponse:
+    response = JsonResponse({"error": code, "detail": detail}, status=status)
+    for name, value in response_headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+class ListenerMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+        address = settings.SOTERIA_METRICS_LISTEN_ADDR
+        self.metrics_port = address.rsplit(":", 1)[1] if address else None
+
+    def __call__(self, request):
+        if self.metrics_port is not None:
+            on_metrics_port = request.META.get("SERVER_PORT") == self.metrics_port
+            if (request.path not in PROBE_PATHS) if on_metrics_port else (request.path == "/metrics"):
+                return refuse(404, "not_found", f"No such endpoint on this port: {request.path}")
+        return self.get_response(request)
+
+
+class BodyLimitMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        limit = settings.SOTERIA_MAX_BODY_BYTES
+        length = request.META.get("CONTENT_LENGTH") or ""
+        if length:
+            if not length.isdigit():
+                return refuse(400, "invalid_content_length", "Content-Length is not a number.")
+            if int(length) > limit:
+                REQUESTS_REFUSED.labels("body_too_large").inc()
+                return refuse(413, "body_too_large", f"Request bodies are limited to {limit} bytes "
+                                                     "(SOTERIA_MAX_BODY_BYTES).")
+        elif "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            REQUESTS_REFUSED.labels("length_required").inc()
+            return refuse(411, "length_required", "Send the request body with a Content-Length.")
+        return self.get_response(request)
+
+
+def peer_is_trusted(address: str) -> bool:
+    try:
+        peer = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(peer in network for network in settings.SOTERIA_TRUSTED_PROXIES)
+
+
+_warned_peers: set[str] = set()
+
+
+class PeerTrustMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        meta = request.META
+        repeated = [h for h in meta.pop(headers.meta_key(headers.REPEATED_MARK), "").split(",") if h]
+        peer = meta.get("REMOTE_ADDR", "")
+        if not peer_is_trusted(peer):
+            sent = [h for h in headers.IDENTITY_HEADERS if headers.meta_key(h) in meta]
+            for header in (*headers.IDENTITY_HEADERS, *headers.FORWARDED_HEADERS):
+                meta.pop(headers.meta_key(header), None)
+            repeated = [h for h in repeated if h == "AUTHORIZATION"]
+            if sent and settings.SOTERIA_AUTH_REQUIRED:
+                request.soteria_ignored_headers = _ignored_reason(peer)
+                access.deny("untrusted_proxy")
+                if peer not in _warned_peers and len(_warned_peers) < 256:
+                    _warned_peers.add(peer)
+                    log.warning("ignored identity headers (%s) from %s: %s", ", ".join(sent), peer,
+                                request.soteria_ignored_headers)
+        if repeated and settings.SOTERIA_AUTH_REQUIRED:
+            access.deny("bad_identity_header")
+            return refuse(400, "bad_identity_header",
+                          f"Header {', '.join(h.title() for h in repeated)} was sent more than once; "
+                          "credentials must arrive exactly once.")
+        return self.get_response(request)
+
+
+def _ignored_reason(peer: str) -> str:
+    if not settings.SOTERIA_TRUSTED_PROXIES:
+        return ("identity headers are ignored because SOTERIA_TRUSTED_PROXIES is empty (no proxy is trusted); "
+                "use a bearer token, or set SOTERIA_TRUSTED_PROXIES to the proxy's address")
+    return f"identity headers from {peer} are ignored: that address is not in SOTERIA_TRUSTED_PROXIES"
+
+
+class BusyMiddleware:
+    """At most SOTERIA_WEB_THREADS - 1 requests per process do real work at once; the
+    last thread stays free, so /healthz answers while inventory builds fill the rest."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.slots = threading.BoundedSemaphore(max(1, settings.SOTERIA_WEB_THREADS - 1))
+
+    def __call__(self, request):
+        if request.path in PROBE_PATHS:
+            return self.get_response(request)
+        if not self.slots.acquire(blocking=False):
+            REQUESTS_REFUSED.labels("busy").inc()
+            return refuse(503, "busy", "Every worker thread is busy; try again shortly.", Retry_After="2")
+        try:
+            return self.get_response(request)
+        finally:
+            self.slots.release()
+
+
+class ContentSecurityPolicyMiddleware:
+    """Pages load nothing but their own resources; the inline style carries the nonce."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        nonce = secrets.token_urlsafe(16)
+        request.csp_nonce = nonce
+        response = self.get_response(request)
+        response.setdefault("Content-Security-Policy", (
+            f"default-src 'none'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; "
+            "img-src 'self' data:; font-src 'self'; connect-src 'self'; form-action 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'"))
+        return response

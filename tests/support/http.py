@@ -1,0 +1,49 @@
+"""Raw HTTP against a real server: any header (repeated ones too), any body, any source address.
+
+urllib and requests merge or normalise what an attacker would not; these tests need the
+bytes as sent. `peer` picks the loopback address the connection comes from, so one
+machine can play both the trusted proxy and an ordinary pod.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json as jsonlib
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return jsonlib.loads(self.body or b"null")
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+def call(base_url: str, method: str, path: str, *, headers=(), json=None, body: bytes | None = None,
+         peer: str = "127.0.0.1", timeout: float = 60) -> Reply:
+    """One request. `headers` is a dict or a list of (name, value) pairs (repeat a name to send it twice)."""
+    url = urlsplit(base_url)
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers)
+    if json is not None:
+        body = jsonlib.dumps(json).encode()
+        pairs.append(("Content-Type", "application/json"))
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout, source_address=(peer, 0))
+    try:
+        conn.putrequest(method, path)
+        for name, value in pairs:
+            conn.putheader(name, value)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        response = conn.getresponse()
+        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+    finally:
+        conn.close()
