@@ -25,9 +25,10 @@ def policy_secret(settings):
 
 @pytest.fixture
 def policies(client, auth_on, world):
-    for body in ({"namespace": "ai", "interval_hours": 24}, {"namespace": "ai", "pvc": "llm-cache", "interval_hours": 6},
-                 {"namespace": "media", "interval_hours": 12}, {"namespace": "media", "pvc": "photos",
-                                                                 "interval_hours": 1}):
+    for body in ({"namespace": "ai", "interval_hours": 24},
+                 {"namespace": "ai", "pvc": "llm-cache", "interval_hours": 6},
+                 {"namespace": "media", "interval_hours": 12},
+                 {"namespace": "media", "pvc": "photos", "interval_hours": 1}):
         assert post(client, cast.ADMIN, "/v1/policies", body).status_code == 201
 
 

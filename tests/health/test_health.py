@@ -113,7 +113,8 @@ def test_readyz_logs_the_details_once_per_state_change(client, monkeypatch, capl
 
     def ping(timeout=None):
         if state["down"]:
-            raise UpstreamUnavailable("longhorn", "Longhorn manager at http://lh:9500 is unreachable: connection refused")
+            raise UpstreamUnavailable("longhorn",
+                                      "Longhorn manager at http://lh:9500 is unreachable: connection refused")
 
     monkeypatch.setattr(longhorn, "ping", ping)
     for _ in range(3):
