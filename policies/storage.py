@@ -34,6 +34,8 @@ class Versioned:
     version: str  # the Secret's resourceVersion; "" when the Secret does not exist
     data: dict = field(default_factory=dict)  # every key, to write back untouched
     labels: dict = field(default_factory=dict)
+    # Kept on every write: kubectl apply records its last-applied configuration here.
+    annotations: dict = field(default_factory=dict)
 
 
 @deconstructible
@@ -55,7 +57,8 @@ class SecretStorage(Storage):
         secret = kubernetes.find_secret(self.namespace, self.secret_name)
         if secret is None:
             return Versioned(None, "")
-        return Versioned(secret.data.get(name), secret.resource_version, dict(secret.data), dict(secret.labels))
+        return Versioned(secret.data.get(name), secret.resource_version, dict(secret.data), dict(secret.labels),
+                         dict(secret.annotations))
 
     def write_versioned(self, name: str, content: bytes | None, base: Versioned) -> str:
         """Set (or, with None, remove) one key, if the Secret is still as `base` read it.
@@ -71,6 +74,8 @@ class SecretStorage(Storage):
                     return ""
                 return self._create(data)
             body = self._body(data, base.version, labels={**base.labels, **OWNER_LABELS})
+            if base.annotations:
+                body["metadata"]["annotations"] = base.annotations
             return kubernetes.replace_secret(self.namespace, self.secret_name, body).resource_version
         except (Conflict, NotFound):
             raise StaleVersion(name) from None

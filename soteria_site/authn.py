@@ -91,6 +91,12 @@ def forget_mirrored_users() -> None:
 
 
 def _mirror(username: str, email: str, groups: frozenset[str]) -> int:
+    """The user's row, written only when it is missing or its email or groups changed. Reading
+    first takes no lock (SQLite in WAL mode), so a busy writer elsewhere never stalls a request."""
+    user = User.objects.filter(username=username).first()
+    if (user is not None and (not email or user.email == email)
+            and set(user.groups.values_list("name", flat=True)) == groups):
+        return user.pk
     for attempt in range(2):
         try:
             with transaction.atomic():

@@ -87,6 +87,7 @@ class Secret:
     resource_version: str
     labels: dict[str, str] = field(default_factory=dict)
     uid: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 def _pvc(obj: dict) -> Pvc:
@@ -142,6 +143,7 @@ def _secret(obj: dict) -> Secret:
         resource_version=meta.get("resourceVersion", ""),
         labels=meta.get("labels") or {},
         uid=meta.get("uid", ""),
+        annotations=meta.get("annotations") or {},
     )
 
 

@@ -144,7 +144,7 @@ def backup_namespace(namespace: str, tags: list[str], requested_by: str, dry_run
         labels = tags_to_labels(tags)
         driver = drivers.current()
         claims.require_namespace(namespace)
-        outcomes = _backup_each(claims.list_claims(namespace), driver, labels, requested_by, dry_run)
+        outcomes = _backup_each(claims.list_batch(namespace), driver, labels, requested_by, dry_run)
     except SoteriaError as exc:
         NAMESPACE_BACKUP_REQUESTS.labels(counter_driver, result_label(exc)).inc()
         raise

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from ..clients import kubernetes
 from ..clients.kubernetes import Pv, Pvc, StorageClass
-from ..errors import NotFound
+from ..errors import InvalidInput, NotFound
 from ..validation import require_dns_label
 
 
@@ -35,6 +37,18 @@ def list_claims(namespace: str | None = None) -> list[Claim]:
     pvs = {pv.name: pv for pv in kubernetes.list_pvs()}
     classes = {sc.name: sc for sc in kubernetes.list_storage_classes()}
     return [_claim(pvc, pvs, classes) for pvc in sorted(pvcs, key=lambda p: (p.namespace, p.name))]
+
+
+def list_batch(namespace: str) -> list[Claim]:
+    """The claims of a namespace-wide backup or restore; more than SOTERIA_NAMESPACE_BATCH_MAX is refused
+    before any work, so one request cannot start thousands of operations or answer megabytes."""
+    claim_list = list_claims(namespace)
+    limit = settings.SOTERIA_NAMESPACE_BATCH_MAX
+    if len(claim_list) > limit:
+        raise InvalidInput(f"namespace {namespace} has {len(claim_list)} PVCs; a namespace-wide request handles at "
+                           f"most {limit} (SOTERIA_NAMESPACE_BATCH_MAX): act on PVCs one by one or raise the limit",
+                           field="namespace", code="batch_too_large", pvcs=len(claim_list), limit=limit)
+    return claim_list
 
 
 def _claim(pvc: Pvc, pvs: dict[str, Pv], classes: dict[str, StorageClass]) -> Claim:

@@ -121,11 +121,11 @@ def restore_namespace(namespace: str, target_namespace: str, target_prefix: str,
     try:
         claims.require_namespace(namespace)
         claims.require_namespace(target_namespace, "target_namespace")
+        claim_list = claims.list_batch(namespace)
     except SoteriaError as exc:
         NAMESPACE_RESTORE_REQUESTS.labels(driver.name, result_label(exc)).inc()
         raise
     taken = {p.name for p in kubernetes.list_pvcs(target_namespace)}
-    claim_list = claims.list_claims(namespace)
     outcomes = [_plan_one(driver, claim, target_namespace, target_prefix, snapshot, taken) for claim in claim_list]
     if not dry_run:
         outcomes = _execute_all(driver, outcomes, {c.pvc.name: c for c in claim_list}, requested_by)

@@ -43,6 +43,17 @@ def test_policies_round_trip_through_the_secret(client, live, policy_secret):
     assert [p["id"] for p in client.get("/v1/policies").json()["policies"]] == ["ai.llm-cache"]
 
 
+def test_a_policy_write_keeps_the_secrets_annotations(client, live, policy_secret):
+    """kubectl apply records its last-applied configuration in an annotation: a write must keep it."""
+    kube(live).create_namespaced_secret("soteria", {"metadata": {"name": policy_secret, "annotations": {
+        "kubectl.kubernetes.io/last-applied-configuration": "{}", "team": "platform"}}})
+    assert post(client, "/v1/policies", {"namespace": "ai", "interval_hours": 6}).status_code == 201
+    stored, secret = _secret_json(live, policy_secret)
+    assert [p["id"] for p in stored["policies"]] == ["ai"]
+    assert secret.metadata.annotations == {"kubectl.kubernetes.io/last-applied-configuration": "{}",
+                                           "team": "platform"}
+
+
 def test_sixteen_writers_fifty_updates_each_lose_nothing(live, policy_secret):
     from policies.services import save_policy
 

@@ -21,6 +21,7 @@ SECURE_ENV = {
     "SOTERIA_BACKUP_SCOPES": "team-ai=ai",
     "SOTERIA_RESTORE_SCOPES": "team-ai=ai",
     "SOTERIA_AUTH_BEARER_TOKENS": f"{TOKEN_NAME}:{TOKEN}",
+    "SOTERIA_ALLOWED_HOSTS": "127.0.0.1,localhost",
 }
 
 

@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def test_check_deploy_passes_with_production_settings(tmp_path):
 @pytest.mark.parametrize("variable,value,expected", [
     ("SOTERIA_BACKUP_DRIVER", "tape", "SOTERIA_BACKUP_DRIVER='tape'"),
     ("SOTERIA_BACKUP_DRIVER", "restic", "SOTERIA_RESTIC_REPOSITORY"),
+    ("SOTERIA_AUTH_BEARER_TOKENS", "ci:too-short", "SOTERIA_AUTH_BEARER_TOKENS entry 1 is shorter than 32 characters"),
 ])
 def test_gunicorn_refuses_to_start_on_bad_configuration(tmp_path, variable, value, expected):
     result = subprocess.run([str(GUNICORN), "-c", "soteria_site/gunicorn.conf.py", "soteria_site.wsgi"],
@@ -68,22 +70,60 @@ def test_gunicorn_refuses_to_start_on_bad_configuration(tmp_path, variable, valu
     assert expected in result.stderr
 
 
-def test_gunicorn_listens_on_soteria_listen_addr(tmp_path):
+def _serving(tmp_path, **env):
+    """gunicorn started with `env`, once it answers /healthz on SOTERIA_LISTEN_ADDR."""
     port = _free_port()
+    env.setdefault("SOTERIA_LISTEN_ADDR", f"127.0.0.1:{port}")
     proc = subprocess.Popen([str(GUNICORN), "-c", "soteria_site/gunicorn.conf.py", "soteria_site.wsgi"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=_env(tmp_path, SOTERIA_LISTEN_ADDR=f"127.0.0.1:{port}", SOTERIA_WEB_WORKERS="1"))
+                            env=_env(tmp_path, SOTERIA_WEB_WORKERS="1", **env))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{env['SOTERIA_LISTEN_ADDR']}/healthz", timeout=2) as resp:
+                assert resp.status == 200
+                return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("gunicorn did not answer on SOTERIA_LISTEN_ADDR: " + proc.stderr.read().decode()[-2000:])
+            time.sleep(0.2)
+
+
+def _stop(proc) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_gunicorn_listens_on_soteria_listen_addr(tmp_path):
+    _stop(_serving(tmp_path))
+
+
+def test_short_tokens_start_when_explicitly_allowed(tmp_path):
+    _stop(_serving(tmp_path, SOTERIA_AUTH_BEARER_TOKENS="ci:too-short", SOTERIA_ALLOW_SHORT_TOKENS="true"))
+
+
+def _status(url: str) -> int:
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode()
-                assert time.monotonic() < deadline, "gunicorn did not answer on SOTERIA_LISTEN_ADDR"
-                time.sleep(0.2)
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_metrics_listener_serves_only_metrics_and_probes(tmp_path):
+    main, metrics = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=_env(tmp_path), check=True,
+                   timeout=120)
+    proc = _serving(tmp_path, SOTERIA_LISTEN_ADDR=main, SOTERIA_METRICS_LISTEN_ADDR=metrics,
+                    SOTERIA_AUTH_REQUIRED="true", SOTERIA_LONGHORN_URL="http://127.0.0.1:9")
+    try:
+        assert _status(f"http://{metrics}/metrics") == 200
+        assert _status(f"http://{metrics}/healthz") == 200
+        assert _status(f"http://{metrics}/v1/whoami") == 404
+        assert _status(f"http://{metrics}/") == 404
+        assert _status(f"http://{main}/metrics") == 404
+        assert _status(f"http://{main}/healthz") == 200
+        assert _status(f"http://{main}/v1/whoami") == 401
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        _stop(proc)

@@ -47,3 +47,15 @@ def call(base_url: str, method: str, path: str, *, headers=(), json=None, body: 
         return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
     finally:
         conn.close()
+
+
+def metric(base_url: str, name: str, **labels) -> float:
+    """One sample of Soteria's /metrics (0 when absent), e.g. metric(url, "soteria_authz_denials_total", reason="csrf")."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = call(base_url, "GET", "/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
