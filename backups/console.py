@@ -92,10 +92,11 @@ def backup_action(request, namespace, pvc):
         result = backup_service.backup_pvc(namespace, pvc, form.tag_list(), requested_by(request),
                                            dry_run=form.cleaned_data["dry_run"])
     except SoteriaError as exc:
-        audit.record(request, "backup.create", exc.status, {"error": exc.code, "detail": exc.detail}, target)
+        audit.record(request, "backup.create", exc.status, {"error": exc.code, "detail": exc.detail}, target,
+                     [namespace])
         messages.error(request, f"Backup refused: {exc.detail}")
     else:
-        audit.record(request, "backup.create", 200, {"dry_run": result.dry_run}, target)
+        audit.record(request, "backup.create", 200, {"dry_run": result.dry_run}, target, [namespace])
         verb = "would start" if result.dry_run else "started"
         messages.success(request, f"Backup {result.backup} of volume {result.volume} {verb}.")
     return redirect("console:pvc", namespace=namespace, pvc=pvc)
@@ -117,10 +118,12 @@ def restore_action(request, namespace, pvc):
                                              target_namespace=data["target_namespace"], snapshot=data["snapshot"],
                                              dry_run=data["dry_run"])
     except SoteriaError as exc:
-        audit.record(request, "restore.create", exc.status, {"error": exc.code, "detail": exc.detail}, target)
+        audit.record(request, "restore.create", exc.status, {"error": exc.code, "detail": exc.detail}, target,
+                     [namespace, data["target_namespace"]])
         messages.error(request, f"Restore refused: {exc.detail}")
         return redirect("console:pvc", namespace=namespace, pvc=pvc)
-    audit.record(request, "restore.create", 200, {"dry_run": result.dry_run}, target)
+    audit.record(request, "restore.create", 200, {"dry_run": result.dry_run}, target,
+                 [namespace, data["target_namespace"]])
     p = result.plan
     if result.dry_run:
         messages.info(request, f"Dry run: would restore backup {p.backup.name} into "
@@ -139,10 +142,11 @@ def backup_namespace_action(request, namespace):
     try:
         result = backup_service.backup_namespace(namespace, [], requested_by(request))
     except SoteriaError as exc:
-        audit.record(request, "backup.namespace", exc.status, {"error": exc.code, "detail": exc.detail}, namespace)
+        audit.record(request, "backup.namespace", exc.status, {"error": exc.code, "detail": exc.detail}, namespace,
+                     [namespace])
         messages.error(request, f"Namespace backup refused: {exc.detail}")
     else:
-        audit.record(request, "backup.namespace", 200, {}, namespace)
+        audit.record(request, "backup.namespace", 200, {}, namespace, [namespace])
         t = result.totals
         level = messages.success if not t["failed"] else messages.error
         level(request, f"Namespace {namespace}: {t['success']} backups started, {t['failed']} failed, "
@@ -167,9 +171,11 @@ def restore_namespace_page(request, namespace):
         result = restore_service.restore_namespace(namespace, data["target_namespace"], data["target_prefix"],
                                                    requested_by(request), dry_run=not data["execute"])
     except SoteriaError as exc:
-        audit.record(request, "restore.namespace", exc.status, {"error": exc.code, "detail": exc.detail}, target)
+        audit.record(request, "restore.namespace", exc.status, {"error": exc.code, "detail": exc.detail}, target,
+                     [namespace, data["target_namespace"]])
         return _error_page(request, "backups/restore_namespace.html", context, exc)
-    audit.record(request, "restore.namespace", 200, {"dry_run": result.dry_run}, target)
+    audit.record(request, "restore.namespace", 200, {"dry_run": result.dry_run}, target,
+                 [namespace, data["target_namespace"]])
     return render(request, "backups/restore_namespace.html", {**context, "result": result})
 
 

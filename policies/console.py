@@ -14,6 +14,7 @@ from soteria_site.permissions import console_permission, visible_namespaces
 from . import services
 from .api.views import with_due_times
 from .forms import PolicyForm
+from .types import policy_namespace
 
 
 def _with_datetimes(policy: dict) -> dict:
@@ -45,10 +46,11 @@ def save_action(request):
         policy, created = services.save_policy(d["namespace"], d["pvc"], d["interval_hours"], d["enabled"],
                                                d["retain"], form.tag_list(), requested_by(request))
     except SoteriaError as exc:
-        audit.record(request, "policy.create", exc.status, {"error": exc.code, "detail": exc.detail}, target)
+        audit.record(request, "policy.create", exc.status, {"error": exc.code, "detail": exc.detail}, target,
+                     [d["namespace"]])
         messages.error(request, f"Policy not saved: {exc.detail}")
     else:
-        audit.record(request, "policy.create", 201 if created else 200, {}, target)
+        audit.record(request, "policy.create", 201 if created else 200, {}, target, [d["namespace"]])
         messages.success(request, f"Policy {policy.id} {'created' if created else 'updated'}.")
     return redirect("console:policies")
 
@@ -59,9 +61,10 @@ def delete_action(request, policy_id):
     try:
         services.delete_policy(policy_id, requested_by(request))
     except SoteriaError as exc:
-        audit.record(request, "policy.destroy", exc.status, {"error": exc.code, "detail": exc.detail}, policy_id)
+        audit.record(request, "policy.destroy", exc.status, {"error": exc.code, "detail": exc.detail}, policy_id,
+                     [policy_namespace(policy_id)])
         messages.error(request, f"Policy not deleted: {exc.detail}")
     else:
-        audit.record(request, "policy.destroy", 200, {}, policy_id)
+        audit.record(request, "policy.destroy", 200, {}, policy_id, [policy_namespace(policy_id)])
         messages.success(request, f"Policy {policy_id} deleted.")
     return redirect("console:policies")

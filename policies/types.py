@@ -20,6 +20,11 @@ def policy_id(namespace: str, pvc: str) -> str:
     return f"{namespace}.{pvc}" if pvc else namespace
 
 
+def policy_namespace(policy_id: str) -> str:
+    """The namespace a policy id names (the part before the first dot)."""
+    return policy_id.partition(".")[0]
+
+
 @dataclass(frozen=True)
 class Policy:
     namespace: str

@@ -34,6 +34,13 @@ class PolicyRequest(StrictSerializer):
                                  max_length=64)
 
 
+class PolicyQuery(serializers.Serializer):
+    """DELETE /v1/policies/?namespace=&pvc= (the contract's form of DELETE /v1/policies/<id>)."""
+
+    namespace = NameField()
+    pvc = NameField(required=False, allow_blank=True, default="", help_text="blank: the namespace-wide policy")
+
+
 class PolicyOut(serializers.Serializer):
     id = serializers.CharField()
     namespace = serializers.CharField()

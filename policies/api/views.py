@@ -17,7 +17,8 @@ from soteria_site.identity import requested_by
 from soteria_site.permissions import visible_namespaces
 
 from .. import services
-from .serializers import PolicyList, PolicyOut, PolicyRequest
+from ..types import policy_id, policy_namespace
+from .serializers import PolicyList, PolicyOut, PolicyQuery, PolicyRequest
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ class PolicyViewSet(AuditedViewSet):
     audit_name = "policy"
     required_permissions = {"list": VIEW, "create": POLICIES, "destroy": POLICIES}
 
+    def audit_namespaces(self, request, kwargs) -> list[str]:
+        pk = kwargs.get("pk") or request.query_params.get("namespace", "")
+        return [policy_namespace(pk)] if pk else []
+
     @extend_schema(responses=PolicyList,
                    summary="The backup policies of the namespaces the caller may view, with last run and next due")
     def list(self, request):
@@ -63,7 +68,12 @@ class PolicyViewSet(AuditedViewSet):
                                                d["retain"], d["tags"], requested_by(request))
         return Response(present(policy), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
-    @extend_schema(responses={200: PolicyOut}, summary="Delete a policy")
+    @extend_schema(parameters=[PolicyQuery], responses={200: PolicyOut},
+                   summary="Delete a policy (by id, or the contract's /v1/policies/?namespace=&pvc=)")
     def destroy(self, request, pk=None):
+        if not pk:
+            query = PolicyQuery(data=request.query_params)
+            query.is_valid(raise_exception=True)
+            pk = policy_id(query.validated_data["namespace"], query.validated_data["pvc"])
         policy = services.delete_policy(pk, requested_by(request))
         return Response(present(policy))

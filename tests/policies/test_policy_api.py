@@ -93,3 +93,16 @@ def test_policy_changes_are_recorded_as_events_on_the_secret(client, cluster):
     client.delete("/v1/policies/ai")
     reasons = [(e["involvedObject"]["kind"], e["reason"]) for e in cluster.events]
     assert reasons == [("Secret", "PolicyCreated"), ("Secret", "PolicyDeleted")]
+
+
+def test_the_contracts_delete_with_query_parameters_removes_one_policy(client, cluster):
+    _post(client, {"namespace": "ai", "pvc": "llm-cache", "interval_hours": 6})
+    _post(client, {"namespace": "ai", "interval_hours": 24})
+    deleted = client.delete("/v1/policies/?namespace=ai&pvc=llm-cache")
+    assert deleted.status_code == 200 and deleted.json()["id"] == "ai.llm-cache"
+    assert client.delete("/v1/policies/?namespace=ai").json()["id"] == "ai"
+    assert _stored(cluster)["policies"] == []
+    missing = client.delete("/v1/policies/?namespace=ai")
+    assert missing.status_code == 404
+    bad = client.delete("/v1/policies/?namespace=Not_A_Name")
+    assert bad.status_code == 400 and bad.json()["field"] == "namespace"
