@@ -20,11 +20,14 @@ def restic_settings(app_configs, **kwargs):
 
 @register()
 def bearer_token_strength(app_configs, **kwargs):
-    weak = [name for name, token in settings.SOTERIA_AUTH_BEARER_TOKENS if len(token) < 16]
+    """Short tokens start only with SOTERIA_ALLOW_SHORT_TOKENS=true; say so every time."""
+    weak = sorted({name for name, token in settings.SOTERIA_AUTH_BEARER_TOKENS
+                   if len(token) < settings.MIN_TOKEN_LENGTH})
     if not weak:
         return []
     return [Warning(
-        f"bearer token(s) {', '.join(weak)} in SOTERIA_AUTH_BEARER_TOKENS are shorter than 16 characters",
+        f"bearer token(s) {', '.join(weak)} in SOTERIA_AUTH_BEARER_TOKENS are shorter than "
+        f"{settings.MIN_TOKEN_LENGTH} characters (allowed by SOTERIA_ALLOW_SHORT_TOKENS)",
         hint="Use long random tokens, e.g. `openssl rand -hex 32`.",
         id="soteria.W001",
     )]

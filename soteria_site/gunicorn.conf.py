@@ -52,10 +52,10 @@ def on_starting(server):
     from soteria_site import prometheus_dir
 
     django.setup()
-    errors = [m for m in checks.run_checks(include_deployment_checks=False) if m.is_serious()]
-    if errors:
-        for message in errors:
-            server.log.error("soteria: %s", message)
+    found = checks.run_checks(include_deployment_checks=False)
+    for message in found:
+        (server.log.error if message.is_serious() else server.log.warning)("soteria: %s", message)
+    if any(m.is_serious() for m in found):
         sys.exit(2)
     prometheus_dir.remove_dead_process_files(settings.SOTERIA_METRICS_DIR)
     if settings.SOTERIA_AUTH_REQUIRED and not settings.SOTERIA_TRUSTED_PROXIES:
