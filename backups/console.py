@@ -11,6 +11,7 @@ from soteria_site import audit
 from soteria_site.access import BACKUP, RESTORE, VIEW
 from soteria_site.identity import requested_by
 from soteria_site.permissions import console_permission, may, visible_namespaces
+from soteria_site.edge import expensive
 from soteria_site.throttles import InventoryThrottle
 
 from .errors import SoteriaError
@@ -41,6 +42,7 @@ def _error_page(request, template, context, exc: SoteriaError):
     return render(request, template, {**context, "error": exc}, status=exc.status)
 
 
+@expensive
 @console_permission(VIEW, throttles=(InventoryThrottle,))
 def inventory_page(request):
     namespace = request.GET.get("namespace") or None
@@ -102,6 +104,7 @@ def backup_action(request, namespace, pvc):
     return redirect("console:pvc", namespace=namespace, pvc=pvc)
 
 
+@expensive
 @require_POST
 @console_permission(RESTORE)
 def restore_action(request, namespace, pvc):
@@ -134,6 +137,7 @@ def restore_action(request, namespace, pvc):
     return redirect(reverse("console:restores") + f"?namespace={p.target_namespace}")
 
 
+@expensive
 @require_POST
 @console_permission(BACKUP)
 def backup_namespace_action(request, namespace):
@@ -157,6 +161,7 @@ def backup_namespace_action(request, namespace):
     return redirect(reverse("console:inventory") + f"?namespace={namespace}")
 
 
+@expensive
 @console_permission(RESTORE)
 def restore_namespace_page(request, namespace):
     form = NamespaceRestoreForm(request.POST or None, initial={"target_namespace": f"{namespace}-restore"})
@@ -179,6 +184,7 @@ def restore_namespace_page(request, namespace):
     return render(request, "backups/restore_namespace.html", {**context, "result": result})
 
 
+@expensive
 @console_permission(VIEW)
 def restores_page(request):
     namespace = request.GET.get("namespace") or None

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_POST
 from backups.errors import SoteriaError
 from soteria_site import audit
 from soteria_site.access import POLICIES, VIEW
+from soteria_site.edge import expensive
 from soteria_site.identity import requested_by
 from soteria_site.permissions import console_permission, visible_namespaces
 
@@ -22,6 +23,7 @@ def _with_datetimes(policy: dict) -> dict:
     return {**policy, **{k: parse_datetime(policy[k]) for k in ("last_run_at", "next_due_at") if policy.get(k)}}
 
 
+@expensive
 @console_permission(VIEW)
 def policies_page(request):
     context = {"nav": "policies", "form": PolicyForm()}

@@ -6,7 +6,8 @@
   Content-Length, before anything reads it; a body without a length (chunked) gets 411.
 - PeerTrustMiddleware: identity and X-Forwarded-* headers count only from peers in
   SOTERIA_TRUSTED_PROXIES (empty: from nobody); a repeated credential header is refused.
-- BusyMiddleware: every web process keeps one thread free for probes and metrics.
+- BusyMiddleware: long requests never take a web process's last thread, which stays free
+  for probes, metrics and cheap pages.
 - ContentSecurityPolicyMiddleware: a strict policy with a per-response nonce.
 """
 
@@ -115,24 +116,47 @@ def _ignored_reason(peer: str) -> str:
     return f"identity headers from {peer} are ignored: that address is not in SOTERIA_TRUSTED_PROXIES"
 
 
+def expensive(view):
+    """Marks a console view whose work can take long (an inventory build, a restore, a batch)."""
+    view.soteria_expensive = True
+    return view
+
+
+def _is_expensive(view_func, method: str) -> bool:
+    if getattr(view_func, "soteria_expensive", False):
+        return True
+    action = (getattr(view_func, "actions", None) or {}).get(method.lower())
+    return action in getattr(getattr(view_func, "cls", None), "expensive_actions", ())
+
+
 class BusyMiddleware:
-    """At most SOTERIA_WEB_THREADS - 1 requests per process do real work at once; the
-    last thread stays free, so /healthz answers while inventory builds fill the rest."""
+    """At most SOTERIA_WEB_THREADS - 1 expensive requests (views marked `expensive`, viewset
+    actions in `expensive_actions`) per process at once: the last thread stays free for
+    /healthz, /readyz, /metrics and cheap pages while inventory builds fill the rest. One
+    more expensive request is refused at once (503 busy) rather than queued, since waiting
+    would hold that last thread."""
 
     def __init__(self, get_response):
         self.get_response = get_response
         self.slots = threading.BoundedSemaphore(max(1, settings.SOTERIA_WEB_THREADS - 1))
 
     def __call__(self, request):
-        if request.path in PROBE_PATHS:
-            return self.get_response(request)
-        if not self.slots.acquire(blocking=False):
-            REQUESTS_REFUSED.labels("busy").inc()
-            return refuse(503, "busy", "Every worker thread is busy; try again shortly.", Retry_After="2")
         try:
             return self.get_response(request)
         finally:
-            self.slots.release()
+            if getattr(request, "soteria_slot", False):
+                request.soteria_slot = False
+                self.slots.release()
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if not _is_expensive(view_func, request.method):
+            return None
+        if not self.slots.acquire(blocking=False):
+            REQUESTS_REFUSED.labels("busy").inc()
+            return refuse(503, "busy", "Soteria is busy with other long requests; try again shortly.",
+                          Retry_After="2")
+        request.soteria_slot = True
+        return None
 
 
 class ContentSecurityPolicyMiddleware:

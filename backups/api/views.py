@@ -69,6 +69,7 @@ def _namespace_filter(request) -> str | None:
 class InventoryViewSet(AuditedViewSet):
     required_permissions = {"list": VIEW}
     throttle_classes = [MutationThrottle, InventoryThrottle]
+    expensive_actions = ("list",)
 
     @extend_schema(parameters=[InventoryQuery], responses=InventoryResponse,
                    summary="Every PVC grouped by namespace, with backup freshness and health")
@@ -80,6 +81,7 @@ class InventoryViewSet(AuditedViewSet):
 class BackupViewSet(AuditedViewSet):
     audit_name = "backup"
     required_permissions = {"list": VIEW, "create": BACKUP, "namespace": BACKUP}
+    expensive_actions = ("namespace",)
 
     @extend_schema(parameters=[BackupsQuery], responses=BackupsResponse,
                    summary="A PVC's volume and its backups, newest first")
@@ -111,6 +113,7 @@ class BackupViewSet(AuditedViewSet):
 class RestoreViewSet(AuditedViewSet):
     audit_name = "restore"
     required_permissions = {"list": VIEW, "create": RESTORE, "namespace": RESTORE}
+    expensive_actions = ("list", "create", "namespace")
 
     @extend_schema(parameters=[InventoryQuery], responses=RestoreStatusResponse,
                    summary="PVCs Soteria restored, with Longhorn's restore progress")

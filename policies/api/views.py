@@ -46,7 +46,8 @@ def with_due_times(policies, visible: frozenset[str] | None = None) -> list[dict
 
 class PolicyViewSet(AuditedViewSet):
     audit_name = "policy"
-    required_permissions = {"list": VIEW, "create": POLICIES, "destroy": POLICIES}
+    required_permissions = {"list": VIEW, "create": POLICIES, "destroy": POLICIES, "destroy_by_query": POLICIES}
+    expensive_actions = ("list",)  # due times need the inventory
 
     def audit_namespaces(self, request, kwargs) -> list[str]:
         pk = kwargs.get("pk") or request.query_params.get("namespace", "")
@@ -68,12 +69,14 @@ class PolicyViewSet(AuditedViewSet):
                                                d["retain"], d["tags"], requested_by(request))
         return Response(present(policy), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
-    @extend_schema(parameters=[PolicyQuery], responses={200: PolicyOut},
-                   summary="Delete a policy (by id, or the contract's /v1/policies/?namespace=&pvc=)")
+    @extend_schema(responses={200: PolicyOut}, summary="Delete a policy by id")
     def destroy(self, request, pk=None):
-        if not pk:
-            query = PolicyQuery(data=request.query_params)
-            query.is_valid(raise_exception=True)
-            pk = policy_id(query.validated_data["namespace"], query.validated_data["pvc"])
-        policy = services.delete_policy(pk, requested_by(request))
-        return Response(present(policy))
+        return Response(present(services.delete_policy(pk, requested_by(request))))
+
+    @extend_schema(parameters=[PolicyQuery], responses={200: PolicyOut}, operation_id="policies_destroy_by_query",
+                   summary="Delete a policy by namespace and pvc (the contract's DELETE /v1/policies/)")
+    def destroy_by_query(self, request):
+        query = PolicyQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        pk = policy_id(query.validated_data["namespace"], query.validated_data["pvc"])
+        return Response(present(services.delete_policy(pk, requested_by(request))))

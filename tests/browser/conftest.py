@@ -42,7 +42,9 @@ def base_url(soteria_server) -> str:
 def auth_server(sandbox, tmp_path_factory):
     """A second Soteria on the same sandbox with proxy authentication required."""
     server = start_soteria(sandbox, tmp_path_factory.mktemp("soteria-auth-data"), SOTERIA_AUTH_REQUIRED="true",
-                           SOTERIA_ALLOWED_GROUPS="admin", SOTERIA_READONLY_GROUPS="viewers")
+                           SOTERIA_ALLOWED_GROUPS="admin", SOTERIA_READONLY_GROUPS="viewers",
+                           # The browser's requests come from 127.0.0.1: it plays the trusted proxy.
+                           SOTERIA_TRUSTED_PROXIES="127.0.0.1/32")
     yield server
     stop_soteria(server)
 

@@ -24,6 +24,7 @@ def test_without_identity_headers_the_console_asks_to_sign_in(new_context, auth_
         assert response.status == 401
         expect(page.get_by_role("heading", name="Sign-in required")).to_be_visible()
         expect(page).to_have_title("Sign-in required · Soteria")
+        expect(page.get_by_text("no identity headers and no bearer token")).to_be_visible()
         expect(page.locator("section[data-namespace]")).to_have_count(0)
 
 
