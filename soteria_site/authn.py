@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 
 from django.conf import settings
 from django.contrib import auth
@@ -169,7 +170,7 @@ class IdentityMiddleware(RemoteUserMiddleware):
             request.soteria_refusal = (400, "bad_identity_header", f"Identity headers refused: {exc}.")
             return
         if identity is None:
-            request.soteria_identity = Identity(**{**ANONYMOUS.__dict__, "reason": _anonymous_reason(request)})
+            request.soteria_identity = replace(ANONYMOUS, reason=_anonymous_reason(request))
             return
         user = auth.authenticate(request, remote_user=identity.user, identity=identity)
         if user is not None:
