@@ -127,6 +127,14 @@ def env_url(env: Mapping[str, str], name: str, default: str) -> str:
     return value.rstrip("/")
 
 
+def env_dns_label(env: Mapping[str, str], name: str, default: str) -> str:
+    """A Kubernetes namespace name: a DNS-1123 label (lower case, digits, '-', at most 63)."""
+    value = env_str(env, name, default)
+    if len(value) > 63 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value):
+        raise _bad(name, value, "expected a namespace name (lower-case letters, digits and '-', at most 63)")
+    return value
+
+
 def env_secret(env: Mapping[str, str], name: str, default: str = "") -> str:
     """A secret from `name`, or from the file named by `<name>_FILE` (a mounted Secret)."""
     file_name = _raw(env, f"{name}_FILE")

@@ -18,6 +18,7 @@ from .env import (
     env_args,
     env_bool,
     env_choice,
+    env_dns_label,
     env_float,
     env_int,
     env_key_values,
@@ -123,6 +124,11 @@ def _groups(name: str, default: str = "") -> list[str]:
 SOTERIA_BACKUP_DRIVER = env_choice(ENV, "SOTERIA_BACKUP_DRIVER", "longhorn", ("longhorn", "restic"))
 SOTERIA_LONGHORN_URL = env_url(ENV, "SOTERIA_LONGHORN_URL", "http://longhorn-backend.longhorn-system.svc:9500")
 SOTERIA_LONGHORN_BACKUP_MODE = env_choice(ENV, "SOTERIA_LONGHORN_BACKUP_MODE", "incremental", ("incremental", "full"))
+# How long a backup waits for Longhorn's snapshot to be ready (attaching a detached volume
+# included) before it gives up and deletes the snapshot; also the age after which a
+# Soteria snapshot with no backup is pruned.
+SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS = env_int(ENV, "SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS", 120,
+                                                    minimum=5, maximum=3600)
 SOTERIA_RESTIC_REPOSITORY = env_str(ENV, "SOTERIA_RESTIC_REPOSITORY")
 SOTERIA_RESTIC_SECRET_NAME = env_str(ENV, "SOTERIA_RESTIC_SECRET_NAME", "soteria-restic")
 SOTERIA_SECRET_NAMESPACE = env_str(ENV, "SOTERIA_SECRET_NAMESPACE") or _service_namespace()
@@ -167,6 +173,8 @@ SOTERIA_METRICS_LISTEN_ADDR = (env_listen_addr(ENV, "SOTERIA_METRICS_LISTEN_ADDR
                                if env_str(ENV, "SOTERIA_METRICS_LISTEN_ADDR") else "")
 if SOTERIA_METRICS_LISTEN_ADDR and SOTERIA_METRICS_LISTEN_ADDR.rsplit(":", 1)[1] == SOTERIA_LISTEN_ADDR.rsplit(":", 1)[1]:
     raise ImproperlyConfigured("SOTERIA_METRICS_LISTEN_ADDR must use another port than SOTERIA_LISTEN_ADDR")
+# Where Longhorn keeps its custom resources, which the inventory reads (docs/longhorn.md).
+SOTERIA_LONGHORN_NAMESPACE = env_dns_label(ENV, "SOTERIA_LONGHORN_NAMESPACE", "longhorn-system")
 SOTERIA_UPSTREAM_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_UPSTREAM_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=300)
 SOTERIA_READY_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_READY_TIMEOUT_SECONDS", 2.0, minimum=0.1, maximum=30)
 SOTERIA_WEB_WORKERS = env_int(ENV, "SOTERIA_WEB_WORKERS", 2, minimum=1, maximum=64)

@@ -16,7 +16,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import urllib3
 from django.conf import settings
@@ -179,8 +179,11 @@ def _timeout(timeout: float | None) -> tuple[float, float]:
     return (min(total, 5.0), total)
 
 
-def _call(operation: str, fn: Callable[..., Any], *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-    """Run one API call; return its parsed JSON body or raise a Soteria error."""
+def _call(operation: str, fn: Callable[..., Any], *args: Any, timeout: float | None = None, count: bool = True,
+          **kwargs: Any) -> Any:
+    """Run one API call; return its parsed JSON body or raise a Soteria error.
+
+    Failures are always counted; a success only with `count` (list_pages counts a whole list once)."""
     try:
         response = fn(*args, _preload_content=False, _request_timeout=_timeout(timeout), **kwargs)
         data = response.data
@@ -202,7 +205,8 @@ def _call(operation: str, fn: Callable[..., Any], *args: Any, timeout: float | N
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         UPSTREAM_REQUESTS.labels(SYSTEM, operation, "unreachable").inc()
         raise UpstreamUnavailable(SYSTEM, f"Kubernetes API is unreachable: {exc}") from None
-    UPSTREAM_REQUESTS.labels(SYSTEM, operation, "ok").inc()
+    if count:
+        UPSTREAM_REQUESTS.labels(SYSTEM, operation, "ok").inc()
     if not data:
         return {}
     try:
@@ -240,6 +244,39 @@ def _core() -> k8s.CoreV1Api:
 
 def _storage() -> k8s.StorageV1Api:
     return k8s.StorageV1Api(_api_client())
+
+
+def _custom() -> k8s.CustomObjectsApi:
+    return k8s.CustomObjectsApi(_api_client())
+
+
+# --- Paginated lists ------------------------------------------------------------
+PAGE_SIZE = 500
+
+
+def list_pages(operation: str, fn: Callable[..., Any], *args: Any, page_size: int | None = None,
+               **kwargs: Any) -> Iterator[list[dict]]:
+    """The items of one list, a page at a time (`limit` + `continue`), so a caller can keep only
+    what it needs of each page before the next is read. All pages of a list count as one call
+    in the request counter; a failed page is counted as that list's failure and raised."""
+    token = None
+    while True:
+        page = _call(operation, fn, *args, limit=page_size or PAGE_SIZE, count=False,
+                     **({"_continue": token} if token else {}), **kwargs)
+        yield page.get("items") or []
+        token = (page.get("metadata") or {}).get("continue")
+        del page
+        if not token:
+            break
+    UPSTREAM_REQUESTS.labels(SYSTEM, operation, "ok").inc()
+
+
+def custom_object_pages(operation: str, group: str, version: str, namespace: str, plural: str, *,
+                        label_selector: str | None = None, page_size: int | None = None) -> Iterator[list[dict]]:
+    """A namespaced custom resource's objects, a page at a time (see list_pages)."""
+    extra = {"label_selector": label_selector} if label_selector else {}
+    return list_pages(operation, _custom().list_namespaced_custom_object, group, version, namespace, plural,
+                      page_size=page_size, **extra)
 
 
 # --- Operations ---------------------------------------------------------------

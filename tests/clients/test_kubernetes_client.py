@@ -5,7 +5,7 @@ from werkzeug.wrappers import Response
 
 from backups.clients import kubernetes
 from backups.errors import Conflict, NotFound, UpstreamError, UpstreamUnavailable
-from tests.fakes import FakeServer, json_response
+from tests.fakes import json_response
 
 PVC = {
     "metadata": {"name": "llm-cache", "namespace": "ai", "uid": "u-1", "creationTimestamp": "2024-05-01T10:00:00Z"},
@@ -29,19 +29,8 @@ def _status(code, reason, message):
 
 
 @pytest.fixture
-def fake(settings, tmp_path):
-    with FakeServer() as server:
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-clusters: [{{name: fake, cluster: {{server: "{server.url}"}}}}]
-users: [{{name: u, user: {{token: t0k3n}}}}]
-contexts: [{{name: fake, context: {{cluster: fake, user: u}}}}]
-current-context: fake
-""")
-        settings.KUBECONFIG = str(kubeconfig)
-        kubernetes.reset()
-        yield server
+def fake(kube_api):
+    return kube_api
 
 
 def test_pvcs_become_dataclasses(fake):

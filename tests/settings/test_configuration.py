@@ -106,6 +106,7 @@ def test_every_contract_variable_is_read(load):
     ("SOTERIA_BACKUP_DRIVER", "tape", "use one of longhorn, restic"),
     ("SOTERIA_LONGHORN_URL", "longhorn:9500", "http:// or https://"),
     ("SOTERIA_LONGHORN_BACKUP_MODE", "differential", "use one of incremental, full"),
+    ("SOTERIA_LONGHORN_NAMESPACE", "Longhorn_System", "namespace name"),
     ("SOTERIA_RESTIC_BACKUP_ARGS", "--exclude 'x", "cannot split"),
     ("SOTERIA_RESTIC_FORGET_ARGS", '--keep "1', "cannot split"),
     ("SOTERIA_JOB_TTL_SECONDS", "-1", "at least 0"),
@@ -130,6 +131,11 @@ def test_a_bad_value_stops_loading_with_the_variable_named(load, variable, value
     assert variable in str(info.value)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_longhorn_namespace_defaults_to_longhorns_own(load):
+    assert load()["SOTERIA_LONGHORN_NAMESPACE"] == "longhorn-system"
+    assert load(SOTERIA_LONGHORN_NAMESPACE="storage")["SOTERIA_LONGHORN_NAMESPACE"] == "storage"
 
 
 def test_secret_namespace_defaults_to_the_pods_own_namespace(load, tmp_path):

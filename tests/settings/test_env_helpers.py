@@ -65,6 +65,14 @@ def test_url_must_be_http_or_https():
         env.env_url({"X": "longhorn:9500"}, "X", "http://d")
 
 
+def test_dns_label_takes_a_namespace_name_and_refuses_anything_else():
+    assert env.env_dns_label({}, "X", "longhorn-system") == "longhorn-system"
+    assert env.env_dns_label({"X": "storage-1"}, "X", "d") == "storage-1"
+    for bad in ("Longhorn", "longhorn_system", "-lh", "lh-", "a" * 64, "a.b"):
+        with pytest.raises(ImproperlyConfigured, match="X=.*namespace name"):
+            env.env_dns_label({"X": bad}, "X", "d")
+
+
 @pytest.mark.parametrize("raw,bind", [(":8080", "0.0.0.0:8080"), ("127.0.0.1:9000", "127.0.0.1:9000"),
                                       ("[::]:8080", "[::]:8080"), ("soteria:80", "soteria:80")])
 def test_listen_addr_becomes_a_bind_address(raw, bind):

@@ -1,0 +1,178 @@
+"""Longhorn's inventory read from its custom resources, through the Kubernetes API.
+
+The manager's `GET /v1/volumes` builds each volume's `backupStatus[]` with one
+label-selector scan of every Backup object per volume, so that one call costs
+volumes x backups on the manager. The same facts are in three custom resources
+(`longhorn.io/v1beta2`, in SOTERIA_LONGHORN_NAMESPACE): `volumes`, `backups`
+(labelled `backup-volume=<volume>` and, from 1.8, `backup-target=<target>`) and
+`backupvolumes`. Each is read as one paginated list, keeping from every object
+only the fields Soteria uses before the next page is read, and returned as the
+dataclasses of `longhorn.py`, so callers cannot tell the two sources apart.
+Facts and sources: docs/longhorn.md, "Reading the inventory from CRDs".
+
+The Kubernetes client itself (construction, timeouts, errors, counting) is
+kubernetes.py's; this module only knows Longhorn's resources.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, replace
+from typing import Any, Iterator
+
+from django.conf import settings
+
+from ..errors import NotFound, UpstreamError
+from . import kubernetes
+from .longhorn import BackupStatus, BackupVolume, Volume
+from .timeparse import parse_time
+
+GROUP, VERSION = "longhorn.io", "v1beta2"
+LABEL_BACKUP_VOLUME = "backup-volume"  # types.LonghornLabelBackupVolume
+LABEL_BACKUP_TARGET = "backup-target"  # types.LonghornLabelBackupTarget, 1.8+
+
+
+@dataclass(frozen=True)
+class _VolumeFacts:
+    """What Soteria keeps of a Volume CR while the Backup CRs are read."""
+
+    volume: Volume
+    backup_target: str
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _pages(plural: str) -> Iterator[list[dict]]:
+    namespace = settings.SOTERIA_LONGHORN_NAMESPACE
+    try:
+        yield from kubernetes.custom_object_pages(f"longhorn.{plural}.list", GROUP, VERSION, namespace, plural)
+    except NotFound:  # a list answers 404 only when the resource itself is not served
+        raise UpstreamError(kubernetes.SYSTEM, f"Kubernetes does not serve {plural}.{GROUP}/{VERSION}: "
+                                               "is Longhorn (1.6 or newer) installed?", upstream_status=404) from None
+
+
+def _conditions(items) -> dict[str, dict]:
+    """The CR's condition list as the REST API's map keyed by type."""
+    if isinstance(items, dict):
+        return items
+    return {c["type"]: {k: c.get(k, "") for k in ("type", "status", "reason", "message")}
+            for c in items or () if isinstance(c, dict) and c.get("type")}
+
+
+def _ready(spec: dict, status: dict, conditions: dict[str, dict]) -> bool:
+    """The manager's `ready` (api/model.go), without the replica check it can make and a CR cannot."""
+    state = status.get("state", "")
+    if status.get("robustness") == "faulted" or status.get("restoreRequired"):
+        return False
+    if state == "detached":
+        return (conditions.get("Scheduled") or {}).get("status") == "True"
+    return bool(spec.get("nodeID"))
+
+
+def _volume_facts(obj: dict) -> _VolumeFacts:
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    kube = status.get("kubernetesStatus") or {}
+    conditions = _conditions(status.get("conditions"))
+    volume = Volume(
+        name=sys.intern(meta.get("name", "")),
+        size=str(spec.get("size", "")),
+        state=sys.intern(status.get("state", "")),
+        robustness=sys.intern(status.get("robustness", "")),
+        ready=_ready(spec, status, conditions),
+        created=parse_time(meta.get("creationTimestamp")),
+        pv_name=kube.get("pvName", ""),
+        pvc_name=kube.get("pvcName", ""),
+        pvc_namespace=sys.intern(kube.get("namespace", "")),
+        last_backup=status.get("lastBackup", ""),
+        last_backup_at=parse_time(status.get("lastBackupAt")),
+        backups=(),
+        restore_required=bool(status.get("restoreRequired")),
+        restore_initiated=bool(status.get("restoreInitiated")),
+        # Per-replica restore progress lives in the Engine CR, not here; get_volume (REST) has it.
+        conditions=conditions,
+        number_of_replicas=_int(spec.get("numberOfReplicas")) or 3,
+        access_mode=sys.intern(spec.get("accessMode") or "rwo"),
+        stale_replica_timeout=_int(spec.get("staleReplicaTimeout")) or 30,
+        data_engine=sys.intern(spec.get("dataEngine") or "v1"),
+        from_backup=spec.get("fromBackup") or "",
+    )
+    return _VolumeFacts(volume=volume, backup_target=spec.get("backupTargetName") or "")
+
+
+def _backup_status(obj: dict) -> tuple[str, str, BackupStatus]:
+    """(volume, backup target, the backup as a volume's backupStatus[] entry) of a Backup CR."""
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    labels = meta.get("labels") or {}
+    volume = labels.get(LABEL_BACKUP_VOLUME) or status.get("volumeName") or ""
+    target = labels.get(LABEL_BACKUP_TARGET) or status.get("backupTargetName") or ""
+    entry = BackupStatus(
+        name=meta.get("name", ""),
+        # status.snapshotName is filled once the backup controller picks the backup up;
+        # spec.snapshotName is what was asked for, and names a new backup's snapshot sooner.
+        snapshot=status.get("snapshotName") or spec.get("snapshotName") or "",
+        state=sys.intern(status.get("state") or ""),
+        progress=_int(status.get("progress")),
+        url=status.get("url") or "",
+        error=status.get("error") or "",
+        size=sys.intern(str(status.get("size") or "")),
+    )
+    return volume, target, entry
+
+
+def list_volumes() -> list[Volume]:
+    """Every Longhorn volume with its backups, as `longhorn.list_volumes()` returns them: two
+    Kubernetes lists (volumes, then backups) whatever the number of volumes and backups.
+
+    A volume's backups are the Backup CRs labelled with its name (else whose status names
+    it); from 1.8, only those on the volume's own backup target, as the manager shows them.
+    Backups of volumes that do not exist are dropped as they are read."""
+    facts: dict[str, _VolumeFacts] = {}
+    for page in _pages("volumes"):
+        for obj in page:
+            item = _volume_facts(obj)
+            facts[item.volume.name] = item
+    backups: dict[str, list[BackupStatus]] = {}
+    for page in _pages("backups"):
+        for obj in page:
+            volume, target, entry = _backup_status(obj)
+            item = facts.get(volume)
+            if item is None:
+                continue
+            if target and item.backup_target and target != item.backup_target:
+                continue
+            backups.setdefault(volume, []).append(entry)
+    volumes = []
+    for name in sorted(facts):
+        volume = facts[name].volume
+        own = backups.pop(name, None)
+        if own:
+            own.sort(key=lambda b: b.name)  # the manager sorts backupStatus[] by backup name
+            volume = replace(volume, backups=tuple(own))
+        volumes.append(volume)
+    return volumes
+
+
+def _backup_volume(obj: dict) -> BackupVolume:
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    name = meta.get("name", "")
+    labels = meta.get("labels") or {}
+    return BackupVolume(
+        name=name,
+        # spec.volumeName exists from 1.8; before, the backup volume is named after the volume.
+        volume_name=spec.get("volumeName") or labels.get(LABEL_BACKUP_VOLUME) or name,
+        size=str(status.get("size", "")),
+        last_backup_name=status.get("lastBackupName", ""),
+        last_backup_at=parse_time(status.get("lastBackupAt")),
+        created=parse_time(status.get("createdAt")),
+        storage_class=status.get("storageClassName", ""),
+    )
+
+
+def list_backup_volumes() -> list[BackupVolume]:
+    """Every backup volume, as `longhorn.list_backup_volumes()` returns them: one Kubernetes list."""
+    return sorted((_backup_volume(obj) for page in _pages("backupvolumes") for obj in page), key=lambda bv: bv.name)
