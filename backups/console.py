@@ -80,6 +80,7 @@ def pvc_page(request, namespace, pvc):
         "may_backup": may(request, BACKUP, namespace), "may_restore": may(request, RESTORE, namespace)})
 
 
+@expensive  # may wait for Longhorn to attach a detached volume
 @require_POST
 @console_permission(BACKUP)
 def backup_action(request, namespace, pvc):

@@ -17,3 +17,29 @@ class OperationLock(models.Model):
 
     key = models.CharField(max_length=255, unique=True)
     expires_at = models.DateTimeField()
+
+
+class BackupFailure(models.Model):
+    """A failed backup the inventory refresh saw (see backups/services/failures.py): kept while
+    Longhorn still lists it, or, once Longhorn deleted it, while it is newer than the
+    volume's last success."""
+
+    volume = models.CharField(max_length=255)
+    backup = models.CharField(max_length=255)
+    error = models.TextField(blank=True, default="")
+    first_seen = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["volume", "backup"], name="backup_failure_volume_backup")]
+
+
+class OwnSnapshot(models.Model):
+    """A Longhorn snapshot Soteria took for a backup and has not deleted yet (pruned by
+    backups/services/snapshot_cleanup.py)."""
+
+    volume = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["volume", "name"], name="own_snapshot_volume_name")]

@@ -76,6 +76,8 @@ class BackupRecord:
     backup_mode: str = ""
     error: str = ""
     volume: str = ""
+    # Size of the volume when it was backed up (bytes; "" when the driver does not know).
+    volume_size: str = ""
 
     @property
     def completed(self) -> bool:
@@ -121,6 +123,13 @@ class RestorePlan:
     access_modes: tuple[str, ...]
     size: str
     calls: tuple[PlannedCall, ...] = ()
+    # Sizes as Kubernetes quantities: the backup's volume (what a restore gets), the source
+    # PVC's now, the size the restored volume is expanded to ("" when not expanded), and a
+    # note when the restored claim ends up smaller than its source.
+    backup_size: str = ""
+    source_size: str = ""
+    expand_to: str = ""
+    size_note: str = ""
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,12 @@ except ImproperlyConfigured as exc:
 from soteria_site import headers  # noqa: E402
 
 worker_class = "gthread"
-# Restores wait for Longhorn to accept a volume; keep well above upstream timeouts.
-timeout = 120
+# A backup of a detached volume waits up to SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS for
+# Longhorn to attach it and take the snapshot, then makes a few more calls; restores wait
+# for Longhorn to accept a volume. Keep the worker timeout above the longest such wait
+# (docs/decisions.md). A worker stopped mid-wait leaves a snapshot that the snapshot-prune
+# schedule deletes once it is older than the snapshot timeout.
+timeout = max(120, settings.SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS + 60)
 graceful_timeout = 30
 keepalive = 5
 accesslog = "-"

@@ -61,11 +61,29 @@ def _check(name: str, probe) -> dict:
     return {"ok": True}
 
 
+def _longhorn(timeout: float) -> str:
+    """Ping the manager; a backup mode its version cannot honour is logged (once per change)
+    as a hint, without failing readiness: backups then answer 422 backup_mode_unsupported."""
+    from backups.drivers import longhorn_features
+
+    longhorn.ping(timeout=timeout)
+    try:
+        problem = longhorn_features.backup_mode_problem()
+    except SoteriaError as exc:
+        problem, detail = "", f"version unknown: {exc.detail}"
+    else:
+        detail = f"Longhorn {longhorn_features.version_text()}" if settings.SOTERIA_LONGHORN_BACKUP_MODE == "full" \
+            else ""
+    if problem or _states.get("longhorn backup mode"):  # a hint only when there is, or was, a problem
+        _note("longhorn backup mode", "backup_mode_unsupported" if problem else "", problem)
+    return detail
+
+
 def _probes() -> dict:
     timeout = settings.SOTERIA_READY_TIMEOUT_SECONDS
     probes = {"kubernetes": lambda: f"Kubernetes {kubernetes.server_version(timeout=timeout)}"}
     if settings.SOTERIA_BACKUP_DRIVER == "longhorn":
-        probes["longhorn"] = lambda: longhorn.ping(timeout=timeout)
+        probes["longhorn"] = lambda: _longhorn(timeout)
     return probes
 
 

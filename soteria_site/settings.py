@@ -124,6 +124,11 @@ def _groups(name: str, default: str = "") -> list[str]:
 SOTERIA_BACKUP_DRIVER = env_choice(ENV, "SOTERIA_BACKUP_DRIVER", "longhorn", ("longhorn", "restic"))
 SOTERIA_LONGHORN_URL = env_url(ENV, "SOTERIA_LONGHORN_URL", "http://longhorn-backend.longhorn-system.svc:9500")
 SOTERIA_LONGHORN_BACKUP_MODE = env_choice(ENV, "SOTERIA_LONGHORN_BACKUP_MODE", "incremental", ("incremental", "full"))
+# How long a backup waits for Longhorn's snapshot to be ready (attaching a detached volume
+# included) before it gives up and deletes the snapshot; also the age after which a
+# Soteria snapshot with no backup is pruned.
+SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS = env_int(ENV, "SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS", 120,
+                                                    minimum=5, maximum=3600)
 SOTERIA_RESTIC_REPOSITORY = env_str(ENV, "SOTERIA_RESTIC_REPOSITORY")
 SOTERIA_RESTIC_SECRET_NAME = env_str(ENV, "SOTERIA_RESTIC_SECRET_NAME", "soteria-restic")
 SOTERIA_SECRET_NAMESPACE = env_str(ENV, "SOTERIA_SECRET_NAMESPACE") or _service_namespace()

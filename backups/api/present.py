@@ -63,6 +63,7 @@ def restore_result(result) -> dict:
             "backup": p.backup.name, "backup_url": p.backup.url, "backup_created": format_time(p.backup.created),
             "source_volume": p.source_volume, "target_namespace": p.target_namespace, "target_pvc": p.target_pvc,
             "volume": p.volume, "pv": p.pv, "storage_class": p.storage_class, "size": p.size,
+            "backup_size": p.backup_size, "source_size": p.source_size, "size_note": p.size_note,
             "requested_by": result.requested_by, "dry_run": result.dry_run}
     if result.dry_run:
         body["plan"] = plan(p.calls)

@@ -171,6 +171,11 @@ class RestoreResponse(serializers.Serializer):
     pv = serializers.CharField()
     storage_class = serializers.CharField(allow_blank=True)
     size = serializers.CharField()
+    backup_size = serializers.CharField(allow_blank=True, help_text="the backup's volume size (what Longhorn "
+                                        "restores); blank when unknown")
+    source_size = serializers.CharField(allow_blank=True, help_text="the source PVC's size now")
+    size_note = serializers.CharField(allow_blank=True, help_text="set when the restored claim is smaller "
+                                      "than its source")
     requested_by = serializers.CharField()
     dry_run = serializers.BooleanField()
     plan = PlannedCallOut(many=True, required=False)

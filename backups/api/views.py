@@ -81,7 +81,8 @@ class InventoryViewSet(AuditedViewSet):
 class BackupViewSet(AuditedViewSet):
     audit_name = "backup"
     required_permissions = {"list": VIEW, "create": BACKUP, "namespace": BACKUP}
-    expensive_actions = ("namespace",)
+    # One backup may wait up to SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS for a detached volume.
+    expensive_actions = ("create", "namespace")
 
     @extend_schema(parameters=[BackupsQuery], responses=BackupsResponse,
                    summary="A PVC's volume and its backups, newest first")

@@ -66,6 +66,8 @@ class Volume:
     stale_replica_timeout: int = 30
     data_engine: str = "v1"
     from_backup: str = ""
+    # The backup target this volume backs up to (`backupTargetName`, 1.8+; "" before).
+    backup_target: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class BackupVolume:
     last_backup_at: datetime | None
     created: datetime | None
     storage_class: str
+    # The backup target this backup volume lives on (`backupTargetName`, 1.8+; "" before).
+    backup_target: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,9 @@ class Backup:
     snapshot_created: datetime | None
     labels: dict[str, str]
     backup_mode: str
+    # Size of the volume when it was backed up (`volumeSize`, bytes): a volume restored from
+    # this backup gets this size whatever size the request asked for.
+    volume_size: str = ""
 
 
 def _int(value: Any) -> int:
@@ -141,6 +148,7 @@ def _volume(obj: dict) -> Volume:
         stale_replica_timeout=_int(obj.get("staleReplicaTimeout")) or 30,
         data_engine=obj.get("dataEngine") or "v1",
         from_backup=obj.get("fromBackup") or "",
+        backup_target=obj.get("backupTargetName") or "",
     )
 
 
@@ -154,6 +162,7 @@ def _backup_volume(obj: dict) -> BackupVolume:
         last_backup_at=parse_time(obj.get("lastBackupAt")),
         created=parse_time(obj.get("created")),
         storage_class=obj.get("storageClassName", ""),
+        backup_target=obj.get("backupTargetName") or "",
     )
 
 
@@ -171,6 +180,7 @@ def _backup(obj: dict) -> Backup:
         snapshot_created=parse_time(obj.get("snapshotCreated")),
         labels=obj.get("labels") or {},
         backup_mode=obj.get("backupMode", ""),
+        volume_size=str(obj.get("volumeSize") or ""),
     )
 
 
@@ -371,3 +381,40 @@ def delete_backup(backup_volume: str, name: str) -> None:
     """backupDelete on the backup volume: removes the backup from the backupstore (idempotent)."""
     _action("backupvolumes.backupDelete", f"/v1/backupvolumes/{backup_volume}", "backupDelete", {"name": name},
             idempotent=True)
+
+
+def delete_snapshot(volume: str, name: str) -> None:
+    """snapshotCRDelete: remove a Snapshot CR (and the engine's snapshot). Idempotent."""
+    try:
+        _action("volumes.snapshotCRDelete", f"/v1/volumes/{volume}", "snapshotCRDelete", {"name": name},
+                idempotent=True)
+    except NotFound:
+        return
+
+
+def list_snapshots(volume: str) -> list[Snapshot]:
+    """snapshotCRList: the volume's Snapshot CRs."""
+    data = _action("volumes.snapshotCRList", f"/v1/volumes/{volume}", "snapshotCRList", {}, idempotent=True)
+    return [_snapshot(s) for s in _data(data)]
+
+
+def expand_volume(name: str, size: str) -> Volume:
+    """`expand` with `{"size": "<bytes>"}`; Longhorn rounds up and ignores a size not larger."""
+    return _volume(_action("volumes.expand", f"/v1/volumes/{name}", "expand", {"size": size},
+                           idempotent=False) or {})
+
+
+def get_setting(name: str) -> str | None:
+    """A setting's value; None when this Longhorn does not have the setting."""
+    try:
+        data = _get("settings.get", f"/v1/settings/{name}")
+    except NotFound:
+        return None
+    except UpstreamError as exc:
+        if "not supported" in exc.detail or "not found" in exc.detail.lower():
+            return None
+        raise
+    if not isinstance(data, dict):
+        return None
+    value = data.get("value")
+    return None if value is None else str(value)

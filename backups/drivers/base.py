@@ -45,8 +45,9 @@ class Driver(Protocol):
                      target_pvc: str) -> RestorePlan:
         """Choose the backup and name what a restore will create, without creating anything."""
 
-    def restore(self, plan: RestorePlan, claim: Claim, requested_by: str) -> None:
-        """Create what the plan names; on failure undo it and raise with the cleanup outcome."""
+    def restore(self, plan: RestorePlan, claim: Claim, requested_by: str) -> RestorePlan | None:
+        """Create what the plan names; on failure undo it and raise with the cleanup outcome.
+        Returns the plan as carried out when it differs (e.g. sizes), else None."""
 
     def delete_backups(self, claim: Claim, names: list[str]) -> None:
         """Delete these backups of the claim (retention)."""

@@ -9,9 +9,10 @@ carries `backupStatus[]` and `lastBackupAt`) and the backup-volume list.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
 from django.core.cache import cache
@@ -19,17 +20,25 @@ from django.core.cache import cache
 from ..clients import longhorn
 from ..clients.kubernetes import LONGHORN_CSI_DRIVER
 from ..clients.longhorn import BackupStatus, BackupVolume, Volume
-from ..errors import Conflict, NotFound, UnsupportedDriver, UpstreamError, UpstreamTimeout
+from ..errors import Conflict, NotFound, SoteriaError, UnsupportedDriver, UpstreamError, UpstreamTimeout
+from ..services import failures as failure_ledger
 from ..services.claims import Claim
 from ..types import BackupFacts, BackupRecord, BackupResult, PlannedCall, RestorePlan
-from . import longhorn_restore
+from . import longhorn_features, longhorn_restore, longhorn_snapshots
 from .base import VolumeView
 
+log = logging.getLogger(__name__)
 NAME = "longhorn"
-IN_PROGRESS_STATES = frozenset({"", "Pending", "InProgress", "Unknown"})
-SNAPSHOT_PREFIX = "soteria-backup-"
+# Running: a new backup (""), Pending, InProgress. Final: Completed, Error, Unknown (and
+# Deleting, 1.8+). Longhorn's backup controller treats Unknown as final (docs/longhorn.md).
+IN_PROGRESS_STATES = frozenset({"", "Pending", "InProgress"})
+FAILED_STATES = frozenset({"Error", "Unknown"})
+# A backup pulled from the backup store keeps state "" until Longhorn syncs it, which may
+# never happen for an old one: "" counts as running only this long after it started (or
+# was first seen), two default backupstore poll intervals.
+NEW_STATE_LIMIT = timedelta(minutes=10)
+SNAPSHOT_PREFIX = longhorn_snapshots.SNAPSHOT_PREFIX
 _SNAPSHOT_TIME = re.compile(r"-(\d{8}-\d{6})$")
-SNAPSHOT_READY_TIMEOUT = 60.0
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 
 
@@ -66,21 +75,67 @@ def _first_seen(volume: str, backup: BackupStatus, now: datetime) -> datetime:
     return cache.get_or_set(key, now, timeout=14 * 24 * 3600)
 
 
+def running_backups(volume: Volume, now: datetime) -> list[tuple[BackupStatus, datetime]]:
+    """The volume's running backups with when each started (or was first seen): Pending and
+    InProgress, and "" for at most NEW_STATE_LIMIT."""
+    running = []
+    for b in volume.backups:
+        if b.state not in IN_PROGRESS_STATES:
+            continue
+        started = _first_seen(volume.name, b, now)
+        if b.state == "" and now - started >= NEW_STATE_LIMIT:
+            continue
+        running.append((b, started))
+    return running
+
+
+def failure_text(backup: BackupStatus) -> str:
+    if backup.error:
+        return backup.error
+    if backup.state == "Unknown":
+        return "Longhorn lost track of this backup (state Unknown)"
+    return f"backup ended in state {backup.state}"
+
+
 def backup_facts(volume: Volume, backup_volume: BackupVolume | None, now: datetime) -> BackupFacts:
+    if (backup_volume is not None and volume.backup_target and backup_volume.backup_target
+            and backup_volume.backup_target != volume.backup_target):
+        backup_volume = None  # another backup target's copy of this volume's backups
     completed = [b for b in volume.backups if b.state == "Completed"]
     times = [t for t in (volume.last_backup_at, backup_volume.last_backup_at if backup_volume else None) if t]
     times += [t for t in (snapshot_time(b.snapshot) for b in completed) if t]
     last_success = max(times) if times else None
-    # A failure counts as the newest outcome when it is dated after the last success,
-    # or, undated (not one of Soteria's snapshots), when there was never a success.
-    failures = [(snapshot_time(b.snapshot), b) for b in volume.backups if b.state == "Error"]
-    newer = [(when, b) for when, b in failures
-             if (when and (last_success is None or when > last_success)) or (when is None and last_success is None)]
-    newest_failure = max(newer, key=lambda pair: pair[0] or _EPOCH)[1] if newer else None
-    running = tuple(
-        (b.name or b.snapshot, _first_seen(volume.name, b, now))
-        for b in volume.backups if b.state in IN_PROGRESS_STATES
-    )
+    # Failed backups (Error, Unknown), dated by Soteria's snapshot name, else when Soteria
+    # first saw them (remembered by the inventory refresh), else undated.
+    ledger = failure_ledger.current()
+    known = ledger.known(volume.name) if ledger else {}
+    failures: list[failure_ledger.Failure] = []
+    for b in volume.backups:
+        if b.state not in FAILED_STATES:
+            continue
+        key = b.name or b.snapshot
+        when = snapshot_time(b.snapshot)
+        if when is None and key in known:
+            when = known[key].first_seen
+        elif when is None and ledger is not None and ledger.dating:
+            when = now  # new since the last refresh: first seen now
+        failures.append(failure_ledger.Failure(key, failure_text(b), when))
+    listed = {f.backup for f in failures}
+
+    # A failure counts as the newest outcome when it is dated after the last success, or,
+    # undated, when there was never a success.
+    def counts(f: failure_ledger.Failure) -> bool:
+        if f.first_seen is None:
+            return last_success is None
+        return last_success is None or f.first_seen > last_success
+
+    # Failures Longhorn no longer lists (failed-backup-ttl) stay while they count.
+    vanished = [f for name, f in known.items() if name not in listed and counts(f)]
+    if ledger is not None:
+        ledger.keep(volume.name, failures + vanished)
+    newer = [f for f in failures + vanished if counts(f)]
+    newest_failure = max(newer, key=lambda f: f.first_seen or _EPOCH) if newer else None
+    running = tuple((b.name or b.snapshot, started) for b, started in running_backups(volume, now))
     return BackupFacts(
         last_success_at=last_success,
         success_count=len(completed),
@@ -90,13 +145,28 @@ def backup_facts(volume: Volume, backup_volume: BackupVolume | None, now: dateti
     )
 
 
-def _latest_backup_volumes(backup_volumes: list[BackupVolume]) -> dict[str, BackupVolume]:
-    """Volume name -> its backup volume. Upgraded 1.8 clusters may keep an old BV named
-    after the volume beside a new suffixed one: the one with the newest backup wins."""
+def _latest_backup_volumes(backup_volumes: list[BackupVolume],
+                           targets: dict[str, str] | None = None) -> dict[str, BackupVolume]:
+    """Volume name -> its backup volume. With several backup targets (1.8+) a volume has a
+    backup volume on each: the one on the volume's own target (`targets`: volume ->
+    `backupTargetName`) wins. Upgraded 1.8 clusters may keep an old BV named after the
+    volume beside a new suffixed one: among the rest, the one with the newest backup wins."""
+    targets = targets or {}
+
+    def rank(bv: BackupVolume) -> tuple:
+        own = targets.get(bv.volume_name, "")
+        return (bool(own) and bv.backup_target == own, bv.last_backup_at or _EPOCH)
+
     latest: dict[str, BackupVolume] = {}
-    for bv in sorted(backup_volumes, key=lambda bv: bv.last_backup_at or _EPOCH):
+    for bv in sorted(backup_volumes, key=rank):
         latest[bv.volume_name] = bv
     return latest
+
+
+def _backup_volume_of(volume: Volume | None, name: str) -> BackupVolume | None:
+    """The backup volume of one volume, on the volume's own backup target."""
+    targets = {name: volume.backup_target} if volume is not None and volume.backup_target else None
+    return _latest_backup_volumes(longhorn.list_backup_volumes(), targets).get(name)
 
 
 class LonghornDriver:
@@ -146,8 +216,8 @@ class LonghornDriver:
     def list_backups(self, claim: Claim) -> tuple[str, list[BackupRecord]]:
         """Backups from the backup volume, plus the volume's running ones not synced there yet."""
         name = self._require_volume(claim)
-        records = self._records(name, _latest_backup_volumes(longhorn.list_backup_volumes()))
         volume = longhorn.get_volume(name)
+        records = self._records(name, _backup_volume_of(volume, name))
         known = {r.name for r in records}
         running = [BackupRecord(name=b.name, snapshot=b.snapshot, url=b.url, state=b.state or "Pending",
                                 progress=b.progress, created=snapshot_time(b.snapshot), size=b.size, error=b.error,
@@ -156,9 +226,8 @@ class LonghornDriver:
         return name, running + records
 
     @staticmethod
-    def _records(volume: str, backup_volumes: dict[str, BackupVolume]) -> list[BackupRecord]:
+    def _records(volume: str, backup_volume: BackupVolume | None) -> list[BackupRecord]:
         """A volume's backups, newest first, found through the backup volume whose volumeName matches."""
-        backup_volume = backup_volumes.get(volume)
         if backup_volume is None:
             return []
         return [longhorn_restore.to_record(b, volume) for b in reversed(longhorn.list_backups(backup_volume.name))]
@@ -173,7 +242,7 @@ class LonghornDriver:
         name = self._require_volume(claim)
         if backup_url:
             longhorn_restore.refuse_foreign_url(backup_url, name, claim)
-        records = self._records(name, _latest_backup_volumes(longhorn.list_backup_volumes()))
+        records = self._records(name, _backup_volume_of(longhorn.get_volume(name), name))
         if backup_url:
             backup = longhorn_restore.find_by_url(backup_url, name, records)
         else:
@@ -182,18 +251,18 @@ class LonghornDriver:
 
     def delete_backups(self, claim: Claim, names: list[str]) -> None:
         name = self._require_volume(claim)
-        backup_volume = _latest_backup_volumes(longhorn.list_backup_volumes()).get(name)
+        backup_volume = _backup_volume_of(longhorn.get_volume(name), name)
         if backup_volume is None:
             raise NotFound(f"Longhorn has no backup volume for {name}")
         for backup in names:
             longhorn.delete_backup(backup_volume.name, backup)
 
-    def restore(self, plan: RestorePlan, claim: Claim, requested_by: str) -> None:
+    def restore(self, plan: RestorePlan, claim: Claim, requested_by: str) -> RestorePlan:
         own = self._require_volume(claim)
         source = longhorn.get_volume(own)
         if source is None:
             raise NotFound(f"Longhorn has no volume {own} for PVC {plan.namespace}/{plan.pvc}", code="volume_missing")
-        longhorn_restore.execute(plan, source, claim.pv.fs_type or "ext4", requested_by)
+        return longhorn_restore.execute(plan, source, claim.pv.fs_type or "ext4", requested_by)
 
     def backup(self, claim: Claim, labels: dict[str, str], requested_by: str, dry_run: bool,
                now: datetime) -> BackupResult:
@@ -208,7 +277,8 @@ class LonghornDriver:
         volume = longhorn.get_volume(name)
         if volume is None:
             raise NotFound(f"Longhorn has no volume {name} for PVC {namespace}/{pvc}", code="volume_missing")
-        running = [b for b in volume.backups if b.state in IN_PROGRESS_STATES]
+        longhorn_features.require_backup_mode(mode)
+        running = [b for b, _ in running_backups(volume, now)]
         if running:
             label = running[0].name or running[0].snapshot
             raise Conflict(f"a backup of PVC {namespace}/{pvc} is already in progress: {label}",
@@ -220,6 +290,8 @@ class LonghornDriver:
                               requested_by=requested_by, dry_run=dry_run, labels=labels, plan=plan)
         if dry_run:
             return result
+        # Soteria's earlier snapshots of this volume whose backups are over: one list call.
+        longhorn_snapshots.prune_volume(volume, now)
         try:
             longhorn.create_snapshot(name, snapshot)
         except UpstreamError as exc:
@@ -228,25 +300,43 @@ class LonghornDriver:
                                "was requested in the same second", code="backup_in_progress",
                                running=snapshot) from None
             raise
-        self._wait_snapshot_ready(name, snapshot)
+        longhorn_snapshots.remember(name, snapshot, now)
+        try:
+            self._wait_snapshot_ready(name, snapshot)
+        except SoteriaError as exc:
+            problem = longhorn_snapshots.discard(name, snapshot)
+            exc.detail += (f"; Soteria could not delete its snapshot {snapshot}: {problem}" if problem else
+                           f"; Soteria deleted its snapshot {snapshot}")
+            raise
         longhorn.backup_snapshot(name, snapshot, labels, mode)
         return result
 
     @staticmethod
     def _wait_snapshot_ready(volume: str, snapshot: str) -> None:
-        deadline = time.monotonic() + SNAPSHOT_READY_TIMEOUT
-        delay = 0.1
+        """Until `readyToUse`. While Longhorn attaches a detached volume for the snapshot, the
+        Snapshot CR carries a transient error ("... is not running. Waiting for the volume to
+        be attached"): errors are only reported if the snapshot is still not ready at the
+        deadline (SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS)."""
+        timeout = settings.SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS
+        deadline = time.monotonic() + timeout
+        delay, last_error = 0.1, ""
         while True:
-            state = longhorn.get_snapshot(volume, snapshot)
-            if state.error:
-                raise UpstreamError(NAME, f"Longhorn could not take snapshot {snapshot}: {state.error}")
-            if state.ready:
-                return
-            if time.monotonic() > deadline:
-                raise UpstreamTimeout(NAME, f"snapshot {snapshot} of volume {volume} was not ready "
-                                            f"within {SNAPSHOT_READY_TIMEOUT:.0f}s")
+            try:
+                state = longhorn.get_snapshot(volume, snapshot)
+            except UpstreamTimeout as exc:
+                last_error = exc.detail
+            else:
+                if state.ready:
+                    return
+                last_error = state.error or last_error
+            if time.monotonic() >= deadline:
+                why = f": {last_error}" if last_error else ""
+                raise UpstreamTimeout(NAME, f"snapshot {snapshot} of volume {volume} was not ready within "
+                                            f"{timeout}s (SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS); Longhorn "
+                                            f"said{why or ' nothing'}",
+                                      longhorn_error=last_error)
             time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, 2.0)
 
 
 DRIVER = LonghornDriver()

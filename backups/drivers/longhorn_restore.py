@@ -12,8 +12,11 @@ outcome.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
+from dataclasses import replace
+from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qs, urlsplit
 
 from ..clients import kubernetes, longhorn
@@ -23,6 +26,9 @@ from ..types import BackupRecord, PlannedCall, RestorePlan
 
 log = logging.getLogger(__name__)
 ACCEPT_TIMEOUT = 60.0
+_QUANTITY = re.compile(r"^\s*([0-9.]+)\s*([KMGTPE]i?|k|m)?\s*$")
+_FACTORS = {None: 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 RESTORED_FROM = "soteria.io/restored-from"
 RESTORED_BACKUP = "soteria.io/backup"
 
@@ -32,7 +38,26 @@ def to_record(backup: longhorn.Backup, volume: str = "") -> BackupRecord:
     return BackupRecord(name=backup.name, snapshot=backup.snapshot_name, url=backup.url, state=backup.state,
                         progress=backup.progress, created=backup.created or backup.snapshot_created,
                         size=backup.size, labels=backup.labels, backup_mode=backup.backup_mode,
-                        error=backup.error, volume=backup.volume_name or volume)
+                        error=backup.error, volume=backup.volume_name or volume, volume_size=backup.volume_size)
+
+
+def quantity_bytes(text: str) -> int | None:
+    """Bytes of a Kubernetes quantity (`10Gi`, `1073741824`, `500M`); None if unreadable."""
+    match = _QUANTITY.match(text or "")
+    if not match or match.group(2) == "m":
+        return None
+    try:
+        return int(Decimal(match.group(1)) * _FACTORS[match.group(2)])
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def quantity(size: int) -> str:
+    """Bytes as the shortest exact binary quantity (`2Gi`, `512Mi`, else plain bytes)."""
+    for suffix, factor in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20)):
+        if size and size % factor == 0:
+            return f"{size // factor}{suffix}"
+    return str(size)
 
 
 def url_volume(url: str) -> str:
@@ -85,21 +110,38 @@ def find_by_url(url: str, own_volume: str, own_records: list[BackupRecord]) -> B
 
 def plan(claim: Claim, source_volume: str, backup: BackupRecord, target_namespace: str,
          target_pvc: str) -> RestorePlan:
+    """Longhorn gives a volume restored `fromBackup` the backup's `volumeSize`, whatever size
+    is asked for. When the source PVC has grown since the backup, the restored volume is
+    expanded to the source's size; the PV and PVC carry the size the volume will have."""
     volume = f"pvc-{uuid.uuid4()}"
     pvc = claim.pvc
-    size = pvc.requested or pvc.capacity or ""
+    source_size = pvc.requested or pvc.capacity or ""
+    source_bytes = quantity_bytes(source_size)
+    backup_bytes = quantity_bytes(backup.volume_size)
+    backup_size = quantity(backup_bytes) if backup_bytes else ""
+    expand_to = ""
+    if backup_bytes and source_bytes and source_bytes > backup_bytes:
+        expand_to = str(source_bytes)
+    size = (source_size if expand_to else backup_size) or source_size
     storage_class = pvc.storage_class or ""
-    calls = (
-        PlannedCall("longhorn.createVolume", volume, {"fromBackup": backup.url}),
+    create_args = {"fromBackup": backup.url}
+    if backup_bytes:
+        create_args["size"] = str(backup_bytes)
+    calls = [PlannedCall("longhorn.createVolume", volume, create_args)]
+    if expand_to:
+        calls.append(PlannedCall("longhorn.expand", volume, {"size": expand_to, "from": backup_size,
+                                                             "to": source_size}))
+    calls += [
         PlannedCall("kubernetes.createPersistentVolume", volume,
-                    {"claimRef": f"{target_namespace}/{target_pvc}", "storageClassName": storage_class}),
+                    {"claimRef": f"{target_namespace}/{target_pvc}", "storageClassName": storage_class,
+                     "capacity": size}),
         PlannedCall("kubernetes.createPersistentVolumeClaim", f"{target_namespace}/{target_pvc}",
                     {"volumeName": volume, "storage": size, "accessModes": list(pvc.access_modes)}),
-    )
+    ]
     return RestorePlan(driver="longhorn", namespace=pvc.namespace, pvc=pvc.name, source_volume=source_volume,
                        backup=backup, target_namespace=target_namespace, target_pvc=target_pvc, volume=volume,
                        pv=volume, storage_class=storage_class, access_modes=pvc.access_modes, size=size,
-                       calls=calls)
+                       calls=tuple(calls), backup_size=backup_size, source_size=source_size, expand_to=expand_to)
 
 
 def _labels(p: RestorePlan) -> dict[str, str]:
@@ -139,19 +181,39 @@ def pvc_body(p: RestorePlan, requested_by: str) -> dict:
     }
 
 
-def execute(p: RestorePlan, source: longhorn.Volume, fs_type: str, requested_by: str) -> None:
-    """Create volume, PV and PVC; on any failure delete what was created, newest first."""
+def _expand(p: RestorePlan) -> RestorePlan:
+    """Expand the restored volume to the source's size; if Longhorn refuses, the claim gets
+    the backup's size and the answer says it is smaller than its source."""
+    try:
+        longhorn.expand_volume(p.volume, p.expand_to)
+    except SoteriaError as exc:
+        log.warning("could not expand restored volume %s to %s: %s", p.volume, p.source_size, exc.detail)
+        note = (f"the restored volume is {p.backup_size}, the size of volume {p.source_volume} when backup "
+                f"{p.backup.name} was taken, smaller than PVC {p.namespace}/{p.pvc} now ({p.source_size}): "
+                f"Longhorn did not expand it ({exc.detail}); expand PVC {p.target_namespace}/{p.target_pvc} "
+                "if the storage class allows it")
+        return replace(p, size=p.backup_size, expand_to="", size_note=note)
+    return p
+
+
+def execute(p: RestorePlan, source: longhorn.Volume, fs_type: str, requested_by: str) -> RestorePlan:
+    """Create volume (expanded when the source grew), PV and PVC; on any failure delete what
+    was created, newest first. Returns the plan as carried out (sizes may differ)."""
     created: list[tuple[str, str]] = []
     try:
-        longhorn.create_volume(p.volume, size=source.size or "0", from_backup=p.backup.url,
+        longhorn.create_volume(p.volume, size=str(quantity_bytes(p.backup_size) or source.size or "0"),
+                               from_backup=p.backup.url,
                                number_of_replicas=source.number_of_replicas, access_mode=source.access_mode,
                                stale_replica_timeout=source.stale_replica_timeout, data_engine=source.data_engine)
         created.append(("volume", p.volume))
         _wait_accepted(p.volume)
+        if p.expand_to:
+            p = _expand(p)
         kubernetes.create_pv(pv_body(p, requested_by, fs_type))
         created.append(("pv", p.pv))
         kubernetes.create_pvc(p.target_namespace, pvc_body(p, requested_by))
         created.append(("pvc", f"{p.target_namespace}/{p.target_pvc}"))
+        return p
     except SoteriaError as exc:
         # The PVC is the last step: if it failed, it was not created, so it is not undone.
         cleanup = undo(created)

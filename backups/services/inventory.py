@@ -15,6 +15,7 @@ from .. import drivers
 from .. import types as t
 from ..types import BackupFacts, Inventory, InventoryItem
 from . import claims as claims_service
+from . import failures
 
 
 def assess(facts: BackupFacts, now: datetime, max_age_hours: float, stuck_after_hours: float) -> tuple[bool, str]:
@@ -40,14 +41,19 @@ def _age_hours(last: datetime | None, now: datetime) -> float | None:
 
 
 def build(namespace: str | None = None, now: datetime | None = None,
-          visible: frozenset[str] | None = None) -> Inventory:
-    """The inventory (of one namespace, or all; only `visible` namespaces when given)."""
+          visible: frozenset[str] | None = None, remember_failures: bool = False) -> Inventory:
+    """The inventory (of one namespace, or all; only `visible` namespaces when given).
+    Failed backups Soteria remembers are read once; the refresh (`remember_failures`)
+    also writes what it saw (backups/services/failures.py)."""
     now = now or datetime.now(timezone.utc)
     driver = drivers.current()
     claims = claims_service.list_claims(namespace)
     if visible is not None:
         claims = [c for c in claims if c.pvc.namespace in visible]
-    views = driver.describe(claims, now)
+    with failures.reading() as ledger:
+        views = driver.describe(claims, now)
+    if remember_failures:
+        failures.save(ledger)
     max_age, stuck = settings.SOTERIA_BACKUP_MAX_AGE_HOURS, settings.SOTERIA_BACKUP_STUCK_HOURS
     items = []
     for claim in claims:

@@ -55,16 +55,17 @@ def restore_pvc(namespace: str, pvc: str, target_pvc: str, requested_by: str, *,
         _refuse_existing_target(target_namespace, target_pvc)
         plan = driver.plan_restore(claim, snapshot, backup_url, target_namespace, target_pvc)
         if not dry_run:
-            _execute(driver, plan, claim, requested_by)
+            plan = _execute(driver, plan, claim, requested_by)
     return RestoreResult(plan=plan, requested_by=requested_by, dry_run=dry_run)
 
 
-def _execute(driver, plan: RestorePlan, claim: claims.Claim, requested_by: str) -> None:
+def _execute(driver, plan: RestorePlan, claim: claims.Claim, requested_by: str) -> RestorePlan:
+    """Carry the plan out; returns it as carried out (a driver may change sizes)."""
     with pvc_lock(plan.target_namespace, plan.target_pvc, operation="restore"):
         # Checked again under the lock: another restore may have just finished.
         _refuse_existing_target(plan.target_namespace, plan.target_pvc)
         try:
-            driver.restore(plan, claim, requested_by)
+            plan = driver.restore(plan, claim, requested_by) or plan
         except SoteriaError as exc:
             audit.record(claim.pvc, "RestoreFailed",
                          f"Restore of backup {plan.backup.name} into {plan.target_namespace}/{plan.target_pvc} "
@@ -79,6 +80,7 @@ def _execute(driver, plan: RestorePlan, claim: claims.Claim, requested_by: str) 
         audit.record(target, "RestoredFromBackup",
                      f"Created from backup {plan.backup.name} of {plan.namespace}/{plan.pvc} ({created_at}), "
                      f"requested by {requested_by}; Longhorn is restoring volume {plan.volume}")
+    return plan
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ def _execute_all(driver, outcomes, claim_by_name, requested_by) -> list[RestoreO
             return outcome
         try:
             with counted(RESTORE_REQUESTS, dry_run=False):
-                _execute(driver, outcome.plan, claim_by_name[outcome.pvc], requested_by)
+                plan = _execute(driver, outcome.plan, claim_by_name[outcome.pvc], requested_by)
         except SoteriaError as exc:
             return RestoreOutcome(outcome.pvc, outcome.target_pvc, "failed", exc.code, exc.detail, outcome.plan)
         except Exception as exc:  # noqa: BLE001 - one PVC must not stop the others
@@ -173,7 +175,7 @@ def _execute_all(driver, outcomes, claim_by_name, requested_by) -> list[RestoreO
             return RestoreOutcome(outcome.pvc, outcome.target_pvc, "failed", "internal_error", str(exc), outcome.plan)
         finally:
             connections.close_all()
-        return RestoreOutcome(outcome.pvc, outcome.target_pvc, "restored", plan=outcome.plan)
+        return RestoreOutcome(outcome.pvc, outcome.target_pvc, "restored", detail=plan.size_note, plan=plan)
 
     with ThreadPoolExecutor(max_workers=settings.SOTERIA_NAMESPACE_CONCURRENCY) as pool:
         return list(pool.map(one, outcomes))

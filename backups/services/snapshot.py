@@ -34,7 +34,7 @@ def refresh(now: datetime | None = None) -> InventorySnapshot | None:
 
     started = time.monotonic()
     try:
-        inv = inventory.build(now=now)
+        inv = inventory.build(now=now, remember_failures=True)
         try:
             policies = store.load()
         except SoteriaError as exc:  # freshness is still worth publishing without policy data

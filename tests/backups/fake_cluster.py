@@ -19,13 +19,14 @@ import threading
 from backups.clients.kubernetes import LONGHORN_CSI_DRIVER, Lease, Pv, Pvc, Secret, StorageClass
 from backups.clients.longhorn import Backup, BackupStatus, BackupVolume, Snapshot, Volume
 from backups.clients.timeparse import parse_time
+from backups.drivers.longhorn_restore import quantity_bytes
 from backups.errors import Conflict, NotFound, UpstreamError
 
 NOW = datetime(2026, 4, 12, 15, 30, tzinfo=timezone.utc)
 
 MUTATING = {"create_snapshot", "backup_snapshot", "create_event", "create_secret", "replace_secret",
             "create_volume", "delete_volume", "create_pv", "delete_pv", "create_pvc", "delete_pvc", "delete_backup",
-            "create_lease", "replace_lease"}
+            "create_lease", "replace_lease", "delete_snapshot", "expand_volume"}
 
 
 class FakeCluster:
@@ -44,6 +45,14 @@ class FakeCluster:
         self.fail: dict[str, Exception] = {}
         self.secrets: dict[tuple[str, str], Secret] = {}
         self.leases: dict[tuple[str, str], Lease] = {}
+        # Longhorn settings (GET /v1/settings/{name}); a missing name is a setting this version lacks.
+        self.settings: dict[str, str] = {"current-longhorn-version": "v1.7.2"}
+        # Per snapshot name: the states snapshotCRGet answers in turn (the last one repeats);
+        # without an entry a snapshot is ready at once.
+        self.snapshot_script: dict[str, list[Snapshot]] = {}
+        self.deleted_snapshots: list[tuple[str, str]] = []
+        # Longhorn's webhook gives a volume restored fromBackup the backup's volumeSize.
+        self.expanded: list[tuple[str, str]] = []
         self._version = 0
         self._lock = threading.Lock()
 
@@ -65,14 +74,17 @@ class FakeCluster:
                               volume_handle=volume if csi_driver else None, fs_type="ext4",
                               claim_namespace=namespace, claim_name=name, reclaim_policy="Retain")
         if csi_driver == LONGHORN_CSI_DRIVER:
-            self.add_volume(volume, backups)
+            self.add_volume(volume, backups, size=str(quantity_bytes(size) or 10737418240))
         return volume
 
-    def add_volume(self, volume: str, backups=()) -> None:
+    def add_volume(self, volume: str, backups=(), size: str = "10737418240") -> None:
+        """A Longhorn volume of `size` bytes. Each backup entry is (state, hours_ago, snapshot
+        [, labels [, volumeSize]]); volumeSize defaults to the volume's size."""
         statuses, records, last = [], [], None
         for index, entry in enumerate(backups):
             state, hours_ago, snapshot = entry[:3]
             labels = entry[3] if len(entry) > 3 else {"k": "v"}
+            volume_size = entry[4] if len(entry) > 4 else size
             name = f"backup-{volume}-{index}"
             when = NOW - timedelta(hours=hours_ago) if hours_ago is not None else None
             snapshot = snapshot or f"snap-{index}"
@@ -82,11 +94,11 @@ class FakeCluster:
             records.append(Backup(name=name, volume_name=volume, snapshot_name=snapshot, state=state,
                                   progress=100, url=f"s3://b@r/?backup={name}&volume={volume}", error="",
                                   size="1024", created=when, snapshot_created=when, labels=labels,
-                                  backup_mode="incremental"))
+                                  backup_mode="incremental", volume_size=volume_size))
             if state == "Completed" and when and (last is None or when > last):
                 last = when
         self.volumes[volume] = Volume(
-            name=volume, size="10737418240", state="attached", robustness="healthy", ready=True, created=NOW,
+            name=volume, size=size, state="attached", robustness="healthy", ready=True, created=NOW,
             pv_name=volume, pvc_name="", pvc_namespace="", last_backup="", last_backup_at=last,
             backups=tuple(statuses), restore_required=False, restore_initiated=False)
         if records:
@@ -110,7 +122,8 @@ class FakeCluster:
                      "find_lease", "create_lease", "replace_lease"):
             monkeypatch.setattr(kubernetes, name, counted(name, getattr(self, name)))
         for name in ("list_volumes", "get_volume", "list_backup_volumes", "list_backups", "create_snapshot",
-                     "get_snapshot", "backup_snapshot", "create_volume", "delete_volume", "delete_backup"):
+                     "get_snapshot", "backup_snapshot", "create_volume", "delete_volume", "delete_backup",
+                     "delete_snapshot", "list_snapshots", "expand_volume", "get_setting"):
             monkeypatch.setattr(longhorn, name, counted(name, getattr(self, name)))
         return self
 
@@ -167,7 +180,37 @@ class FakeCluster:
         return self.snapshots[(volume, name)]
 
     def get_snapshot(self, volume, name):
+        script = self.snapshot_script.get(name)
+        if script:
+            state = script.pop(0) if len(script) > 1 else script[0]
+            self.snapshots[(volume, name)] = replace(state, name=name, volume=volume)
         return self.snapshots[(volume, name)]
+
+    def list_snapshots(self, volume):
+        return [s for (v, _), s in self.snapshots.items() if v == volume]
+
+    def delete_snapshot(self, volume, name):
+        self.snapshots.pop((volume, name), None)
+        self.deleted_snapshots.append((volume, name))
+
+    def add_snapshot(self, volume, name, created=NOW):
+        self.snapshots[(volume, name)] = Snapshot(name=name, volume=volume, ready=True, error="", created=created)
+
+    def set_backup_state(self, volume, snapshot, state, error=""):
+        """The state of the backup of `snapshot` in the volume's backupStatus[]."""
+        current = self.volumes[volume]
+        self.volumes[volume] = replace(current, backups=tuple(
+            replace(b, state=state, error=error, progress=100 if state == "Completed" else b.progress)
+            if b.snapshot == snapshot else b for b in current.backups))
+
+    def expand_volume(self, name, size):
+        current = self.volumes[name]
+        self.expanded.append((name, size))
+        self.volumes[name] = replace(current, size=size)
+        return self.volumes[name]
+
+    def get_setting(self, name):
+        return self.settings.get(name)
 
     def backup_snapshot(self, volume, snapshot, labels, mode):
         self.last_backup_call = {"volume": volume, "snapshot": snapshot, "labels": labels, "mode": mode}
@@ -183,7 +226,11 @@ class FakeCluster:
                       stale_replica_timeout=30, data_engine="v1"):
         if name in self.volumes:
             raise UpstreamError("longhorn", f"volume {name} already exists")
-        self.created_volume_args = {"name": name, "from_backup": from_backup, "replicas": number_of_replicas}
+        self.created_volume_args = {"name": name, "from_backup": from_backup, "replicas": number_of_replicas,
+                                    "size": size}
+        backup = next((b for records in self.backups.values() for b in records if b.url == from_backup), None)
+        if backup is not None and backup.volume_size:
+            size = backup.volume_size  # Longhorn's webhook overrides the requested size
         self.volumes[name] = Volume(name=name, size=size, state="attaching", robustness="unknown", ready=False,
                                     created=NOW, pv_name="", pvc_name="", pvc_namespace="", last_backup="",
                                     last_backup_at=None, backups=(), restore_required=True, restore_initiated=True,
