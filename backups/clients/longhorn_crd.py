@@ -17,7 +17,7 @@ kubernetes.py's; this module only knows Longhorn's resources.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Iterator
 
 from django.conf import settings
@@ -30,14 +30,6 @@ from .timeparse import parse_time
 GROUP, VERSION = "longhorn.io", "v1beta2"
 LABEL_BACKUP_VOLUME = "backup-volume"  # types.LonghornLabelBackupVolume
 LABEL_BACKUP_TARGET = "backup-target"  # types.LonghornLabelBackupTarget, 1.8+
-
-
-@dataclass(frozen=True)
-class _VolumeFacts:
-    """What Soteria keeps of a Volume CR while the Backup CRs are read."""
-
-    volume: Volume
-    backup_target: str
 
 
 def _int(value: Any) -> int:
@@ -74,11 +66,11 @@ def _ready(spec: dict, status: dict, conditions: dict[str, dict]) -> bool:
     return bool(spec.get("nodeID"))
 
 
-def _volume_facts(obj: dict) -> _VolumeFacts:
+def _volume(obj: dict) -> Volume:
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
     kube = status.get("kubernetesStatus") or {}
     conditions = _conditions(status.get("conditions"))
-    volume = Volume(
+    return Volume(
         name=sys.intern(meta.get("name", "")),
         size=str(spec.get("size", "")),
         state=sys.intern(status.get("state", "")),
@@ -100,8 +92,8 @@ def _volume_facts(obj: dict) -> _VolumeFacts:
         stale_replica_timeout=_int(spec.get("staleReplicaTimeout")) or 30,
         data_engine=sys.intern(spec.get("dataEngine") or "v1"),
         from_backup=spec.get("fromBackup") or "",
+        backup_target=sys.intern(spec.get("backupTargetName") or ""),
     )
-    return _VolumeFacts(volume=volume, backup_target=spec.get("backupTargetName") or "")
 
 
 def _backup_status(obj: dict) -> tuple[str, str, BackupStatus]:
@@ -131,30 +123,30 @@ def list_volumes() -> list[Volume]:
     A volume's backups are the Backup CRs labelled with its name (else whose status names
     it); from 1.8, only those on the volume's own backup target, as the manager shows them.
     Backups of volumes that do not exist are dropped as they are read."""
-    facts: dict[str, _VolumeFacts] = {}
+    volumes: dict[str, Volume] = {}
     for page in _pages("volumes"):
         for obj in page:
-            item = _volume_facts(obj)
-            facts[item.volume.name] = item
+            volume = _volume(obj)
+            volumes[volume.name] = volume
     backups: dict[str, list[BackupStatus]] = {}
     for page in _pages("backups"):
         for obj in page:
-            volume, target, entry = _backup_status(obj)
-            item = facts.get(volume)
-            if item is None:
+            name, target, entry = _backup_status(obj)
+            volume = volumes.get(name)
+            if volume is None:
                 continue
-            if target and item.backup_target and target != item.backup_target:
+            if target and volume.backup_target and target != volume.backup_target:
                 continue
-            backups.setdefault(volume, []).append(entry)
-    volumes = []
-    for name in sorted(facts):
-        volume = facts[name].volume
+            backups.setdefault(name, []).append(entry)
+    listed = []
+    for name in sorted(volumes):
+        volume = volumes.pop(name)
         own = backups.pop(name, None)
         if own:
             own.sort(key=lambda b: b.name)  # the manager sorts backupStatus[] by backup name
             volume = replace(volume, backups=tuple(own))
-        volumes.append(volume)
-    return volumes
+        listed.append(volume)
+    return listed
 
 
 def _backup_volume(obj: dict) -> BackupVolume:
@@ -170,6 +162,7 @@ def _backup_volume(obj: dict) -> BackupVolume:
         last_backup_at=parse_time(status.get("lastBackupAt")),
         created=parse_time(status.get("createdAt")),
         storage_class=status.get("storageClassName", ""),
+        backup_target=spec.get("backupTargetName") or labels.get(LABEL_BACKUP_TARGET) or "",
     )
 
 

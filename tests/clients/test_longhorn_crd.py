@@ -158,6 +158,7 @@ def test_from_18_only_backups_on_the_volumes_own_backup_target_count(kube_api):
     ])
     v17, a = longhorn_crd.list_volumes()  # sorted by name
     assert [b.name for b in a.backups] == ["backup-1"]
+    assert (a.backup_target, v17.backup_target) == ("default", "")
     assert [b.name for b in v17.backups] == ["backup-3", "backup-4"]
 
 
@@ -171,7 +172,8 @@ def test_backup_volumes_match_by_spec_volume_name_from_18_and_by_name_before(kub
     assert a == BackupVolume(name="vol-a-8521839b", volume_name="vol-a", size="2147483648",
                              last_backup_name="backup-9",
                              last_backup_at=datetime(2026, 11, 2, 10, 1, tzinfo=timezone.utc),
-                             created=datetime(2026, 11, 1, 10, tzinfo=timezone.utc), storage_class="longhorn")
+                             created=datetime(2026, 11, 1, 10, tzinfo=timezone.utc), storage_class="longhorn",
+                             backup_target="default")
     assert (b.name, b.volume_name, b.last_backup_name) == ("vol-b", "vol-b", "backup-1")
     assert (c.name, c.volume_name, c.last_backup_at) == ("vol-c-x1y2z3", "vol-c", None)
 
