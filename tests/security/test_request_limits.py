@@ -104,17 +104,19 @@ def test_a_namespace_batch_over_the_cap_is_refused_before_any_work(limited_serve
     assert restore.status == 400 and restore.json()["error"] == "batch_too_large"
 
 
-def test_healthz_answers_while_slow_inventory_builds_hold_the_workers(limited_server, sandbox):
-    """One worker with two threads: one builds a slow inventory, another caller is told the server is
+def test_healthz_answers_while_slow_requests_hold_the_workers(limited_server, sandbox):
+    """One worker with two threads: one plans a restore that Longhorn answers slowly (the inventory
+    no longer asks Longhorn's manager anything), another caller's inventory is told the server is
     busy (503) at once, and /healthz still answers."""
     faults.reset_calls(sandbox)
-    faults.inject(sandbox, "volumes.list", mode="slow", delay=8, count=0)
+    faults.inject(sandbox, "volume.get", mode="slow", delay=8, count=0)
     results = {}
     try:
         slow = threading.Thread(target=lambda: results.setdefault("slow", call(
-            limited_server.url, "GET", "/v1/inventory", headers=cast.AUTOMATION, timeout=60)))
+            limited_server.url, "POST", "/v1/restores", headers=cast.ADMIN, peer=PROXY, timeout=60,
+            json={"namespace": "ai", "pvc": "llm-cache", "target_pvc": "busy-probe", "dry_run": True})))
         slow.start()
-        wait_for(lambda: faults.calls(sandbox).get("volumes.list", 0) >= 1 or None, what="slow inventory under way")
+        wait_for(lambda: faults.calls(sandbox).get("volume.get", 0) >= 1 or None, what="slow restore plan under way")
         busy = call(limited_server.url, "GET", "/v1/inventory", headers=cast.ADMIN, peer=PROXY, timeout=5)
         assert busy.status == 503 and busy.json()["error"] == "busy" and busy.headers["retry-after"]
         assert call(limited_server.url, "GET", "/healthz", timeout=5).status == 200
