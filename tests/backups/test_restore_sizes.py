@@ -1,0 +1,80 @@
+"""Restored sizes: Longhorn restores a volume at the backup's volumeSize; the PV says so,
+and a source that grew since the backup gets its restored volume expanded."""
+
+import pytest
+import time_machine
+
+from backups.errors import UpstreamError
+
+from .fake_cluster import NOW
+
+pytestmark = pytest.mark.django_db
+GI = 2**30
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+def _restore(client, dry_run=False):
+    return client.post("/v1/restores", {"namespace": "ai", "pvc": "grown", "target_pvc": "copy",
+                                        "dry_run": dry_run}, content_type="application/json")
+
+
+@pytest.fixture
+def grown(cluster):
+    """A PVC of 20Gi now, whose only backup was taken when its volume had 10Gi."""
+    cluster.add_pvc("ai", "grown", size="20Gi", backups=[("Completed", 5, None, {}, str(10 * GI))])
+    return cluster
+
+
+def test_the_dry_run_plan_shows_the_backup_size_and_the_expansion(client, grown):
+    body = _restore(client, dry_run=True).json()
+    assert body["backup_size"] == "10Gi" and body["source_size"] == "20Gi" and body["size"] == "20Gi"
+    calls = {c["call"]: c["args"] for c in body["plan"]}
+    assert calls["longhorn.createVolume"]["size"] == str(10 * GI)
+    assert calls["longhorn.expand"] == {"size": str(20 * GI), "from": "10Gi", "to": "20Gi"}
+    assert calls["kubernetes.createPersistentVolume"]["capacity"] == "20Gi"
+    assert grown.mutating_calls == {}
+
+
+def test_a_grown_source_gets_its_restored_volume_expanded_and_the_pv_matches(client, grown):
+    response = _restore(client)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert grown.expanded == [(body["volume"], str(20 * GI))]
+    assert int(grown.volumes[body["volume"]].size) == 20 * GI
+    assert grown.pvs[body["pv"]].capacity == "20Gi"
+    assert grown.pvcs[("ai", "copy")].requested == "20Gi"
+    assert body["size_note"] == ""
+
+
+def test_when_longhorn_refuses_the_expansion_the_pv_has_the_backup_size_and_the_answer_says_smaller(
+        client, grown):
+    grown.fail["expand_volume"] = UpstreamError("longhorn", "Longhorn failed expand: invalid volume state")
+    body = _restore(client).json()
+    volume = grown.volumes[body["volume"]]
+    assert int(volume.size) == 10 * GI  # what Longhorn restored
+    assert grown.pvs[body["pv"]].capacity == "10Gi" == body["size"]
+    assert grown.pvcs[("ai", "copy")].requested == "10Gi"
+    assert "smaller" in body["size_note"] and "20Gi" in body["size_note"] and "10Gi" in body["size_note"]
+
+
+def test_a_source_no_bigger_than_the_backup_is_restored_at_the_backup_size_without_expansion(client, cluster):
+    cluster.add_pvc("ai", "grown", size="8Gi", backups=[("Completed", 5, None, {}, str(10 * GI))])
+    body = _restore(client).json()
+    assert cluster.expanded == []
+    assert cluster.pvs[body["pv"]].capacity == "10Gi"
+    assert int(cluster.volumes[body["volume"]].size) == 10 * GI
+
+
+@pytest.mark.django_db(transaction=True)  # the batch runs in threads
+def test_a_namespace_restore_reports_a_smaller_claim_in_its_detail(client, grown):
+    grown.fail["expand_volume"] = UpstreamError("longhorn", "Longhorn failed expand: no")
+    grown.namespaces.add("ai-copy")
+    body = client.post("/v1/restores/namespace", {"namespace": "ai", "target_namespace": "ai-copy"},
+                       content_type="application/json").json()
+    row = next(r for r in body["results"] if r["pvc"] == "grown")
+    assert row["status"] == "restored" and "smaller" in row["detail"]
