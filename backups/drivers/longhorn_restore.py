@@ -181,10 +181,26 @@ def pvc_body(p: RestorePlan, requested_by: str) -> dict:
     }
 
 
+def _wait_expandable(volume: str) -> None:
+    """Until the restoring volume is attached (or detached) with its replicas scheduled, the
+    only states in which Longhorn's manager accepts `expand`; at the deadline, try anyway."""
+    deadline = time.monotonic() + ACCEPT_TIMEOUT
+    delay = 0.1
+    while time.monotonic() < deadline:
+        current = longhorn.get_volume(volume)
+        scheduled = ((current.conditions or {}).get("Scheduled") or {}).get("status", "True") if current else ""
+        if current is not None and current.state in ("attached", "detached") and scheduled == "True":
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
 def _expand(p: RestorePlan) -> RestorePlan:
-    """Expand the restored volume to the source's size; if Longhorn refuses, the claim gets
-    the backup's size and the answer says it is smaller than its source."""
+    """Expand the restored volume to the source's size (Longhorn's engine finishes an
+    expansion before it goes on restoring); if Longhorn refuses, the claim gets the
+    backup's size and the answer says it is smaller than its source."""
     try:
+        _wait_expandable(p.volume)
         longhorn.expand_volume(p.volume, p.expand_to)
     except SoteriaError as exc:
         log.warning("could not expand restored volume %s to %s: %s", p.volume, p.source_size, exc.detail)

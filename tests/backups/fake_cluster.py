@@ -231,7 +231,8 @@ class FakeCluster:
         backup = next((b for records in self.backups.values() for b in records if b.url == from_backup), None)
         if backup is not None and backup.volume_size:
             size = backup.volume_size  # Longhorn's webhook overrides the requested size
-        self.volumes[name] = Volume(name=name, size=size, state="attaching", robustness="unknown", ready=False,
+        # A restoring volume attaches itself (the expand action needs attached or detached).
+        self.volumes[name] = Volume(name=name, size=size, state="attached", robustness="unknown", ready=False,
                                     created=NOW, pv_name="", pvc_name="", pvc_namespace="", last_backup="",
                                     last_backup_at=None, backups=(), restore_required=True, restore_initiated=True,
                                     from_backup=from_backup)

@@ -78,3 +78,43 @@ def test_a_namespace_restore_reports_a_smaller_claim_in_its_detail(client, grown
                        content_type="application/json").json()
     row = next(r for r in body["results"] if r["pvc"] == "grown")
     assert row["status"] == "restored" and "smaller" in row["detail"]
+
+
+def test_the_expansion_waits_until_the_restoring_volume_is_attached(client, grown, monkeypatch):
+    from dataclasses import replace
+
+    from backups.drivers import longhorn_restore
+
+    class Clock:
+        now = 0.0
+
+        def monotonic(self):
+            return self.now
+
+        def sleep(self, seconds):
+            self.now += seconds
+
+    monkeypatch.setattr(longhorn_restore, "time", Clock())
+    create, get = grown.create_volume, grown.get_volume
+    seen = []
+
+    def attaching(name, **kwargs):
+        volume = create(name, **kwargs)
+        grown.volumes[name] = replace(volume, state="attaching")
+        return grown.volumes[name]
+
+    def attached_after_three_looks(name):
+        volume = get(name)
+        if name == "pvc-ai-grown" or volume is None:  # the source
+            return volume
+        seen.append(volume.state)
+        if len(seen) >= 3 and volume.state == "attaching":
+            grown.volumes[name] = replace(volume, state="attached")
+        return grown.volumes.get(name)
+
+    monkeypatch.setattr(grown, "create_volume", attaching)
+    monkeypatch.setattr(grown, "get_volume", attached_after_three_looks)
+    grown.install(monkeypatch)
+    body = _restore(client).json()
+    assert grown.expanded == [(body["volume"], str(20 * GI))]
+    assert seen == ["attaching"] * 3  # accepted, then two more looks before it was attached
