@@ -46,3 +46,59 @@ def set_op_seconds(cfg: SandboxConfig, seconds: float) -> dict:
 
 def longhorn_seed(cfg: SandboxConfig, payload: dict) -> dict:
     return _call(cfg, "POST", "/sandbox/seed", payload, timeout=600)  # bulk loads take a while
+
+
+# Longhorn behaviours (see docs/sandbox-longhorn.md, "Behaviour switches") ------------------
+def configure(cfg: SandboxConfig, **settings) -> dict:
+    """Change the emulator's switches, e.g. snapshot_max_count=5, failed_backup_ttl_minutes=0.01,
+    backup_poll_seconds=0.2, snapshot_attach_seconds=3, auto_cleanup_snapshot_after_backup=True,
+    volume_list_scan_ns=0. Returns the whole configuration."""
+    return _call(cfg, "POST", "/sandbox/config", settings)
+
+
+def config(cfg: SandboxConfig) -> dict:
+    return _call(cfg, "GET", "/sandbox/config")
+
+
+def set_snapshot_max_count(cfg: SandboxConfig, count: int) -> dict:
+    """Longhorn's snapshot-max-count setting (2-250, default 250) for volumes without their own count."""
+    return configure(cfg, snapshot_max_count=count)
+
+
+def set_failed_backup_ttl(cfg: SandboxConfig, minutes: float, poll_seconds: float | None = None) -> dict:
+    """Longhorn's failed-backup-ttl (minutes, default 1440, 0 = keep); the clean-up runs every
+    `poll_seconds` (Longhorn: the backupstore poll interval, 300 s)."""
+    settings = {"failed_backup_ttl_minutes": minutes}
+    if poll_seconds is not None:
+        settings["backup_poll_seconds"] = poll_seconds
+    return configure(cfg, **settings)
+
+
+def set_attached(cfg: SandboxConfig, volume: str, attached: bool) -> dict:
+    """Attach or detach a Longhorn volume as a user would (an API attachment ticket)."""
+    return _call(cfg, "POST", f"/sandbox/volumes/{volume}/attachment", {"attached": attached})
+
+
+def end_backup(cfg: SandboxConfig, backup: str, state: str = "Unknown", error: str = "") -> dict:
+    """Make a backup end now in state Unknown (or Error), as the backup controller would."""
+    return _call(cfg, "POST", f"/sandbox/backups/{backup}", {"state": state, "error": error})
+
+
+def mirror_status(cfg: SandboxConfig) -> dict:
+    """How far the Longhorn CRs in the API server lag the emulator's state."""
+    return _call(cfg, "GET", "/sandbox/mirror")
+
+
+def wait_mirrored(cfg: SandboxConfig, timeout: float = 600.0) -> dict:
+    """Until every Longhorn CR is written (after a seed, say). Returns the mirror's status."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        status = mirror_status(cfg)
+        if not status.get("enabled") or (status["ready"] and not status["pending"] and not status["busy"]
+                                         and not status["resyncPending"]):
+            return status
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Longhorn CRs still pending after {timeout:.0f}s: {status}")
+        time.sleep(0.2)

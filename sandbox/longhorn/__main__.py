@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="how long a backup or a restore takes")
     parser.add_argument("--kube-sync-seconds", type=float, default=2.0,
                         help="how often kubernetesStatus is refreshed from the API server (0: never)")
+    parser.add_argument("--namespace", default="longhorn-system",
+                        help="where the Longhorn CRs are mirrored (with --kubeconfig)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     if args.host not in LOOPBACK:
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     emulator = Emulator(args.state_dir, args.longhorn_version, args.op_seconds, args.kubeconfig,
-                        args.kube_sync_seconds)
+                        args.kube_sync_seconds, args.namespace)
     emulator.start()
     handler = WSGIRequestHandler if args.access_log else QuietHandler
     server = make_server(args.host, args.port, App(emulator), threaded=True, request_handler=handler)

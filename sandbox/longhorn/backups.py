@@ -138,7 +138,7 @@ def snapshot_gate(emu, backup: dict, now: float) -> dict:
     snapshot = emu.store.get("snapshots", backup["snapshot"])
     if snapshot is None:
         return {"state": "Pending", "messages": {"info": f"Failed to get the Snapshot {backup['snapshot']}"}}
-    if snapshot["readyAt"] > now:
+    if snapshot["readyAt"] > now or snapshot.get("refused"):
         return {"state": "Pending", "messages": {"info": f"Waiting for the snapshot {backup['snapshot']} to be ready"}}
     return {"state": "", "messages": {}, "snapshotCreated": snapshot["creationTime"],
             "op": {**backup["op"], "started": now}}
@@ -146,6 +146,7 @@ def snapshot_gate(emu, backup: dict, now: float) -> dict:
 
 # Controller ---------------------------------------------------------------------
 def advance(emu, now: float) -> None:
+    sweep_failed(emu, now)
     for name in list(emu.active_backups):
         backup = emu.store.get("backups", name)
         if backup is None:
@@ -169,20 +170,23 @@ def _advance_one(emu, backup: dict, now: float) -> None:
     volume = emu.store.get("volumes", backup["volume"])
     op = backup["op"]
     if volume is None or volume["deleting"]:
-        _fail(emu, backup, f'Cannot find the corresponding volume: volume.longhorn.io "{backup["volume"]}" not found')
+        fail(emu, backup, f'Cannot find the corresponding volume: volume.longhorn.io "{backup["volume"]}" not found')
     elif backup["state"] == "Pending":
         changes = snapshot_gate(emu, backup, now)
         if changes["state"] != "Pending" or changes["messages"] != backup["messages"]:
             emu.store.update("backups", backup["name"], **changes)
-    elif op["fail"] and now - op["started"] >= 0.55 * op["duration"]:
-        _fail(emu, backup, op["fail"], view(emu, backup, now)[1])
+    elif (op["fail"] or op.get("final")) and now - op["started"] >= 0.55 * op["duration"]:
+        fail(emu, backup, op["fail"] or "", view(emu, backup, now)[1], state=op.get("final") or "Error")
     elif now - op["started"] >= op["duration"]:
         _complete(emu, backup, now)
 
 
-def _fail(emu, backup: dict, message: str, progress: int | None = None) -> None:
-    emu.store.update("backups", backup["name"], state="Error", error=message, op=None,
-                     progress=backup["progress"] if progress is None else progress)
+def fail(emu, backup: dict, message: str, progress: int | None = None, state: str = "Error") -> None:
+    """End a backup in Error (or Unknown: the engine reported a state the manager does not know)."""
+    now = util.now()
+    emu.store.update("backups", backup["name"], state=state, error=message, op=None,
+                     progress=backup["progress"] if progress is None else progress,
+                     syncedAt=util.rfc3339(now), failedAt=now)
     emu.set_ticket(backup["volume"], ticket_id(backup["name"]), None)
     emu.active_backups.discard(backup["name"])
 
@@ -213,6 +217,36 @@ def _complete(emu, backup: dict, now: float) -> None:
         refresh_backup_volume(emu, backup["bv"], latest=backup["name"])
     emu.set_ticket(backup["volume"], ticket_id(backup["name"]), None)
     emu.active_backups.discard(backup["name"])
+    _cleanup_snapshot(emu, backup)
+
+
+def _cleanup_snapshot(emu, backup: dict) -> None:
+    """Longhorn 1.9's auto-cleanup-snapshot-after-on-demand-backup-completed (off by default):
+    delete the backed-up snapshot, except for recurring-job backups."""
+    if not emu.config["auto_cleanup_snapshot_after_backup"] or not backup["snapshot"]:
+        return
+    if "RecurringJob" in (backup["specLabels"] or {}):
+        return
+    from . import snapshots
+    snapshots.delete(emu, backup["snapshot"])
+
+
+def sweep_failed(emu, now: float) -> int:
+    """The backup volume controller's clean-up: Error/Unknown backups of this cluster
+    (with a snapshot name) older than failed-backup-ttl minutes are deleted. Runs once per
+    backupstore poll; a TTL of 0 turns it off."""
+    config = emu.config
+    ttl = float(config["failed_backup_ttl_minutes"]) * 60
+    if ttl <= 0 or now - emu.last_ttl_sweep < float(config["backup_poll_seconds"]):
+        return 0
+    emu.last_ttl_sweep = now
+    with emu.store.lock:
+        expired = [b for b in emu.store.tables["backups"].values()
+                   if b["state"] in ("Error", "Unknown") and b["snapshot"] and b.get("deleting") is None
+                   and now > (b.get("failedAt") or now) + ttl]
+        for backup in expired:
+            remove(emu, backup)
+    return len(expired)
 
 
 def remove(emu, backup: dict) -> None:

@@ -3,9 +3,12 @@
   GET|POST|DELETE /sandbox/faults   list, add, clear injected faults (see faults.py)
   GET|DELETE      /sandbox/calls    per-route counts of /v1 calls; reset them
   POST            /sandbox/seed     bulk-load volumes and historical backups
-  GET|POST        /sandbox/config   read or change {"op_seconds": float}
+  GET|POST        /sandbox/config   read or change op_seconds and the behaviour switches
   GET             /sandbox/state    how many volumes, backups, ... are held
   POST            /sandbox/reset    forget every volume, backup and snapshot
+  GET             /sandbox/mirror   how far the Longhorn CRs in the API server lag the state
+  POST            /sandbox/volumes/<name>/attachment  {"attached": bool}: attach or detach by hand
+  POST            /sandbox/backups/<name>             {"state", "error"}: force a backup's end state
 
 Answers are JSON; invalid input answers 400 {"error": "..."}.
 """
@@ -20,6 +23,7 @@ import time
 from werkzeug.wrappers import Request, Response
 
 from . import backups, util, volumes
+from .core import DEFAULT_CONFIG
 from .constants import NODE
 from .faults import parse_fault
 
@@ -57,7 +61,13 @@ def dispatch(emu, request: Request) -> Response:
         ("POST", "/sandbox/config"): lambda: _json(_set_config(emu, _body(request))),
         ("GET", "/sandbox/state"): lambda: _json(_state(emu)),
         ("POST", "/sandbox/reset"): lambda: (emu.reset(), _json(_state(emu)))[1],
+        ("GET", "/sandbox/mirror"): lambda: _json(emu.mirror.status() if emu.mirror else {"enabled": False}),
     }
+    parts = route[1].split("/")
+    if route[0] == "POST" and len(parts) == 5 and parts[2] == "volumes" and parts[4] == "attachment":
+        handlers[route] = lambda: _json(_set_attachment(emu, parts[3], _body(request)))
+    if route[0] == "POST" and len(parts) == 4 and parts[2] == "backups":
+        handlers[route] = lambda: _json(_set_backup_state(emu, parts[3], _body(request)))
     handler = handlers.get(route)
     if handler is None:
         known = any(path == route[1] for _, path in handlers)
@@ -79,22 +89,87 @@ def _add_fault(emu, request: Request) -> Response:
 
 def _config(emu) -> dict:
     return {"op_seconds": emu.op_seconds, "version": emu.version, "longhorn_version": emu.longhorn_version,
-            "kube_sync_seconds": emu.kube.sync_seconds if emu.kube else None}
+            "kube_sync_seconds": emu.kube.sync_seconds if emu.kube else None, **emu.config}
+
+
+def _number(body: dict, key: str, minimum: float = 0, nullable: bool = False):
+    value = body[key]
+    if nullable and value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < minimum:
+        raise BadRequest(f"{key}: a number >= {minimum} is required")
+    return value
 
 
 def _set_config(emu, body) -> dict:
-    value = body.get("op_seconds") if isinstance(body, dict) else None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise BadRequest("op_seconds: a number of seconds >= 0 is required")
-    emu.op_seconds = float(value)
+    if not isinstance(body, dict) or not body:
+        raise BadRequest("body: an object with op_seconds or one of " + ", ".join(DEFAULT_CONFIG))
+    unknown = set(body) - set(DEFAULT_CONFIG) - {"op_seconds"}
+    if unknown:
+        raise BadRequest(f"unknown keys {sorted(unknown)}; known: op_seconds, {', '.join(DEFAULT_CONFIG)}")
+    changes = {}
+    if "op_seconds" in body:
+        emu.op_seconds = float(_number(body, "op_seconds"))
+    if "snapshot_max_count" in body:
+        value = body["snapshot_max_count"]
+        if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= 250:
+            raise BadRequest("snapshot_max_count: an integer from 2 to 250 (Longhorn's range) is required")
+        changes["snapshot_max_count"] = value
+    for key in ("failed_backup_ttl_minutes", "backup_poll_seconds", "volume_list_scan_ns"):
+        if key in body:
+            changes[key] = float(_number(body, key))
+    if "snapshot_attach_seconds" in body:
+        changes["snapshot_attach_seconds"] = _number(body, "snapshot_attach_seconds", nullable=True)
+    if "auto_cleanup_snapshot_after_backup" in body:
+        if not isinstance(body["auto_cleanup_snapshot_after_backup"], bool):
+            raise BadRequest("auto_cleanup_snapshot_after_backup: true or false")
+        changes["auto_cleanup_snapshot_after_backup"] = body["auto_cleanup_snapshot_after_backup"]
+    if changes:
+        emu.set_config(**changes)
+    if "backup_poll_seconds" in changes or "failed_backup_ttl_minutes" in changes:
+        emu.last_ttl_sweep = 0.0  # the next poll runs now
     return _config(emu)
+
+
+def _set_attachment(emu, name: str, body) -> dict:
+    """Attach (as a user would through the API) or detach a volume; the controller moves its state."""
+    if not isinstance(body, dict) or not isinstance(body.get("attached"), bool):
+        raise BadRequest('body: {"attached": true|false}')
+    if emu.store.get("volumes", name) is None:
+        raise BadRequest(f"no volume {name}")
+    if body["attached"]:
+        emu.set_ticket(name, "sandbox-control", {"type": "longhorn-api", "parameters": {}})
+        emu.store.update("volumes", name, nodeID=NODE)
+    else:
+        with emu.store.lock:
+            volume = emu.store.get("volumes", name)
+            tickets = {k: v for k, v in volume["tickets"].items() if v["type"] != "longhorn-api"}
+            emu.store.update("volumes", name, tickets=tickets, nodeID="")
+            emu.active_volumes.add(name)
+    return {"volume": name, "attached": body["attached"]}
+
+
+def _set_backup_state(emu, name: str, body) -> dict:
+    """End a backup now in a state of the caller's choice (Error, Unknown or Completed)."""
+    if not isinstance(body, dict) or body.get("state") not in ("Error", "Unknown"):
+        raise BadRequest('body: {"state": "Error"|"Unknown", "error": "..."}')
+    backup = emu.store.get("backups", name)
+    if backup is None:
+        raise BadRequest(f"no backup {name}")
+    error = body.get("error", "")
+    if not isinstance(error, str):
+        raise BadRequest("error: a string")
+    backups.fail(emu, backup, error, state=body["state"])
+    record = emu.store.get("backups", name)
+    return {"name": name, "state": record["state"], "error": record["error"]}
 
 
 def _state(emu) -> dict:
     tables = emu.store.tables
     return {"volumes": len(tables["volumes"]), "backups": len(tables["backups"]),
             "backupVolumes": len(tables["backup_volumes"]), "snapshots": len(tables["snapshots"]),
-            "activeVolumes": len(emu.active_volumes), "activeBackups": len(emu.active_backups)}
+            "activeVolumes": len(emu.active_volumes), "activeBackups": len(emu.active_backups),
+            "scanPairs": emu.scan_pairs}
 
 
 # Seeding ---------------------------------------------------------------------------
@@ -226,6 +301,8 @@ def _seed_backup(emu, spec, volume_name: str, context: dict, touched: dict[str, 
         record["size"] = str(spec.get("size", util.dir_size(directory)))
     else:
         record["size"] = str(spec.get("size", "0"))
+    if state in ("Error", "Unknown"):
+        record.update(failedAt=now, syncedAt=util.rfc3339(now))
     if completed:
         record.update(url=backups.backup_url(record), newlyUploaded=record["size"], reUploaded="0")
         if created < touched.get(volume_name, "~"):

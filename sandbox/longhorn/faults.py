@@ -11,7 +11,10 @@ and apply to the next `count` matching calls (0 means until cleared):
               then answer a 500 error; the request is not carried out;
 - slow:       wait `delay` seconds (default 1) first, then carry the call out;
 - fail_async: carry the call out, but the backup or restore it starts ends in
-              state Error with `message`.
+              state Error with `message`;
+- unknown_async: (snapshotBackup) carry the call out, but the backup ends in
+              state Unknown, as when the engine reports a state the manager does
+              not know (engineapi ConvertEngineBackupState); `message` is its error.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field, fields
 
-MODES = ("error", "timeout", "slow", "fail_async")
+MODES = ("error", "timeout", "slow", "fail_async", "unknown_async")
 DEFAULT_MESSAGE = "sandbox fault injected"
 
 

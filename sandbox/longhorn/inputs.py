@@ -41,6 +41,7 @@ STRUCTS: dict[str, dict[str, str]] = {
     "SnapshotInput": {"name": S, "labels": LABELS, "backupMode": S},
     "SnapshotCRInput": {"name": S, "labels": LABELS},
     "BackupInput": {"name": S},
+    "ExpandInput": {"size": S},
     "PVCreateInput": {"pvName": S, "fsType": S, "secretName": S, "secretNamespace": S, "storageClassName": S},
     "PVCCreateInput": {"namespace": S, "pvcName": S},
     "AttachInput": {"hostId": S, "disableFrontend": B, "attachedBy": S, "attacherType": S, "attachmentID": S},

@@ -170,6 +170,19 @@ class KubeBridge:
             if volume is not None and volume["kubernetesStatus"] != status:
                 self.emu.store.update("volumes", name, kubernetesStatus=status)
 
+    def grow_claim(self, namespace: str, pvc: str, size: int) -> None:
+        """Raise a bound PVC's storage request to `size` bytes if it asks for less (best effort)."""
+        try:
+            core = self.core()
+            claim = core.read_namespaced_persistent_volume_claim(pvc, namespace, _request_timeout=TIMEOUT)
+            current = util.parse_quantity((claim.spec.resources.requests or {}).get("storage", "0"))
+            if current < size:
+                core.patch_namespaced_persistent_volume_claim(
+                    pvc, namespace, {"spec": {"resources": {"requests": {"storage": str(size)}}}},
+                    _request_timeout=TIMEOUT)
+        except Exception as exc:
+            log.warning("cannot grow PVC %s/%s: %s", namespace, pvc, _error(exc))
+
     def storage_class_of(self, namespace: str, pvc: str) -> str:
         if (namespace, pvc) not in self._classes:
             try:

@@ -40,6 +40,7 @@ VOLUME_ACTIONS = {
     "snapshotCreate": snapshots.engine_create, "snapshotList": snapshots.engine_list,
     "snapshotGet": snapshots.engine_get, "snapshotDelete": snapshots.engine_delete,
     "snapshotBackup": snapshots.backup, "pvCreate": k8s.pv_create, "pvcCreate": k8s.pvc_create,
+    "expand": volumes.expand,
 }
 # Actions the manager forwards to the volume's owner node; that lookup 404s first.
 FORWARDED = {"snapshotCreate", "snapshotList", "snapshotGet", "snapshotDelete", "snapshotBackup"}

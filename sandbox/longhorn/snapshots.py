@@ -33,19 +33,43 @@ def _chain(emu, volume: str) -> dict[str, tuple[str, dict]]:
     return chain
 
 
-def _render_cr(emu, ctx: Ctx, snap: dict, now: float) -> dict:
-    ready = snap["readyAt"] <= now
+def attach_error(volume: str) -> str:
+    """The snapshot controller's message while the engine of a detached volume starts."""
+    return (f"failed to take snapshot because the volume engine {volume}-e-0 is not running. "
+            "Waiting for the volume to be attached")
+
+
+def limit_error(usage: int, limit: int) -> str:
+    """The engine's refusal past snapshot-max-count, as it reaches the manager through the proxy."""
+    return (f"proxyServer=127.0.0.1:8501 destination=127.0.0.1:10000: failed to snapshot volume: rpc error: "
+            f"code = Unknown desc = snapshot count usage {usage} is equal or larger than snapshotMaxCount {limit}")
+
+
+def cr_fields(emu, snap: dict, now: float) -> dict:
+    """A Snapshot CR's fields at time `now` (the REST snapshotCR and the CR's status)."""
+    refused = snap.get("refused") or ""
+    ready = snap["readyAt"] <= now and not refused
     parent, children = _chain(emu, snap["volume"]).get(snap["name"], ("", {})) if ready else ("", None)
     volume = emu.store.get("volumes", snap["volume"])
-    fields = {
+    error = refused or (attach_error(snap["volume"]) if now < snap.get("attachUntil", 0) else "")
+    return {
         "name": snap["name"], "crCreationTime": snap["crCreationTime"], "volume": snap["volume"],
         "createSnapshot": True, "parent": parent, "children": children, "markRemoved": snap["markRemoved"],
         "userCreated": True, "creationTime": snap["creationTime"] if ready else "",
         "size": snap["size"] if ready else 0, "labels": snap["labels"], "ownerID": NODE,
         "restoreSize": volume["size"] if volume else 0, "readyToUse": ready and not snap["markRemoved"],
-        "checksum": "",
+        "checksum": "", "error": error,
     }
-    return ctx.resource("snapshotCR", snap["name"], fields)
+
+
+def _render_cr(emu, ctx: Ctx, snap: dict, now: float) -> dict:
+    return ctx.resource("snapshotCR", snap["name"], cr_fields(emu, snap, now))
+
+
+def usage(emu, volume: str) -> int:
+    """Snapshots the engine counts against snapshot-max-count: taken and not removed."""
+    return sum(1 for s in emu.store.records_for_volume("snapshots", volume)
+               if not s["markRemoved"] and not s.get("refused"))
 
 
 def _render_engine_snapshot(emu, ctx: Ctx, snap: dict) -> dict:
@@ -56,20 +80,65 @@ def _render_engine_snapshot(emu, ctx: Ctx, snap: dict) -> dict:
     return ctx.resource("snapshot", snap["name"], fields)
 
 
-def _take(emu, volume: dict, name: str, labels: dict, ready_after: float) -> dict:
-    """Copy the volume's files into a new snapshot."""
+def _take(emu, volume: dict, name: str, labels: dict, ready_after: float, attach: bool = False,
+          refuse: bool = False) -> dict:
+    """Copy the volume's files into a new snapshot.
+
+    `attach`: the volume is detached, so the snapshot controller attaches it first and the
+    snapshot reports the attach error meanwhile. `refuse`: past the limit, the engine refuses
+    (raises for the engine call; the CR keeps the error)."""
     if emu.store.get("snapshots", name) is not None:
         raise ApiError(f'snapshots.longhorn.io "{name}" already exists')
+    limit = emu.snapshot_max_count(volume)
+    count = usage(emu, volume["name"])
+    refused = limit_error(count, limit) if count >= limit else ""
+    if refused and refuse:
+        raise ApiError(refused)
     now = util.now()
+    attach_until = now + emu.attach_seconds if attach and not refused else 0.0
     target = emu.snapshot_dir(volume["name"], name)
-    util.copy_dir(emu.volume_dir(volume["name"]), target)
+    if not refused:
+        util.copy_dir(emu.volume_dir(volume["name"]), target)
     snap = {"name": name, "volume": volume["name"], "createdAt": now, "creationTime": util.rfc3339(now),
-            "crCreationTime": util.rfc3339(now), "labels": labels, "size": util.dir_size(target),
-            "readyAt": now + ready_after, "markRemoved": False}
+            "crCreationTime": util.rfc3339(now), "labels": labels, "size": 0 if refused else util.dir_size(target),
+            "readyAt": max(now + ready_after, attach_until + ready_after if attach_until else 0.0),
+            "markRemoved": False, "refused": refused, "attachUntil": attach_until, "ticket": bool(attach_until)}
     with emu.store.lock:
         if emu.store.get("snapshots", name) is not None:
             raise ApiError(f'snapshots.longhorn.io "{name}" already exists')
         emu.store.put("snapshots", name, snap)
+        if attach_until:
+            emu.active_snapshots.add(name)
+    if attach_until:
+        emu.set_ticket(volume["name"], ticket_id(name), {"type": "snapshot-controller", "parameters": {}})
+    return snap
+
+
+def ticket_id(snapshot: str) -> str:
+    return f"snapshot-controller-{snapshot}"
+
+
+def advance(emu, now: float) -> None:
+    """Release the attachment a snapshot of a detached volume asked for once it is taken."""
+    for name in list(emu.active_snapshots):
+        snap = emu.store.get("snapshots", name)
+        if snap is None or not snap.get("ticket"):
+            emu.active_snapshots.discard(name)
+        elif snap["readyAt"] <= now:
+            emu.store.update("snapshots", name, ticket=False)
+            emu.set_ticket(snap["volume"], ticket_id(name), None)
+            emu.active_snapshots.discard(name)
+
+
+def delete(emu, snap_name: str) -> dict | None:
+    """Remove a snapshot (its CR, its files, the attachment it held)."""
+    with emu.store.lock:
+        snap = emu.store.delete("snapshots", snap_name)
+    if snap is not None:
+        emu.remove_dir(emu.snapshot_dir(snap["volume"], snap["name"]))
+        if snap.get("ticket"):
+            emu.set_ticket(snap["volume"], ticket_id(snap_name), None)
+            emu.active_snapshots.discard(snap_name)
     return snap
 
 
@@ -85,7 +154,8 @@ def cr_create(emu, ctx: Ctx, request, name: str):
     try:
         body = decode(request.get_data(), "SnapshotCRInput")
         volume = volume_or_404(emu, name)
-        snap = _take(emu, volume, body["name"] or util.generate_name("snap"), body["labels"] or {}, emu.step)
+        snap = _take(emu, volume, body["name"] or util.generate_name("snap"), body["labels"] or {}, emu.step,
+                     attach=not engine_running(volume))
     except ApiError as exc:
         raise exc.wrap("failed to create snapshot CR") from None
     return json_response(ctx, _render_cr(emu, ctx, snap, util.now()))
@@ -114,10 +184,7 @@ def cr_delete(emu, ctx: Ctx, request, name: str):
         volume_or_404(emu, name)
     except ApiError as exc:
         raise exc.wrap("failed to delete snapshot CR") from None
-    with emu.store.lock:
-        snap = emu.store.delete("snapshots", body["name"])
-    if snap is not None:
-        emu.remove_dir(emu.snapshot_dir(snap["volume"], snap["name"]))
+    delete(emu, body["name"])
     empty = {"type": "empty", "links": {"self": ctx.request_url}, "actions": {}}
     return json_response(ctx, empty)
 
@@ -130,7 +197,7 @@ def engine_create(emu, ctx: Ctx, request, name: str):
         labels = body["labels"] or {}
         if any("=" in key or "=" in value for key, value in labels.items()):
             raise ApiError("labels cannot contain '='")
-        snap = _take(emu, volume, body["name"] or str(uuid.uuid4()), labels, 0.0)
+        snap = _take(emu, volume, body["name"] or str(uuid.uuid4()), labels, 0.0, refuse=True)
     except ApiError as exc:
         raise exc.wrap("failed to create snapshot") from None
     return json_response(ctx, _render_engine_snapshot(emu, ctx, snap))
@@ -202,7 +269,8 @@ def backup(emu, ctx: Ctx, request, name: str, fault=None):
         volumeSize=str(volume["size"]), compressionMethod=volume["backupCompressionMethod"],
         replica=replicas[0] if replicas else "", storageClassName=_storage_class(emu, volume),
         op={"started": now, "duration": emu.op_seconds,
-            "fail": fault.message if fault is not None and fault.mode == "fail_async" else None})
+            "fail": fault.message if fault is not None and fault.mode == "fail_async" else None,
+            "final": "Unknown" if fault is not None and fault.mode == "unknown_async" else None})
     record.update(backups.snapshot_gate(emu, record, now))
     with emu.store.lock:
         emu.store.put("backups", record["name"], record)

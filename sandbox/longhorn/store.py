@@ -44,6 +44,8 @@ class Store:
         self._compact_after = compact_after
         self._bulk = False
         self._compacting: threading.Thread | None = None
+        # Told of every change (the CR mirror): .changed(table, key, old, new) and .cleared().
+        self.listener = None
 
     # Reading -----------------------------------------------------------------
     def get(self, table: str, key: str) -> dict | None:
@@ -65,9 +67,12 @@ class Store:
     # Writing -----------------------------------------------------------------
     def put(self, table: str, key: str, record: dict) -> dict:
         with self.lock:
-            self._index(table, key, self.tables[table].get(key), record)
+            old = self.tables[table].get(key)
+            self._index(table, key, old, record)
             self.tables[table][key] = record
             self._append(table, key, record)
+            if self.listener is not None:
+                self.listener.changed(table, key, old, record)
         return record
 
     def update(self, table: str, key: str, **changes) -> dict | None:
@@ -83,6 +88,8 @@ class Store:
             if old is not None:
                 self._index(table, key, old, None)
                 self._append(table, key, None)
+                if self.listener is not None:
+                    self.listener.changed(table, key, old, None)
             return old
 
     def _index(self, table: str, key: str, old: dict | None, new: dict | None) -> None:
@@ -119,6 +126,8 @@ class Store:
                 self._by_volume[name] = defaultdict(dict)
             for volume in self.backup_revision:  # never reuse a revision a cache may hold
                 self.backup_revision[volume] += 1
+            if self.listener is not None:
+                self.listener.cleared()
 
     # Journal and snapshots ---------------------------------------------------
     def _journal_path(self, generation: int) -> Path:

@@ -17,8 +17,8 @@ _BACKUP_STATUS_MARK = "\x00backupStatus\x00"
 # Actions the emulator implements, in the states the manager advertises them.
 ALWAYS = ("attach", "detach")
 NOT_FAULTED = ("snapshotCRCreate", "snapshotCRGet", "snapshotCRList", "snapshotCRDelete", "snapshotBackup")
-DETACHED = ("pvCreate", "pvcCreate")
-ATTACHED = ("snapshotCreate", "snapshotList", "snapshotGet", "snapshotDelete", "pvCreate", "pvcCreate")
+DETACHED = ("pvCreate", "pvcCreate", "expand")
+ATTACHED = ("snapshotCreate", "snapshotList", "snapshotGet", "snapshotDelete", "pvCreate", "pvcCreate", "expand")
 
 
 def engine_running(volume: dict) -> bool:
@@ -129,12 +129,13 @@ def volume_fields(emu, volume: dict, bv: dict | None, snapshot_sizes: list[int],
         "standby", "restoreRequired", "restoreInitiated", "revisionCounterDisabled",
         "snapshotDataIntegrity", "unmapMarkSnapChainRemoved", "backupCompressionMethod",
         "replicaSoftAntiAffinity", "replicaZoneSoftAntiAffinity", "replicaDiskSoftAntiAffinity",
-        "dataEngine", "snapshotMaxCount", "freezeFilesystemForSnapshot", "diskSelector", "nodeSelector",
+        "dataEngine", "freezeFilesystemForSnapshot", "diskSelector", "nodeSelector",
         "numberOfReplicas", "replicaAutoBalance", "accessMode", "migratable", "encrypted",
         "kubernetesStatus", "conditions", "state")}
     fields.update({
         "size": str(volume["size"]),
         "snapshotMaxSize": str(volume["snapshotMaxSize"]),
+        "snapshotMaxCount": emu.snapshot_max_count(volume),
         "robustness": robustness(volume),
         "currentImage": emu.engine_image if running else "",
         "lastBackup": bv["lastBackupName"] if bv else "",
@@ -158,6 +159,7 @@ def volume_fields(emu, volume: dict, bv: dict | None, snapshot_sizes: list[int],
 
 def render_volume(emu, ctx: Ctx, volume: dict, now: float) -> dict:
     """One volume as a resource dict (the single-volume path)."""
+    emu.scan(1)
     store = emu.store
     with store.lock:
         bv = store.get("backup_volumes", emu.bv_id(volume["name"]))
@@ -170,6 +172,7 @@ def render_volume(emu, ctx: Ctx, volume: dict, now: float) -> dict:
 
 def render_volume_list(emu, ctx: Ctx, now: float) -> str:
     """GET /v1/volumes as JSON text, reusing each volume's cached backupStatus."""
+    emu.scan(len(emu.store.tables["volumes"]))
     store = emu.store
     rows = []
     with store.lock:

@@ -49,6 +49,8 @@ def new_record(emu, name: str, size: int, spec: dict, created: float) -> dict:
     record = {**SPEC_DEFAULTS, **{k: v for k, v in spec.items() if k in SPEC_DEFAULTS}}
     record.update({
         "name": name, "size": size, "snapshotMaxSize": spec.get("snapshotMaxSize", 0),
+        # A count given at create time; 0: the snapshot-max-count setting applies (see Emulator).
+        "snapshotMaxCountSet": spec.get("snapshotMaxCount", 0),
         "created": util.go_time(created), "createdAt": at, "image": emu.engine_image,
         "backupTargetName": BACKUP_TARGET, "state": "creating", "since": created, "faulted": False,
         "nodeID": "", "lastAttachedBy": "", "tickets": {}, "kubernetesStatus": dict(EMPTY_KUBE_STATUS),
@@ -351,3 +353,32 @@ def _finish_restore(emu, volume: dict, now: float, error: str = "") -> None:
                 "conditions": {**current["conditions"], "Restore": condition("Restore", "False", at)},
             }
         emu.store.update("volumes", volume["name"], tickets=tickets, **changes)
+
+
+# Expansion ------------------------------------------------------------------------
+def expand(emu, ctx: Ctx, request, name: str):
+    """`expand` {"size"} (api/volume.go VolumeExpand, manager/volume.go Expand): detached or
+    attached volumes only; the size is rounded up to 2 MiB; a size not larger is ignored."""
+    body = decode(request.get_data(), "ExpandInput")
+    try:
+        size = util.parse_quantity(body["size"])
+    except ValueError as exc:
+        raise ApiError(f"failed to parse size {exc}") from None
+    prefix = f"unable to expand volume {name}"
+    with emu.store.lock:
+        volume = emu.store.get("volumes", name)
+        if volume is None:
+            raise not_found("volume.longhorn.io", name).wrap("failed to get volume")
+        if volume["standby"]:
+            raise ApiError(f"failed to manually expand standby volume {name}")
+        if volume["state"] not in ("detached", "attached"):
+            raise ApiError(f"{prefix}: invalid volume state to expand: {volume['state']}")
+        size = util.round_up_size(size)
+        if volume["size"] >= size:
+            return respond(emu, ctx, name)
+        status = volume["kubernetesStatus"]
+        claim = (status["namespace"], status["pvcName"]) if status["pvcName"] and not status["lastPVCRefAt"] else None
+        emu.store.update("volumes", name, size=size)
+    if claim and emu.kube:  # Longhorn grows the bound PVC's request first (its CSI resizer follows)
+        emu.kube.grow_claim(*claim, size)
+    return respond(emu, ctx, name)

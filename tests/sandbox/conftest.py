@@ -1,8 +1,11 @@
 """Fixtures for the Longhorn emulator's tests.
 
 The emulator runs as a real subprocess (`python -m sandbox.longhorn`) on a
-loopback port in 23443-23449; pvCreate/pvcCreate tests also get a real
-kube-apiserver on port base 23440. Waiting is always polling with a deadline.
+loopback port; pvCreate/pvcCreate and CR tests also get a real kube-apiserver.
+Ports are offsets from the session's SOTERIA_TEST_PORT_BASE (27440 by default):
+base+10..19 here, base+20..29 for the kubelet tests, base+30..39 for the
+lifecycle test, so sessions with bases 1000 apart never meet. Waiting is
+always polling with a deadline.
 Teardown stops every process it started and checks that none is left.
 """
 
@@ -24,8 +27,9 @@ from sandbox.config import SandboxConfig
 from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-PORT_BASE = 23440
-PORT_17, PORT_18, PORT_SPARE, PORT_KUBE = 23443, 23446, 23447, 23449
+TEST_PORT_BASE = int(os.environ.get("SOTERIA_TEST_PORT_BASE", "27440"))
+PORT_BASE = TEST_PORT_BASE + 10
+PORT_17, PORT_18, PORT_SPARE, PORT_KUBE = PORT_BASE + 3, PORT_BASE + 6, PORT_BASE + 7, PORT_BASE + 9
 FAST = 0.5  # op_seconds for most tests
 
 
@@ -146,9 +150,11 @@ class EmulatorProcess:
     """`python -m sandbox.longhorn` as a child process in its own session."""
 
     def __init__(self, port: int, state_dir: Path, version: str = "1.7", op_seconds: float = FAST,
-                 kubeconfig: Path | None = None):
+                 kubeconfig: Path | None = None, namespace: str = ""):
         self.port, self.state_dir, self.version = port, state_dir, version
         self.op_seconds, self.kubeconfig = op_seconds, kubeconfig
+        # Each emulator mirrors its CRs into its own namespace of the shared test API server.
+        self.namespace = namespace or f"longhorn-{port}"
         self.proc: subprocess.Popen | None = None
         self.client = Longhorn(f"http://127.0.0.1:{port}")
 
@@ -160,7 +166,7 @@ class EmulatorProcess:
                 "--state-dir", str(self.state_dir), "--version", self.version,
                 "--op-seconds", str(self.op_seconds), "--kube-sync-seconds", "0.5"]
         if self.kubeconfig:
-            argv += ["--kubeconfig", str(self.kubeconfig)]
+            argv += ["--kubeconfig", str(self.kubeconfig), "--namespace", self.namespace]
         self.state_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(3):  # a client socket may grab the port between the check and the bind
             RESERVED.release(self.port)
@@ -241,7 +247,7 @@ def spare_emulator(tmp_path):
 
 @pytest.fixture(scope="session")
 def kube_cluster(tmp_path_factory) -> SandboxConfig:
-    """A real etcd + kube-apiserver + kube-controller-manager 1.20 on ports 23440-23442."""
+    """A real etcd + kube-apiserver + kube-controller-manager 1.20 on ports PORT_BASE+0..2."""
     cfg = SandboxConfig(state_dir=tmp_path_factory.mktemp("kube"), port_base=PORT_BASE)
     ports = [cfg.port(name) for name in ("apiserver", "etcd", "etcd-peer")]
     for attempt in range(3):

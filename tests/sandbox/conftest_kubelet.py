@@ -20,7 +20,7 @@ from sandbox import kube, kubelet, procs, s3
 from sandbox.config import SandboxConfig
 from tests.polling import wait_for
 
-PORT_BASE = 25440
+PORT_BASE = int(os.environ.get("SOTERIA_TEST_PORT_BASE", "27440")) + 20
 SERVICES = ("kubelet", "s3", "kube-controller-manager", "kube-apiserver", "etcd")
 LONGHORN_DRIVER = "driver.longhorn.io"
 

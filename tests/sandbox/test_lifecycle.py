@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PORT_BASE = 29440
+PORT_BASE = int(os.environ.get("SOTERIA_TEST_PORT_BASE", "27440")) + 30
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,177 @@
+"""Longhorn's CRs in the sandbox's real API server: registered, and tracking the emulator's state."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from kubernetes import client, config
+
+from tests.sandbox.conftest import PORT_KUBE, PORT_SPARE, EmulatorProcess, wait_for
+
+pytestmark = pytest.mark.sandbox
+
+GROUP, VERSION = "longhorn.io", "v1beta2"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_upstreams():
+    """These tests never touch Soteria's clients."""
+    yield
+
+
+@pytest.fixture(scope="module")
+def api(kube_cluster):
+    return config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
+
+
+@pytest.fixture(scope="module")
+def crs(api):
+    return client.CustomObjectsApi(api)
+
+
+@pytest.fixture(scope="module")
+def cr_emulator(kube_cluster, tmp_path_factory):
+    process = EmulatorProcess(PORT_KUBE, tmp_path_factory.mktemp("lhcrs") / "state",
+                              kubeconfig=kube_cluster.kubeconfig).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def clh(cr_emulator):
+    cr_emulator.client.reset()
+    wait_mirrored(cr_emulator.client)
+    return cr_emulator.client
+
+
+def wait_mirrored(lh, timeout: float = 60) -> dict:
+    def idle():
+        status = lh.get("/sandbox/mirror").json()
+        return status if status["ready"] and not status["pending"] and not status["busy"] \
+            and not status["resyncPending"] else None
+    return wait_for(idle, timeout, "the CR mirror to catch up")
+
+
+def get_cr(crs, namespace: str, plural: str, name: str) -> dict | None:
+    try:
+        return crs.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    except client.exceptions.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def list_crs(crs, namespace: str, plural: str, selector: str = "") -> list[dict]:
+    return crs.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, label_selector=selector)["items"]
+
+
+def test_crds_are_registered_like_longhorns(api, cr_emulator):
+    ext = client.ApiextensionsV1Api(api)
+    for plural, kind, short in (("volumes", "Volume", "lhv"), ("backups", "Backup", "lhb"),
+                                ("backupvolumes", "BackupVolume", "lhbv"), ("snapshots", "Snapshot", "lhs")):
+        wait_for(lambda: _crd(ext, plural), what=f"CRD {plural}")
+        crd = ext.read_custom_resource_definition(f"{plural}.longhorn.io")
+        assert crd.spec.group == "longhorn.io" and crd.spec.scope == "Namespaced"
+        assert crd.spec.names.kind == kind and crd.spec.names.short_names == [short]
+        assert [(v.name, v.served, v.storage) for v in crd.spec.versions] == [("v1beta2", True, True)]
+
+
+def _crd(ext, plural):
+    try:
+        return ext.read_custom_resource_definition(f"{plural}.longhorn.io")
+    except client.exceptions.ApiException:
+        return None
+
+
+def test_backup_crs_track_the_backup_from_start_to_completed(clh, crs, cr_emulator, tmp_path):
+    ns = cr_emulator.namespace
+    clh.post("/sandbox/config", {"op_seconds": 4})
+    clh.ready_volume("vol-cr", files={"a.txt": b"hello"}, state_dir=cr_emulator.state_dir)
+    wait_for(lambda: get_cr(crs, ns, "volumes", "vol-cr"), what="the Volume CR")
+    assert clh.action("volumes", "vol-cr", "snapshotCRCreate", {"name": "snap-cr"}).status_code == 200
+    clh.action("volumes", "vol-cr", "snapshotBackup", {"name": "snap-cr", "labels": {"team": "a"},
+                                                       "backupMode": "full"})
+    name = wait_for(lambda: next((s["id"] for s in clh.volume("vol-cr")["backupStatus"]), None), what="backup")
+    states = set()
+
+    def completed():
+        cr = get_cr(crs, ns, "backups", name)
+        if cr:
+            states.add(cr["status"]["state"])
+        return cr if cr and cr["status"]["state"] == "Completed" else None
+    cr = wait_for(completed, 30, "the Backup CR to complete", interval=0.05)
+    assert "InProgress" in states, states
+    assert cr["metadata"]["labels"] == {"backup-volume": "vol-cr"}
+    assert cr["spec"]["snapshotName"] == "snap-cr" and cr["spec"]["backupMode"] == "full"
+    assert cr["spec"]["labels"]["team"] == "a"
+    rest = clh.action("backupvolumes", "vol-cr", "backupGet", {"name": name}).json()
+    status = cr["status"]
+    assert status["progress"] == 100 and status["url"] == rest["url"] and status["error"] == ""
+    assert status["size"] == rest["size"] and status["volumeName"] == "vol-cr"
+    assert status["volumeSize"] == rest["volumeSize"] and status["snapshotName"] == "snap-cr"
+    assert status["backupCreatedAt"] == rest["created"] and status["snapshotCreatedAt"] == rest["snapshotCreated"]
+    assert status["lastSyncedAt"] and status["labels"]["team"] == "a"
+    assert [b["metadata"]["name"] for b in list_crs(crs, ns, "backups", "backup-volume=vol-cr")] == [name]
+
+    bv = wait_for(lambda: (lambda o: o if o and o["status"]["lastBackupName"] == name else None)(
+        get_cr(crs, ns, "backupvolumes", "vol-cr")), what="the BackupVolume CR")
+    assert bv["status"]["lastBackupAt"] == rest["created"] and int(bv["status"]["size"]) > 0
+    volume = wait_for(lambda: (lambda o: o if o and o["status"]["lastBackup"] == name else None)(
+        get_cr(crs, ns, "volumes", "vol-cr")), what="the Volume CR's lastBackup")
+    assert volume["status"]["lastBackupAt"] == rest["created"]
+    assert volume["spec"]["size"] == str(1 << 30) and volume["status"]["restoreRequired"] is False
+    assert volume["status"]["robustness"] in ("unknown", "healthy")
+    assert volume["status"]["kubernetesStatus"]["pvName"] == ""
+
+
+def test_volume_cr_follows_state_and_deletion(clh, crs, cr_emulator):
+    ns = cr_emulator.namespace
+    clh.ready_volume("vol-state")
+    wait_for(lambda: (lambda o: o and o["status"]["state"] == "detached")(get_cr(crs, ns, "volumes", "vol-state")),
+             what="detached in the CR")
+    clh.action("volumes", "vol-state", "attach", {"hostId": "sandbox-node"})
+    cr = wait_for(lambda: (lambda o: o if o and o["status"]["state"] == "attached" else None)(
+        get_cr(crs, ns, "volumes", "vol-state")), what="attached in the CR")
+    assert cr["status"]["robustness"] == "healthy" and cr["status"]["currentNodeID"] == "sandbox-node"
+    assert clh.delete("/v1/volumes/vol-state").status_code == 200
+    wait_for(lambda: get_cr(crs, ns, "volumes", "vol-state") is None, what="the CR to go")
+
+
+def test_seeded_backups_become_crs(clh, crs, cr_emulator):
+    ns = cr_emulator.namespace
+    seed = {"volumes": [{"name": f"seed-{i}", "backups": [{"state": "Completed"}, {"state": "Error"}]}
+                        for i in range(20)]}
+    assert clh.post("/sandbox/seed", seed).status_code == 200
+    wait_mirrored(clh)
+    assert len(list_crs(crs, ns, "volumes")) == 20
+    backups = list_crs(crs, ns, "backups", "backup-volume=seed-7")
+    assert sorted(b["status"]["state"] for b in backups) == ["Completed", "Error"]
+    assert len(list_crs(crs, ns, "backupvolumes")) == 20
+
+
+def test_crs_survive_a_crash_and_catch_up(kube_cluster, crs, tmp_path):
+    process = EmulatorProcess(PORT_SPARE, tmp_path / "state", op_seconds=3, kubeconfig=kube_cluster.kubeconfig,
+                              namespace="longhorn-restart").start()
+    lh, ns = process.client, "longhorn-restart"
+    try:
+        lh.reset(op_seconds=3)
+        lh.ready_volume("vol-restart", files={"f": b"x"}, state_dir=process.state_dir)
+        lh.action("volumes", "vol-restart", "snapshotCRCreate", {"name": "snap-r"})
+        lh.action("volumes", "vol-restart", "snapshotBackup", {"name": "snap-r"})
+        name = wait_for(lambda: next((s["id"] for s in lh.volume("vol-restart")["backupStatus"]), None))
+        wait_for(lambda: get_cr(crs, ns, "backups", name), what="the Backup CR")
+        process.stop(signal.SIGKILL)
+        # While it is down, someone deletes a CR and leaves a stray one: the restart repairs both.
+        crs.delete_namespaced_custom_object(GROUP, VERSION, ns, "volumes", "vol-restart")
+        crs.create_namespaced_custom_object(GROUP, VERSION, ns, "backups", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Backup", "metadata": {"name": "backup-stray"},
+            "spec": {}, "status": {}})
+        process.start()
+        cr = wait_for(lambda: (lambda o: o if o and o["status"]["state"] == "Completed" else None)(
+            get_cr(crs, ns, "backups", name)), 30, "the Backup CR to complete after the restart")
+        assert cr["status"]["progress"] == 100
+        wait_for(lambda: get_cr(crs, ns, "volumes", "vol-restart"), what="the Volume CR back")
+        wait_for(lambda: get_cr(crs, ns, "backups", "backup-stray") is None, what="the stray CR gone")
+    finally:
+        process.stop(signal.SIGKILL)
