@@ -323,7 +323,7 @@ class LonghornDriver:
         while True:
             try:
                 state = longhorn.get_snapshot(volume, snapshot)
-            except UpstreamTimeout as exc:
+            except (UpstreamTimeout, NotFound) as exc:  # slow, or the new CR not visible yet
                 last_error = exc.detail
             else:
                 if state.ready:

@@ -113,3 +113,22 @@ def test_gunicorn_keeps_a_request_that_waits_the_whole_snapshot_timeout(monkeypa
     settings.SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS = 600
     loaded = runpy.run_path(str(SETTINGS.parent / "gunicorn.conf.py"), run_name="gunicorn_conf_under_test")
     assert loaded["timeout"] > 600
+
+
+def test_a_snapshot_not_found_at_first_is_waited_for_too(client, cluster, clock, monkeypatch):
+    from backups.errors import NotFound
+
+    cluster.add_pvc("ai", "llm-cache")
+    real = cluster.get_snapshot
+    answers = iter([NotFound("snapshot not found"), NotFound("snapshot not found")])
+
+    def flaky(volume, name):
+        failure = next(answers, None)
+        if failure:
+            raise failure
+        return real(volume, name)
+
+    monkeypatch.setattr(cluster, "get_snapshot", flaky)
+    cluster.install(monkeypatch)  # re-wire the seam to the flaky method
+    assert _post(client, {"namespace": "ai", "pvc": "llm-cache"}).status_code == 200
+    assert cluster.calls["get_snapshot"] == 3 and cluster.calls["backup_snapshot"] == 1
