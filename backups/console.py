@@ -130,11 +130,14 @@ def restore_action(request, namespace, pvc):
                  [namespace, data["target_namespace"]])
     p = result.plan
     if result.dry_run:
+        grow = f", expanded from the backup's {p.backup_size} to {p.size}" if p.expand_to else ""
         messages.info(request, f"Dry run: would restore backup {p.backup.name} into "
-                               f"{p.target_namespace}/{p.target_pvc} (new volume {p.volume}).")
+                               f"{p.target_namespace}/{p.target_pvc} (new volume {p.volume}, {p.size}{grow}).")
         return redirect("console:pvc", namespace=namespace, pvc=pvc)
     messages.success(request, f"Restoring backup {p.backup.name} into {p.target_namespace}/{p.target_pvc} "
-                              f"(volume {p.volume}); progress below.")
+                              f"(volume {p.volume}, {p.size}); progress below.")
+    if p.size_note:
+        messages.warning(request, f"Note: {p.size_note}.")
     return redirect(reverse("console:restores") + f"?namespace={p.target_namespace}")
 
 

@@ -23,7 +23,7 @@ def test_dry_run_restore_shows_the_plan_and_creates_nothing(page, kube):
     form.get_by_role("button", name="Restore").click()
 
     expect(page.locator(".messages li.info")).to_have_text(re.compile(
-        r"Dry run: would restore backup \S+ into ai/browser-dry-run-1 \(new volume \S+\)\."))
+        r"Dry run: would restore backup \S+ into ai/browser-dry-run-1 \(new volume \S+, [^)]+\)\."))
     expect(page).to_have_url(re.compile(r"/pvc/ai/model-store/$"))
     assert not pvc_exists(kube, "ai", "browser-dry-run-1")
     page.goto("/restores/")
@@ -43,7 +43,7 @@ def test_restore_into_a_new_pvc_shows_progress_until_done(page, kube):
     expect(page).to_have_url(re.compile(r"/restores/\?namespace=ai$"))
     expect(page.get_by_role("heading", name="Restores into ai")).to_be_visible()
     expect(page.locator(".messages li.success")).to_have_text(re.compile(
-        rf"Restoring backup {re.escape(chosen)} into ai/browser-restore-1 \(volume \S+\); progress below\."))
+        rf"Restoring backup {re.escape(chosen)} into ai/browser-restore-1 \(volume \S+, \S+\); progress below\."))
     row = page.locator('tr[data-pvc="ai/browser-restore-1"]')
     expect(row).to_be_visible()
     expect(row.locator("td").nth(1)).to_contain_text("llm-cache")
