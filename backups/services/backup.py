@@ -26,7 +26,12 @@ from ..validation import POLICY_LABEL, label_value_error, require_dns_label, tag
 from . import audit, claims
 
 log = logging.getLogger(__name__)
-LOCK_SECONDS = 120
+LOCK_SECONDS = 120  # at least; a backup holds its lock while it waits for its snapshot
+
+
+def _lock_seconds() -> int:
+    """Longer than the longest wait under the lock: a backup waits up to the snapshot timeout."""
+    return max(LOCK_SECONDS, settings.SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS + 60)
 
 
 @contextmanager
@@ -39,7 +44,7 @@ def pvc_lock(namespace: str, pvc: str, operation: str = "backup"):
     OperationLock.objects.filter(key=key, expires_at__lt=now).delete()
     try:
         with transaction.atomic():
-            lock = OperationLock.objects.create(key=key, expires_at=now + timedelta(seconds=LOCK_SECONDS))
+            lock = OperationLock.objects.create(key=key, expires_at=now + timedelta(seconds=_lock_seconds()))
     except IntegrityError:
         raise Conflict(f"a {operation} of PVC {namespace}/{pvc} is already being started",
                        code="backup_in_progress" if operation == "backup" else "restore_in_progress") from None

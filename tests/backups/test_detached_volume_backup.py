@@ -132,3 +132,12 @@ def test_a_snapshot_not_found_at_first_is_waited_for_too(client, cluster, clock,
     cluster.install(monkeypatch)  # re-wire the seam to the flaky method
     assert _post(client, {"namespace": "ai", "pvc": "llm-cache"}).status_code == 200
     assert cluster.calls["get_snapshot"] == 3 and cluster.calls["backup_snapshot"] == 1
+
+
+def test_the_per_pvc_lock_outlasts_the_snapshot_wait(settings):
+    from backups.services import backup
+
+    settings.SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS = 600
+    assert backup._lock_seconds() > 600
+    settings.SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS = 5
+    assert backup._lock_seconds() == backup.LOCK_SECONDS
