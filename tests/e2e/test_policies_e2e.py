@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from policies import evaluate, store
-from sandbox import seed
+from sandbox import faults, seed
 
 from .conftest import kube, post, wait_for
 
@@ -122,11 +122,12 @@ def test_the_scheduled_evaluation_backs_up_due_pvcs_once(client, live, policy_se
     seed.make_pvc(live, "e2e-pol", "fresh", backups=[{"state": "Completed"}])
     seed.make_pvc(live, "e2e-pol", "off", backups=[{"state": "Completed", "created": old}])
     seed.make_pvc(live, "e2e-pol-2", "unmanaged", backups=[{"state": "Completed", "created": old}])
+    faults.wait_mirrored(live)  # due times come from the inventory, which reads Longhorn's CRs
     post(client, "/v1/policies", {"namespace": "e2e-pol", "interval_hours": 24})
     post(client, "/v1/policies", {"namespace": "e2e-pol", "pvc": "off", "interval_hours": 24, "enabled": False})
     schedules.upsert()
     Schedule.objects.update(next_run="2000-01-01T00:00:00Z")
-    assert len(_tick()) == 2  # the policy evaluation and the inventory refresh
+    assert len(_tick()) == 3  # the policy evaluation, the inventory refresh and the snapshot prune
     assert Success.objects.filter(func="policies.tasks.evaluate_policies").count() == 1
     wait_for(lambda: any(b["state"] == "Completed" and b["labels"].get("policy") == "e2e-pol"
                          for b in _backups(client, "e2e-pol", "due")), what="policy backup")
@@ -144,6 +145,7 @@ def test_the_scheduled_evaluation_backs_up_due_pvcs_once(client, live, policy_se
 
 def test_two_evaluators_produce_one_backup(client, live, policy_secret):
     seed.make_pvc(live, "e2e-pol2", "due", backups=[{"state": "Completed", "created": "2020-01-01T00:00:00Z"}])
+    faults.wait_mirrored(live)
     post(client, "/v1/policies", {"namespace": "e2e-pol2", "interval_hours": 1})
     _forget_lease(live)  # a previous test's evaluator may still hold it
     barrier = threading.Barrier(2)
@@ -197,6 +199,7 @@ def test_jitter_spreads_a_new_twenty_pvc_namespace_policy(client, live, policy_s
     for i in range(20):
         seed.make_pvc(live, "e2e-jitter", f"data-{i:02d}", wait=False)
     seed.wait_bound(live, [("e2e-jitter", f"data-{i:02d}") for i in range(20)])
+    faults.wait_mirrored(live)
     policy, _ = services.save_policy("e2e-jitter", "", 24, True, None, [], "test")
     _forget_lease(live)
     started = {}
