@@ -3,7 +3,9 @@
 Kubernetes objects go through the real apiserver (PVs already bound to their
 claims, as a provisioner would leave them; the real PV controller marks both
 Bound); Longhorn volumes, their files and their historical backups go through
-the emulator's bulk /sandbox/seed call.
+the emulator's bulk /sandbox/seed call, and the emulator writes them as
+Longhorn CRs (volumes, backups, backupvolumes in longhorn-system) with a pool
+of connections; `scale` waits for those too and reports the time.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ class DemoPvc:
     completed: tuple[float, ...] = ()
     failed: tuple[float, ...] = ()
     bound: bool = True
+    # Longhorn volume attached (a workload uses it) or detached (a snapshot waits for the attachment).
+    attached: bool = True
 
 
 DEMO = (
     DemoPvc("ai", "llm-cache", "50Gi", completed=tuple(0.6 + 6 * i for i in range(14))),
     DemoPvc("ai", "model-store", "20Gi", completed=(30, 54, 78)),
-    DemoPvc("ai", "notebooks", "5Gi"),
+    DemoPvc("ai", "notebooks", "5Gi", attached=False),
     DemoPvc("media", "photos", "100Gi", completed=(2, 26, 50)),
     DemoPvc("media", "transcode-cache", "10Gi", storage_class="local-path"),
     DemoPvc("databases", "postgres-data", "8Gi", completed=(28, 52), failed=(1,)),
@@ -150,7 +154,7 @@ def demo(cfg: SandboxConfig) -> dict:
         backups += [{"state": "Error", "created": _at(now, h), "snapshotName": _snapshot(item.namespace, item.name,
                      now, h), "error": "failed to upload backup block: connection reset by peer"} for h in item.failed]
         volumes.append({"name": name, "size": item.size, "files": _files(item.namespace, item.name),
-                        "created": _at(now, 24 * 90), "state": "attached",
+                        "created": _at(now, 24 * 90), "state": "attached" if item.attached else "detached",
                         "kubernetesStatus": {"pvName": name, "pvStatus": "Bound", "namespace": item.namespace,
                                              "pvcName": item.name},
                         "backups": backups})
@@ -161,6 +165,7 @@ def demo(cfg: SandboxConfig) -> dict:
         "stringData": {"AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
                        "AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"], "RESTIC_PASSWORD": RESTIC_PASSWORD}})
     wait_bound(cfg, [(d.namespace, d.name) for d in DEMO if d.bound])
+    faults.wait_mirrored(cfg, timeout=120)  # the Longhorn CRs too
     return {"pvcs": len(DEMO), "longhorn_volumes": len(volumes)}
 
 
@@ -205,10 +210,15 @@ def scale(cfg: SandboxConfig, namespaces: int, pvcs: int, backups: int, prefix: 
             "backups": [{"state": "Completed", "created": _at(now, 1 + k), "size": "1048576",
                          "snapshotName": _snapshot(ns, pvc, now, 1 + k)} for k in range(backups)],
         } for ns, pvc in pairs[i:i + chunk]]})
+    longhorn_done = time.monotonic()
+    mirrored = faults.wait_mirrored(cfg, timeout=max(600.0, len(pairs) * (backups + 2) / 100))
+    crs_seconds = time.monotonic() - longhorn_done
     if wait:
         wait_bound(cfg, pairs, timeout=600)
     return {"namespaces": namespaces, "pvcs": len(pairs), "backups": len(pairs) * backups,
-            "kubernetes_seconds": round(kube_seconds, 1), "seconds": round(time.monotonic() - started, 1)}
+            "kubernetes_seconds": round(kube_seconds, 1), "longhorn_seconds": round(longhorn_done - started - kube_seconds, 1),
+            "longhorn_crs_seconds": round(crs_seconds, 1), "longhorn_crs": mirrored.get("objects"),
+            "seconds": round(time.monotonic() - started, 1)}
 
 
 def make_pvc(cfg: SandboxConfig, namespace: str, name: str, *, size: str = "1Gi", files: dict | None = None,

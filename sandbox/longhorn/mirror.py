@@ -411,10 +411,9 @@ class CrMirror:
                 if not token:
                     break
         self._written = seen
+        with self.emu.store.lock:  # never the store's lock inside ours: the store calls us holding its own
+            wanted = {(kind, key) for table, kind in TABLES.items() for key in self.emu.store.tables[table]}
         with self._lock:
-            with self.emu.store.lock:
-                wanted = {(kind, key) for table, kind in TABLES.items()
-                          for key in self.emu.store.tables[table]}
             for ref in seen:
                 kind, name = ref.split("/", 1)
                 if (kind, name) not in wanted:

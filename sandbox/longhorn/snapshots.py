@@ -269,7 +269,7 @@ def backup(emu, ctx: Ctx, request, name: str, fault=None):
         volumeSize=str(volume["size"]), compressionMethod=volume["backupCompressionMethod"],
         replica=replicas[0] if replicas else "", storageClassName=_storage_class(emu, volume),
         op={"started": now, "duration": emu.op_seconds,
-            "fail": fault.message if fault is not None and fault.mode == "fail_async" else None,
+            "fail": fault.message if fault is not None and fault.mode in ("fail_async", "unknown_async") else None,
             "final": "Unknown" if fault is not None and fault.mode == "unknown_async" else None})
     record.update(backups.snapshot_gate(emu, record, now))
     with emu.store.lock:

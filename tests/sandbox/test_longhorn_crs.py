@@ -175,3 +175,27 @@ def test_crs_survive_a_crash_and_catch_up(kube_cluster, crs, tmp_path):
         wait_for(lambda: get_cr(crs, ns, "backups", "backup-stray") is None, what="the stray CR gone")
     finally:
         process.stop(signal.SIGKILL)
+
+
+def test_snapshot_cr_shows_the_attach_error_then_ready(clh, crs, cr_emulator):
+    ns = cr_emulator.namespace
+    clh.post("/sandbox/config", {"snapshot_attach_seconds": 2})
+    clh.ready_volume("vol-snapcr")
+    clh.action("volumes", "vol-snapcr", "snapshotCRCreate", {"name": "snap-cr-d"})
+    waiting = wait_for(lambda: (lambda o: o if o and o["status"].get("error") else None)(
+        get_cr(crs, ns, "snapshots", "snap-cr-d")), what="the Snapshot CR with the attach error")
+    assert "Waiting for the volume to be attached" in waiting["status"]["error"]
+    assert waiting["status"]["readyToUse"] is False and waiting["metadata"]["labels"] == {"longhornvolume": "vol-snapcr"}
+    ready = wait_for(lambda: (lambda o: o if o and o["status"]["readyToUse"] else None)(
+        get_cr(crs, ns, "snapshots", "snap-cr-d")), what="the Snapshot CR ready")
+    assert ready["status"]["error"] == ""
+
+
+def test_unknown_backup_reaches_the_backup_cr(clh, crs, cr_emulator):
+    ns = cr_emulator.namespace
+    clh.post("/sandbox/seed", {"volumes": [{"name": "vol-unk", "backups": [{"name": "backup-00000000000unk1",
+                                                                           "state": "InProgress"}]}]})
+    clh.post("/sandbox/backups/backup-00000000000unk1", {"state": "Unknown", "error": "lost"})
+    cr = wait_for(lambda: (lambda o: o if o and o["status"]["state"] == "Unknown" else None)(
+        get_cr(crs, ns, "backups", "backup-00000000000unk1")), what="Unknown in the CR")
+    assert cr["status"]["error"] == "lost" and cr["status"]["lastSyncedAt"]
