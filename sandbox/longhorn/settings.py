@@ -34,7 +34,10 @@ def _definitions(emu) -> dict[str, tuple[str, str, str, bool, str]]:
         "default-data-locality": ("Default Data Locality", "general", "string", False, "disabled"),
         "default-longhorn-static-storage-class": ("Default Longhorn Static StorageClass Name", "general",
                                                   "string", False, "longhorn-static"),
-        "snapshot-max-count": ("Snapshot Maximum Count", "snapshot", "int", False, "250"),
+        "snapshot-max-count": ("Snapshot Maximum Count", "snapshot", "int", False,
+                               str(emu.config["snapshot_max_count"])),
+        "failed-backup-ttl": ("Failed Backup Time to Live", "backup", "int", False,
+                              f"{emu.config['failed_backup_ttl_minutes']:g}"),
         "v1-data-engine": ("V1 Data Engine", "v1 data engine", "bool", False, "true"),
         "v2-data-engine": ("V2 Data Engine", "v2 data engine", "bool", False, "false"),
     }
