@@ -181,35 +181,43 @@ def pvc_body(p: RestorePlan, requested_by: str) -> dict:
     }
 
 
-def _wait_expandable(volume: str) -> None:
-    """Until the restoring volume is attached (or detached) with its replicas scheduled, the
-    only states in which Longhorn's manager accepts `expand`; at the deadline, try anyway."""
-    deadline = time.monotonic() + ACCEPT_TIMEOUT
-    delay = 0.1
-    while time.monotonic() < deadline:
-        current = longhorn.get_volume(volume)
-        scheduled = ((current.conditions or {}).get("Scheduled") or {}).get("status", "True") if current else ""
-        if current is not None and current.state in ("attached", "detached") and scheduled == "True":
-            return
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)
+def _expandable(current: longhorn.Volume | None) -> bool:
+    """Attached for the restore (or detached once it is done) with its replicas scheduled:
+    the states in which Longhorn's manager accepts `expand`. A new restore volume is briefly
+    detached before it attaches, so "detached" counts only once nothing is left to restore."""
+    if current is None:
+        return False
+    scheduled = ((current.conditions or {}).get("Scheduled") or {}).get("status", "True")
+    ready_state = current.state == "attached" or (current.state == "detached" and not current.restore_required)
+    return ready_state and scheduled == "True"
 
 
 def _expand(p: RestorePlan) -> RestorePlan:
     """Expand the restored volume to the source's size (Longhorn's engine finishes an
-    expansion before it goes on restoring); if Longhorn refuses, the claim gets the
-    backup's size and the answer says it is smaller than its source."""
-    try:
-        _wait_expandable(p.volume)
-        longhorn.expand_volume(p.volume, p.expand_to)
-    except SoteriaError as exc:
-        log.warning("could not expand restored volume %s to %s: %s", p.volume, p.source_size, exc.detail)
-        note = (f"the restored volume is {p.backup_size}, the size of volume {p.source_volume} when backup "
-                f"{p.backup.name} was taken, smaller than PVC {p.namespace}/{p.pvc} now ({p.source_size}): "
-                f"Longhorn did not expand it ({exc.detail}); expand PVC {p.target_namespace}/{p.target_pvc} "
-                "if the storage class allows it")
-        return replace(p, size=p.backup_size, expand_to="", size_note=note)
-    return p
+    expansion before it goes on restoring). Waits until the volume is in a state Longhorn
+    expands in, retrying a refusal for the state, up to ACCEPT_TIMEOUT; if Longhorn still
+    refuses, the claim gets the backup's size and the answer says it is smaller."""
+    deadline = time.monotonic() + ACCEPT_TIMEOUT
+    delay = 0.1
+    while True:
+        try:
+            if _expandable(longhorn.get_volume(p.volume)) or time.monotonic() >= deadline:
+                longhorn.expand_volume(p.volume, p.expand_to)
+                return p
+        except SoteriaError as exc:
+            if "invalid volume state" not in exc.detail or time.monotonic() >= deadline:
+                return _smaller(p, exc)
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def _smaller(p: RestorePlan, exc: SoteriaError) -> RestorePlan:
+    log.warning("could not expand restored volume %s to %s: %s", p.volume, p.source_size, exc.detail)
+    note = (f"the restored volume is {p.backup_size}, the size of volume {p.source_volume} when backup "
+            f"{p.backup.name} was taken, smaller than PVC {p.namespace}/{p.pvc} now ({p.source_size}): "
+            f"Longhorn did not expand it ({exc.detail}); expand PVC {p.target_namespace}/{p.target_pvc} "
+            "if the storage class allows it")
+    return replace(p, size=p.backup_size, expand_to="", size_note=note)
 
 
 def execute(p: RestorePlan, source: longhorn.Volume, fs_type: str, requested_by: str) -> RestorePlan:

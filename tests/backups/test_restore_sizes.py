@@ -53,7 +53,8 @@ def test_a_grown_source_gets_its_restored_volume_expanded_and_the_pv_matches(cli
 
 def test_when_longhorn_refuses_the_expansion_the_pv_has_the_backup_size_and_the_answer_says_smaller(
         client, grown):
-    grown.fail["expand_volume"] = UpstreamError("longhorn", "Longhorn failed expand: invalid volume state")
+    grown.fail["expand_volume"] = UpstreamError("longhorn", "Longhorn failed volumes.expand: unable to expand "
+                                                "volume: cannot expand volume before replica scheduling success")
     body = _restore(client).json()
     volume = grown.volumes[body["volume"]]
     assert int(volume.size) == 10 * GI  # what Longhorn restored
@@ -118,3 +119,33 @@ def test_the_expansion_waits_until_the_restoring_volume_is_attached(client, grow
     body = _restore(client).json()
     assert grown.expanded == [(body["volume"], str(20 * GI))]
     assert seen == ["attaching"] * 3  # accepted, then two more looks before it was attached
+
+
+def test_a_refusal_for_the_volumes_state_is_retried_until_longhorn_expands(client, grown, monkeypatch):
+    from backups.drivers import longhorn_restore
+
+    class Clock:
+        now = 0.0
+
+        def monotonic(self):
+            return self.now
+
+        def sleep(self, seconds):
+            self.now += seconds
+
+    monkeypatch.setattr(longhorn_restore, "time", Clock())
+    expand = grown.expand_volume
+    refusals = iter([UpstreamError("longhorn", "unable to expand volume x: invalid volume state to expand: "
+                                               "attaching")] * 2)
+
+    def racy(name, size):
+        refusal = next(refusals, None)
+        if refusal:
+            raise refusal
+        return expand(name, size)
+
+    monkeypatch.setattr(grown, "expand_volume", racy)
+    grown.install(monkeypatch)
+    body = _restore(client).json()
+    assert grown.calls["expand_volume"] == 3
+    assert body["size"] == "20Gi" and body["size_note"] == ""
