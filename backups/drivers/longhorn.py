@@ -2,9 +2,9 @@
 
 Backups are a Snapshot CR named soteria-backup-<ns>-<pvc>-<UTC yyyymmdd-HHMMSS>
 plus `snapshotBackup`; backups are found by listing backup volumes and matching
-`volumeName` (never by computing a backup volume id). The inventory costs two
-Longhorn calls whatever the number of volumes: the volume list (each volume
-carries `backupStatus[]` and `lastBackupAt`) and the backup-volume list.
+`volumeName` (never by computing a backup volume id). The inventory reads
+Longhorn's volumes, backups and backup volumes from their CRDs (three Kubernetes
+lists whatever the number of volumes, none on the manager: longhorn_crd.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from django.conf import settings
 from django.core.cache import cache
 
-from ..clients import longhorn
+from ..clients import longhorn, longhorn_crd
 from ..clients.kubernetes import LONGHORN_CSI_DRIVER
 from ..clients.longhorn import BackupStatus, BackupVolume, Volume
 from ..errors import Conflict, NotFound, SoteriaError, UnsupportedDriver, UpstreamError, UpstreamTimeout
@@ -182,8 +182,10 @@ class LonghornDriver:
         bound = [c for c in claims if c.bound]
         if not bound:
             return {}
-        volumes = {v.name: v for v in longhorn.list_volumes()}
-        by_volume = _latest_backup_volumes(longhorn.list_backup_volumes())
+        # From Longhorn's CRDs through the Kubernetes API: the manager's GET /v1/volumes costs
+        # volumes x backups on its side (docs/longhorn.md, "Reading the inventory from CRDs").
+        volumes = {v.name: v for v in longhorn_crd.list_volumes()}
+        by_volume = _latest_backup_volumes(longhorn_crd.list_backup_volumes())
         views = {}
         for claim in bound:
             name = volume_of(claim)

@@ -2,7 +2,7 @@
 
 Costs a constant number of upstream calls: three Kubernetes lists (PVCs, PVs,
 storage classes) plus what the driver needs for all volumes at once (Longhorn:
-the volume list and the backup-volume list).
+three more Kubernetes lists, of its volumes, backups and backup volumes CRDs).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from backups.clients import kubernetes, longhorn
+from backups.clients import kubernetes, longhorn, longhorn_crd
 import base64
 import threading
 
@@ -125,6 +125,8 @@ class FakeCluster:
                      "get_snapshot", "backup_snapshot", "create_volume", "delete_volume", "delete_backup",
                      "delete_snapshot", "list_snapshots", "expand_volume", "get_setting"):
             monkeypatch.setattr(longhorn, name, counted(name, getattr(self, name)))
+        for name in ("list_volumes", "list_backup_volumes"):  # the inventory reads them from Longhorn's CRDs
+            monkeypatch.setattr(longhorn_crd, name, counted(name, getattr(self, name)))
         return self
 
     @property

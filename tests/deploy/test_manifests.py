@@ -183,12 +183,36 @@ def test_rbac_names_the_policy_secret_and_the_lease_soteria_uses(built):
     from policies.leader import LEASE_NAME
 
     config = _one(built, "ConfigMap")["data"]
-    role = _one(built, "Role")
+    [role] = [d for d in built if d["kind"] == "Role" and d["metadata"]["namespace"] == "soteria"]
     named = {(r["resources"][0], n): sorted(r["verbs"]) for r in role["rules"] for n in r.get("resourceNames", [])}
     assert named == {("secrets", config["SOTERIA_POLICY_SECRET_NAME"]): ["get", "update"],
                      ("leases", LEASE_NAME): ["get", "update"]}
     unnamed = [r for r in role["rules"] if not r.get("resourceNames")]
     assert unnamed == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}]
+
+
+def test_everything_is_in_soterias_namespace_but_the_role_that_reads_longhorns_resources(built, overlaid):
+    for docs in (built, overlaid):
+        placed = {(d["kind"], d["metadata"]["name"]): d["metadata"].get("namespace") for d in docs
+                  if d["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding")}
+        assert placed.pop(("Role", "soteria-longhorn")) == "longhorn-system"
+        assert placed.pop(("RoleBinding", "soteria-longhorn")) == "longhorn-system"
+        assert set(placed.values()) == {"soteria"}, placed
+        subjects = [s for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding") for s in d["subjects"]]
+        assert subjects and all(s == {"kind": "ServiceAccount", "name": "soteria", "namespace": "soteria"}
+                                for s in subjects)
+
+
+def test_longhorns_resources_are_only_listed_and_only_in_longhorns_namespace(built):
+    from django.conf import settings
+
+    role = next(d for d in built if d["kind"] == "Role" and d["metadata"]["name"] == "soteria-longhorn")
+    assert role["metadata"]["namespace"] == settings.SOTERIA_LONGHORN_NAMESPACE
+    assert _one(built, "ConfigMap")["data"]["SOTERIA_LONGHORN_NAMESPACE"] == role["metadata"]["namespace"]
+    assert role["rules"] == [{"apiGroups": ["longhorn.io"], "resources": ["volumes", "backups", "backupvolumes"],
+                              "verbs": ["list"]}]
+    cluster_rules = [r for d in built if d["kind"] == "ClusterRole" for r in d["rules"]]
+    assert not any("longhorn.io" in r["apiGroups"] for r in cluster_rules)
 
 
 # --- with the oauth2-proxy component ---------------------------------------------------

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from backups.clients import kubernetes as kubernetes_client
 from backups.clients import longhorn as longhorn_client
 from backups.metrics import UPSTREAM_REQUESTS
 from sandbox import faults, procs, seed
@@ -30,6 +31,7 @@ def _row(client, namespace, pvc):
 def test_backup_reaches_completed_with_labels_and_mode_and_shows_everywhere(client, live, settings):
     settings.SOTERIA_LONGHORN_BACKUP_MODE = "full"
     seed.make_pvc(live, "e2e-bk", "data", files={"a.txt": "hello\n"})
+    faults.wait_mirrored(live)  # the inventory reads Longhorn's CRs, which the emulator writes
     assert _row(client, "e2e-bk", "data")["health_reason"] == "never backed up"
     response = post(client, "/v1/backup", {"namespace": "e2e-bk", "pvc": "data", "tags": ["service=llm", "urgent"]})
     assert response.status_code == 200, response.content
@@ -57,6 +59,7 @@ def test_second_backup_while_one_runs_is_409_naming_it(client, live):
     second = post(client, "/v1/backup", {"namespace": "e2e-bk", "pvc": "busy"})
     assert second.status_code == 409 and second.json()["error"] == "backup_in_progress"
     assert second.json()["running"] in (running[0]["name"], first.json()["backup"])
+    faults.wait_mirrored(live)
     assert _row(client, "e2e-bk", "busy")["health_reason"] == "backup in progress"
 
 
@@ -112,6 +115,7 @@ def test_every_health_reason_from_a_real_situation(client, live):
     core.create_persistent_volume(pv)
     core.create_namespaced_persistent_volume_claim("e2e-health", claim)
     seed.wait_bound(live, [("e2e-health", "ghost")])
+    faults.wait_mirrored(live)
     reasons = {p["pvc"]: p["health_reason"] for ns in client.get("/v1/inventory").json()["namespaces"]
                for p in ns["pvcs"] if ns["name"] in ("e2e-health", "ai", "media", "databases")}
     assert reasons["stuck"] == "backup stuck" and reasons["fresh"] == "fresh"
@@ -123,28 +127,52 @@ def test_every_health_reason_from_a_real_situation(client, live):
     assert reasons["postgres-data"] == "last backup failed"
 
 
-def _inventory_calls(client, live) -> dict:
-    def kube_calls():
-        return {op: UPSTREAM_REQUESTS.labels("kubernetes", op, "ok")._value.get()
-                for op in ("pvcs.list", "pvs.list", "storageclasses.list", "pvcs.get", "pvs.get")}
+KUBERNETES_OPERATIONS = ("pvcs.list", "pvs.list", "storageclasses.list", "pvcs.get", "pvs.get",
+                         "longhorn.volumes.list", "longhorn.backups.list", "longhorn.backupvolumes.list")
 
+
+def _inventory_calls(client, live, monkeypatch) -> tuple[dict, int, int]:
+    """(calls by system and operation, rows, pages read) of one inventory."""
+    def kube_calls():
+        return {op: UPSTREAM_REQUESTS.labels("kubernetes", op, "ok")._value.get() for op in KUBERNETES_OPERATIONS}
+
+    pages = []
+    call = kubernetes_client._call
+
+    def counting(operation, *args, **kwargs):
+        pages.append(operation)
+        return call(operation, *args, **kwargs)
+
+    monkeypatch.setattr(kubernetes_client, "_call", counting)
     before = kube_calls()
     faults.reset_calls(live)
     body = client.get("/v1/inventory").json()
     after = kube_calls()
+    monkeypatch.setattr(kubernetes_client, "_call", call)
     counted = {f"kubernetes:{op}": after[op] - before[op] for op in after if after[op] != before[op]}
     counted.update({f"longhorn:{k}": v for k, v in faults.calls(live).items()})
-    return counted, sum(len(ns["pvcs"]) for ns in body["namespaces"])
+    return counted, sum(len(ns["pvcs"]) for ns in body["namespaces"]), len(pages)
 
 
-def test_inventory_costs_the_same_at_10_and_200_more_pvcs(client, live):
+def test_inventory_costs_the_same_kubernetes_lists_at_10_and_200_more_pvcs_and_nothing_on_longhorn(
+        client, live, monkeypatch):
+    """Longhorn's side comes from its CRDs: three paginated lists whatever the size, read here in
+    pages of 100 so that the larger inventory takes more pages but not more list operations."""
+    monkeypatch.setattr(kubernetes_client, "PAGE_SIZE", 100)
     seed.scale(live, 1, 10, 3, prefix="e2e-cost-a", wait=True)
-    small, small_count = _inventory_calls(client, live)
+    faults.wait_mirrored(live)  # the emulator has written them into Longhorn's CRs
+    small, small_count, small_pages = _inventory_calls(client, live, monkeypatch)
     seed.scale(live, 2, 95, 3, prefix="e2e-cost-b", wait=True)
-    large, large_count = _inventory_calls(client, live)
+    faults.wait_mirrored(live)
+    large, large_count, large_pages = _inventory_calls(client, live, monkeypatch)
+    body = client.get("/v1/inventory").json()
+    seeded = [p for ns in body["namespaces"] if ns["name"].startswith("e2e-cost-") for p in ns["pvcs"]]
+    assert len(seeded) == 200 and {p["backup_count"] for p in seeded} == {3}
     assert large_count >= small_count + 190
     assert small == large, (small, large)
-    assert sum(large.values()) == 5
+    assert not [k for k in large if k.startswith("longhorn:")], large  # no call to the manager
+    assert sum(large.values()) == 6  # PVCs, PVs, StorageClasses; Longhorn's volumes, backups, backup volumes
+    assert large_pages >= small_pages + 6  # 570 more backups and 190 more volumes, in pages of 100
 
 
 def test_longhorn_18_backup_volume_names_are_found_by_volume_name(client, live, settings, tmp_path):
@@ -154,7 +182,8 @@ def test_longhorn_18_backup_volume_names_are_found_by_volume_name(client, live, 
     repo = Path(__file__).resolve().parents[2]
     procs.start(cfg18, "longhorn", [sys.executable, "-m", "sandbox.longhorn", "--host", "127.0.0.1", "--port",
                                     str(cfg18.port("longhorn")), "--state-dir", str(cfg18.longhorn_dir),
-                                    "--kubeconfig", str(live.kubeconfig), "--version", "1.8", "--op-seconds", "0.3"],
+                                    "--kubeconfig", str(live.kubeconfig), "--version", "1.8", "--op-seconds", "0.3",
+                                    "--namespace", "e2e-longhorn-18"],  # its CRs beside the session's
                 cwd=repo)
     try:
         from sandbox import cluster
@@ -169,6 +198,7 @@ def test_longhorn_18_backup_volume_names_are_found_by_volume_name(client, live, 
         core.create_namespaced_persistent_volume_claim("e2e-lh18", claim)
         seed.wait_bound(live, [("e2e-lh18", "data")])
         settings.SOTERIA_LONGHORN_URL = cfg18.longhorn_url
+        settings.SOTERIA_LONGHORN_NAMESPACE = "e2e-longhorn-18"
         longhorn_client.reset()
         assert post(client, "/v1/backup", {"namespace": "e2e-lh18", "pvc": "data"}).status_code == 200
         done = wait_for(lambda: [b for b in _backups(client, "e2e-lh18", "data")["backups"]
@@ -176,6 +206,7 @@ def test_longhorn_18_backup_volume_names_are_found_by_volume_name(client, live, 
         assert len(done) == 1
         [bv] = [bv for bv in longhorn_client.list_backup_volumes() if bv.volume_name == volume]
         assert bv.name != volume and bv.name.startswith(volume + "-")
+        faults.wait_mirrored(cfg18)  # the inventory reads the 1.8 emulator's CRs
         row = _row(client, "e2e-lh18", "data")
         assert row["backup_count"] == 1 and row["health_reason"] == "fresh"
     finally:

@@ -21,7 +21,7 @@ import yaml
 
 from backups.clients import kubernetes, longhorn
 from backups.errors import UpstreamError
-from sandbox import cluster
+from sandbox import cluster, faults
 from sandbox.config import SandboxConfig
 from tests.polling import wait_for
 
@@ -39,6 +39,12 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {name: soteria-user, namespace: soteria}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: soteria}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: soteria}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: soteria-user, namespace: longhorn-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: soteria-longhorn}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: soteria}]
 """
 # The tests whose requests the audit check expects to find; each records itself when it passed.
@@ -92,8 +98,12 @@ def _post(client, path, body):
 
 def test_every_use_case_works_with_only_the_shipped_roles(client, as_soteria):
     assert client.get("/readyz").status_code == 200
+    faults.reset_calls(as_soteria)
     inventory = client.get("/v1/inventory").json()
     assert {ns["name"] for ns in inventory["namespaces"]} >= {"ai", "media", "databases"}
+    # Longhorn's side came from its custom resources (the Role in longhorn-system), not the manager.
+    assert faults.calls(as_soteria) == {}
+    assert any(p["backup_count"] for ns in inventory["namespaces"] for p in ns["pvcs"])
     assert _post(client, "/v1/backup", {"namespace": "ai", "pvc": "notebooks"}).status_code == 200
     wait_for(lambda: any(b["state"] == "Completed" for b in
                          client.get("/v1/backups?namespace=ai&pvc=notebooks").json()["backups"]), what="backup")
@@ -151,6 +161,10 @@ def test_nothing_beyond_the_roles_is_allowed(as_soteria):
         "a Lease outside Soteria's namespace": lambda: kubernetes.find_lease("ai", "x"),
         "another Lease in Soteria's namespace": lambda: kubernetes.find_lease("soteria", "x"),
         "deleting a PVC": lambda: kubernetes.delete_pvc("media", "rbac-restore"),
+        "Longhorn's volumes outside Longhorn's namespace": lambda: list(kubernetes.custom_object_pages(
+            "probe", "longhorn.io", "v1beta2", "soteria", "volumes")),
+        "Longhorn's settings": lambda: list(kubernetes.custom_object_pages(
+            "probe", "longhorn.io", "v1beta2", "longhorn-system", "settings")),
     }
     for what, call in refused.items():
         with pytest.raises(UpstreamError) as info:
@@ -161,6 +175,8 @@ def test_nothing_beyond_the_roles_is_allowed(as_soteria):
 @dataclass(frozen=True)
 class Grant:
     role: str  # ClusterRole or Role
+    role_name: str
+    namespace: str | None  # a Role's namespace
     group: str
     resource: str
     verb: str
@@ -168,7 +184,8 @@ class Grant:
 
     def __str__(self) -> str:
         what = f"{self.verb} {self.resource}" + (f".{self.group}" if self.group else "")
-        return f"{self.role}: {what}" + (f" named {self.name}" if self.name else "")
+        where = f" in {self.namespace}" if self.namespace else ""
+        return f"{self.role} {self.role_name}: {what}{where}" + (f" named {self.name}" if self.name else "")
 
     def used_by(self, event: dict) -> bool:
         ref = event.get("objectRef") or {}
@@ -177,14 +194,15 @@ class Grant:
         return (event["user"]["username"] == "soteria" and event["verb"] == self.verb
                 and annotations.get("authorization.k8s.io/decision") == "allow"
                 # allowed by this role's binding, not by another rule that happens to cover it
-                and f'of {self.role} "soteria"' in annotations.get("authorization.k8s.io/reason", "")
+                and f'of {self.role} "{self.role_name}"' in annotations.get("authorization.k8s.io/reason", "")
                 and ref.get("apiGroup", "") == self.group and resource == self.resource
                 and (self.name is None or ref.get("name") == self.name)
-                and (self.role == "ClusterRole" or ref.get("namespace") == "soteria"))
+                and (self.role == "ClusterRole" or ref.get("namespace") == self.namespace))
 
 
 def _grants(shipped) -> list[Grant]:
-    return [Grant(role["kind"], group, resource, verb, name)
+    return [Grant(role["kind"], role["metadata"]["name"], role["metadata"].get("namespace"), group, resource, verb,
+                  name)
             for role in shipped if role["kind"] in ("ClusterRole", "Role")
             for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]
             for verb in rule["verbs"] for name in rule.get("resourceNames") or [None]]

@@ -83,6 +83,6 @@ def test_prometheus_sees_the_contracts_metrics_change_with_a_real_backup(sandbox
     assert prom.value('sum(soteria_backup_requests_total{result=~"dry_run|conflict|error"})') == 0
     assert prom.value("soteria_inventory_refresh_failures_total") == 0
     # The queue worker's counters are summed in too: only its inventory refreshes list Longhorn's
-    # volumes (at least the two this test queued; its scheduler may have added one).
-    assert prom.value('soteria_upstream_requests_total{system="longhorn",operation="volumes.list",'
+    # volumes, from their CRDs (at least the two this test queued; its scheduler may have added one).
+    assert prom.value('soteria_upstream_requests_total{system="kubernetes",operation="longhorn.volumes.list",'
                       'outcome="ok"}') >= 2
