@@ -9,9 +9,9 @@ the manager's controllers would write them:
   and writes them with a pool of HTTP connections (create, or merge-patch when
   it exists; delete when the record is gone), skipping writes whose content
   has not changed since the last one;
-- running backups and snapshots that are not ready yet are re-rendered on
-  every pass, so a Backup CR moves "" -> InProgress (rising progress) ->
-  Completed at the pace of the REST view;
+- running backups are re-rendered twice a second and snapshots that are not
+  ready yet on every pass, so a Backup CR moves "" -> InProgress (rising
+  progress) -> Completed at the pace of the REST view;
 - at start-up (and after a reset) it lists what the API server holds, writes
   what differs from the store and deletes what the store no longer has, so a
   restarted emulator (journal replay) and the CRs agree again.
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 KINDS = {"volume": "volumes", "backup": "backups", "backupvolume": "backupvolumes", "snapshot": "snapshots"}
 TABLES = {"volumes": "volume", "backups": "backup", "backup_volumes": "backupvolume", "snapshots": "snapshot"}
 PASS_SECONDS = 0.1
+LIVE_SECONDS = 0.5  # how often running backups' progress is re-rendered (Longhorn's monitor: a few seconds)
 BATCH = 2000
 LIST_LIMIT = 1000
 TIMEOUT = 30
@@ -188,6 +189,7 @@ class CrMirror:
         self._dirty: dict[tuple[str, str], None] = {}
         self._written: dict[str, int] = {}  # "kind/name" -> digest of what the API server holds
         self._unready: set[str] = set()  # snapshots whose readiness moves with the clock
+        self._live_at = 0.0
         self._resync = threading.Event()
         self._resync.set()
         self._ready = False
@@ -294,9 +296,20 @@ class CrMirror:
 
     # Keeping up -----------------------------------------------------------------------
     def _mark_live(self) -> None:
+        """Backups whose state or progress moves with the clock (stuck Pending ones do not:
+        they change through the store) and snapshots not ready yet."""
         emu = self.emu
+        now = time.monotonic()
+        if now - self._live_at < LIVE_SECONDS:
+            return
+        self._live_at = now
+        live = []
+        for name in list(emu.active_backups):
+            record = emu.store.get("backups", name)
+            if record is not None and backups.is_live(record):
+                live.append(name)
         with self._lock:
-            for name in list(emu.active_backups):
+            for name in live:
                 self._dirty[("backup", name)] = None
             for name in list(self._unready):
                 self._dirty[("snapshot", name)] = None
@@ -315,7 +328,7 @@ class CrMirror:
         return RENDER[kind](self.emu, record, now)
 
     def _flush(self) -> bool:
-        """Write one batch of dirty objects; False when there was nothing to do."""
+        """Write one batch of dirty objects; False when nothing needed writing."""
         with self._lock:
             if not self._dirty:
                 return False
@@ -347,7 +360,9 @@ class CrMirror:
                 list(self._pool.map(self._push, work))
         finally:
             self._busy = False
-        return True
+        with self._lock:
+            more = bool(self._dirty)
+        return bool(work) or more
 
     def _push(self, job) -> None:
         kind, name, rendered, digest = job
