@@ -67,7 +67,8 @@ def render_backup(emu, b: dict, now: float) -> tuple[dict, dict, dict]:
             "syncRequestedAt": None}
     synced = b.get("syncedAt") or (b["created"] if state == "Completed" else None)
     status = {
-        "ownerID": NODE, "state": state, "progress": progress, "url": b["url"], "error": b["error"],
+        # Longhorn's BackupStatus omits an empty error (json:"error,omitempty", v1beta2/backup.go).
+        "ownerID": NODE, "state": state, "progress": progress, "url": b["url"], "error": b["error"] or None,
         "snapshotName": b["snapshot"], "snapshotCreatedAt": b["snapshotCreated"], "backupCreatedAt": b["created"],
         "size": b["size"], "labels": b["labels"], "messages": b["messages"] or None,
         "volumeName": b["volume"], "volumeSize": b["volumeSize"], "volumeCreated": b["volumeCreated"],
