@@ -137,6 +137,7 @@ def render_snapshot(emu, s: dict, now: float) -> tuple[dict, dict, dict]:
     status = {key: fields[key] for key in ("parent", "children", "markRemoved", "userCreated", "creationTime",
                                            "size", "ownerID", "error", "restoreSize", "readyToUse", "checksum")}
     status["labels"] = s["labels"] or None
+    status["error"] = status["error"] or None  # json:"error,omitempty" (v1beta2/snapshot.go)
     return {"longhornvolume": s["volume"]}, spec, status
 
 
