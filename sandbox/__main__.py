@@ -58,11 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     p_seed.add_argument("--wait", action="store_true", help="wait until every claim is Bound")
     p_fault = sub.add_parser("fault", help="make a Longhorn call fail, hang or slow down")
     p_fault.add_argument("action", help="Longhorn action or route key, e.g. snapshotBackup, volumes.list")
-    p_fault.add_argument("--mode", choices=("error", "timeout", "slow", "fail_async"), default="error")
+    p_fault.add_argument("--mode", choices=("error", "timeout", "slow", "fail_async", "unknown_async"),
+                         default="error")
     p_fault.add_argument("--count", type=int, default=1)
     p_fault.add_argument("--delay", type=float, default=5.0)
     p_fault.add_argument("--message", default="injected by the sandbox")
     sub.add_parser("clear-faults", help="remove every injected Longhorn fault")
+    p_cfg = sub.add_parser("longhorn-config", help="show or change the Longhorn emulator's behaviour switches")
+    p_cfg.add_argument("settings", nargs="*", metavar="KEY=VALUE",
+                       help="e.g. snapshot_max_count=5 failed_backup_ttl_minutes=0.5 volume_list_scan_ns=0")
     for name in ("stop-service", "start-service"):
         p = sub.add_parser(name, help=f"{name.split('-')[0]} one service (fault injection)")
         p.add_argument("service", choices=cluster.SERVICES)
@@ -92,6 +96,17 @@ def main(argv: list[str] | None = None) -> int:
         from . import faults
 
         faults.inject(cfg, args.action, mode=args.mode, count=args.count, delay=args.delay, message=args.message)
+    elif args.command == "longhorn-config":
+        from . import faults
+
+        changes = {}
+        for item in args.settings:
+            key, _, value = item.partition("=")
+            try:
+                changes[key] = json.loads(value)
+            except ValueError:
+                changes[key] = value
+        print(json.dumps(faults.configure(cfg, **changes) if changes else faults.config(cfg), indent=2))
     elif args.command == "clear-faults":
         from . import faults
 
