@@ -23,6 +23,7 @@ from backups.clients import kubernetes, longhorn
 from backups.errors import UpstreamError
 from sandbox import cluster, faults
 from sandbox.config import SandboxConfig
+from tests.conftest import TEST_PORT_BASE
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,7 +71,7 @@ def _admin(cfg, *args, stdin=None) -> str:
 
 @pytest.fixture(scope="module")
 def rbac_sandbox(shipped):
-    cfg = SandboxConfig(state_dir=Path(tempfile.mkdtemp(prefix="soteria-rbac-")), port_base=30440, rbac=True,
+    cfg = SandboxConfig(state_dir=Path(tempfile.mkdtemp(prefix="soteria-rbac-")), port_base=TEST_PORT_BASE + 3000, rbac=True,
                         longhorn_op_seconds=0.3)
     try:
         cluster.up(cfg, seed=True)
