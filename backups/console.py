@@ -11,7 +11,7 @@ from soteria_site import audit
 from soteria_site.access import BACKUP, RESTORE, VIEW
 from soteria_site.identity import requested_by
 from soteria_site.permissions import console_permission, may, visible_namespaces
-from soteria_site.edge import expensive
+from soteria_site.edge import BUSY_DETAIL, claim_slot, expensive
 from soteria_site.throttles import InventoryThrottle
 
 from .errors import SoteriaError
@@ -80,7 +80,6 @@ def pvc_page(request, namespace, pvc):
         "may_backup": may(request, BACKUP, namespace), "may_restore": may(request, RESTORE, namespace)})
 
 
-@expensive  # may wait for Longhorn to attach a detached volume
 @require_POST
 @console_permission(BACKUP)
 def backup_action(request, namespace, pvc):
@@ -90,6 +89,9 @@ def backup_action(request, namespace, pvc):
         return _denied(request, BACKUP)
     if not form.is_valid():
         messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
+        return redirect("console:pvc", namespace=namespace, pvc=pvc)
+    if not form.cleaned_data["dry_run"] and not claim_slot(request):  # may wait for a detached volume
+        messages.error(request, f"Backup not started: {BUSY_DETAIL}")
         return redirect("console:pvc", namespace=namespace, pvc=pvc)
     try:
         result = backup_service.backup_pvc(namespace, pvc, form.tag_list(), requested_by(request),

@@ -20,6 +20,13 @@ from .throttles import retry_after
 
 log = logging.getLogger(__name__)
 
+class Busy(exceptions.APIException):
+    """Every long-request slot of this web process is taken (soteria_site.edge.claim_slot)."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "busy"
+
+
 _DRF_CODES = {
     exceptions.ParseError: "invalid_json",
     exceptions.ValidationError: "invalid_input",
@@ -31,6 +38,7 @@ _DRF_CODES = {
     exceptions.NotAcceptable: "not_acceptable",
     exceptions.UnsupportedMediaType: "unsupported_media_type",
     exceptions.Throttled: "throttled",
+    Busy: "busy",
 }
 
 
@@ -50,6 +58,8 @@ def exception_handler(exc, context):
         headers = {}
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
+        if isinstance(exc, Busy):
+            headers["Retry-After"] = "2"
         if isinstance(exc, exceptions.Throttled):
             REQUESTS_REFUSED.labels("throttled").inc()
             headers["Retry-After"] = retry_after(exc.wait)

@@ -129,16 +129,42 @@ def _is_expensive(view_func, method: str) -> bool:
     return action in getattr(getattr(view_func, "cls", None), "expensive_actions", ())
 
 
+_slots: threading.BoundedSemaphore | None = None
+_slots_lock = threading.Lock()
+BUSY_DETAIL = "Soteria is busy with other long requests; try again shortly."
+
+
+def _long_request_slots() -> threading.BoundedSemaphore:
+    global _slots
+    with _slots_lock:
+        if _slots is None:
+            _slots = threading.BoundedSemaphore(max(1, settings.SOTERIA_WEB_THREADS - 1))
+        return _slots
+
+
+def claim_slot(request) -> bool:
+    """Take one of this process's long-request slots for the rest of `request` (released by
+    BusyMiddleware); False, counted as busy, when none is free. For views that learn late
+    that their work is long (a real backup, unlike its dry run)."""
+    request = getattr(request, "_request", request)
+    if getattr(request, "soteria_slot", False):
+        return True
+    if not _long_request_slots().acquire(blocking=False):
+        REQUESTS_REFUSED.labels("busy").inc()
+        return False
+    request.soteria_slot = True
+    return True
+
+
 class BusyMiddleware:
-    """At most SOTERIA_WEB_THREADS - 1 expensive requests (views marked `expensive`, viewset
-    actions in `expensive_actions`) per process at once: the last thread stays free for
-    /healthz, /readyz, /metrics and cheap pages while inventory builds fill the rest. One
-    more expensive request is refused at once (503 busy) rather than queued, since waiting
-    would hold that last thread."""
+    """At most SOTERIA_WEB_THREADS - 1 long requests (views marked `expensive`, viewset
+    actions in `expensive_actions`, or views that call `claim_slot`) per process at once: the
+    last thread stays free for /healthz, /readyz, /metrics and cheap requests while long ones
+    fill the rest. One more long request is refused at once (503 busy) rather than queued,
+    since waiting would hold that last thread."""
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self.slots = threading.BoundedSemaphore(max(1, settings.SOTERIA_WEB_THREADS - 1))
 
     def __call__(self, request):
         try:
@@ -146,16 +172,11 @@ class BusyMiddleware:
         finally:
             if getattr(request, "soteria_slot", False):
                 request.soteria_slot = False
-                self.slots.release()
+                _long_request_slots().release()
 
     def process_view(self, request, view_func, view_args, view_kwargs):
-        if not _is_expensive(view_func, request.method):
-            return None
-        if not self.slots.acquire(blocking=False):
-            REQUESTS_REFUSED.labels("busy").inc()
-            return refuse(503, "busy", "Soteria is busy with other long requests; try again shortly.",
-                          Retry_After="2")
-        request.soteria_slot = True
+        if _is_expensive(view_func, request.method) and not claim_slot(request):
+            return refuse(503, "busy", BUSY_DETAIL, Retry_After="2")
         return None
 
 

@@ -8,7 +8,9 @@ from rest_framework.exceptions import ParseError, PermissionDenied, ValidationEr
 from rest_framework.response import Response
 
 from soteria_site.access import BACKUP, RESTORE, VIEW
+from soteria_site.api_errors import Busy
 from soteria_site.audit import AuditedViewSet
+from soteria_site.edge import BUSY_DETAIL, claim_slot
 from soteria_site.identity import requested_by
 from soteria_site.permissions import require_namespaces, visible_namespaces
 from soteria_site.throttles import InventoryThrottle, MutationThrottle
@@ -81,8 +83,7 @@ class InventoryViewSet(AuditedViewSet):
 class BackupViewSet(AuditedViewSet):
     audit_name = "backup"
     required_permissions = {"list": VIEW, "create": BACKUP, "namespace": BACKUP}
-    # One backup may wait up to SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS for a detached volume.
-    expensive_actions = ("create", "namespace")
+    expensive_actions = ("namespace",)
 
     @extend_schema(parameters=[BackupsQuery], responses=BackupsResponse,
                    summary="A PVC's volume and its backups, newest first")
@@ -97,6 +98,10 @@ class BackupViewSet(AuditedViewSet):
     def create(self, request):
         data = _validated(BackupRequest, request, BACKUP_REQUESTS)
         _allowed(request, BACKUP_REQUESTS, BACKUP, data["namespace"])
+        # A real backup may wait up to SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS for a detached
+        # volume to attach: a long request. Its dry run is not.
+        if not data["dry_run"] and not claim_slot(request):
+            raise Busy(BUSY_DETAIL)
         result = backup_service.backup_pvc(data["namespace"], data["pvc"], data["tags"], requested_by(request),
                                            dry_run=data["dry_run"])
         return Response(present.backup_result(result))

@@ -119,8 +119,14 @@ def test_healthz_answers_while_slow_requests_hold_the_workers(limited_server, sa
         wait_for(lambda: faults.calls(sandbox).get("volume.get", 0) >= 1 or None, what="slow restore plan under way")
         busy = call(limited_server.url, "GET", "/v1/inventory", headers=cast.ADMIN, peer=PROXY, timeout=5)
         assert busy.status == 503 and busy.json()["error"] == "busy" and busy.headers["retry-after"]
+        real = call(limited_server.url, "POST", "/v1/backup", headers=cast.OPERATOR, peer=PROXY, timeout=5,
+                    json={"namespace": "ai", "pvc": "llm-cache"})  # may wait for an attachment: a long request
+        assert real.status == 503 and real.json()["error"] == "busy"
         assert call(limited_server.url, "GET", "/healthz", timeout=5).status == 200
         assert call(limited_server.url, "GET", "/metrics", timeout=5).status == 200
+        # A dry run is short: it takes the free thread, not a long-request slot.
+        assert call(limited_server.url, "POST", "/v1/backup", headers=cast.OPERATOR, peer=PROXY, timeout=30,
+                    json=DRY_BACKUP).status == 200
     finally:
         faults.clear(sandbox)
     slow.join(timeout=60)
