@@ -185,7 +185,8 @@ class LonghornDriver:
         # From Longhorn's CRDs through the Kubernetes API: the manager's GET /v1/volumes costs
         # volumes x backups on its side (docs/longhorn.md, "Reading the inventory from CRDs").
         volumes = {v.name: v for v in longhorn_crd.list_volumes()}
-        by_volume = _latest_backup_volumes(longhorn_crd.list_backup_volumes())
+        by_volume = _latest_backup_volumes(longhorn_crd.list_backup_volumes(),
+                                           {v.name: v.backup_target for v in volumes.values()})
         views = {}
         for claim in bound:
             name = volume_of(claim)

@@ -108,3 +108,16 @@ def test_inventory_facts_ignore_another_targets_backup_volume(cluster):
     volume = replace(cluster.volumes["pvc-ai-llm-cache"], backup_target="nfs-target", last_backup_at=None)
     assert backup_facts(volume, _bv("bv-other", "default", 1), NOW).last_success_at is None
     assert backup_facts(volume, _bv("bv-own", "nfs-target", 1), NOW).last_success_at is not None
+
+
+def test_inventory_picks_the_backup_volume_on_the_volumes_own_target(client, cluster):
+    """Two targets each hold a backup volume of the same volume: the inventory dates the last
+    backup from the one on the volume's own target, even when the other one is newer."""
+    cluster.add_pvc("ai", "llm-cache")
+    volume = "pvc-ai-llm-cache"
+    cluster.volumes[volume] = replace(cluster.volumes[volume], backup_target="nfs-target", last_backup_at=None,
+                                      backups=())
+    cluster.backup_volumes = {"bv-own": _bv("bv-own", "nfs-target", 30), "bv-other": _bv("bv-other", "default", 1)}
+    with time_machine.travel(NOW, tick=False):
+        item = next(p for ns in client.get("/v1/inventory").json()["namespaces"] for p in ns["pvcs"])
+    assert item["last_backup_age_hours"] == 30.0
