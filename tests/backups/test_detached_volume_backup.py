@@ -13,6 +13,8 @@ from backups.clients.longhorn import Snapshot
 from backups.drivers import longhorn as driver_module
 from backups.models import OwnSnapshot
 
+from tests.support.clock import SleeplessClock
+
 from .fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db
@@ -22,24 +24,9 @@ SNAPSHOT = "soteria-backup-ai-llm-cache-20260412-153000"
 SETTINGS = Path(__file__).resolve().parents[2] / "soteria_site" / "settings.py"
 
 
-class Clock:
-    """monotonic() and sleep() for the driver's wait: sleeping advances the clock."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.slept = 0.0
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-        self.slept += seconds
-
-
 @pytest.fixture
 def clock(monkeypatch):
-    fake = Clock()
+    fake = SleeplessClock()
     monkeypatch.setattr(driver_module, "time", fake)
     with time_machine.travel(NOW, tick=False):
         yield fake

@@ -6,6 +6,8 @@ import time_machine
 
 from backups.errors import UpstreamError
 
+from tests.support.clock import SleeplessClock
+
 from .fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db
@@ -86,16 +88,7 @@ def test_the_expansion_waits_until_the_restoring_volume_is_attached(client, grow
 
     from backups.drivers import longhorn_restore
 
-    class Clock:
-        now = 0.0
-
-        def monotonic(self):
-            return self.now
-
-        def sleep(self, seconds):
-            self.now += seconds
-
-    monkeypatch.setattr(longhorn_restore, "time", Clock())
+    monkeypatch.setattr(longhorn_restore, "time", SleeplessClock())
     create, get = grown.create_volume, grown.get_volume
     seen = []
 
@@ -124,16 +117,7 @@ def test_the_expansion_waits_until_the_restoring_volume_is_attached(client, grow
 def test_a_refusal_for_the_volumes_state_is_retried_until_longhorn_expands(client, grown, monkeypatch):
     from backups.drivers import longhorn_restore
 
-    class Clock:
-        now = 0.0
-
-        def monotonic(self):
-            return self.now
-
-        def sleep(self, seconds):
-            self.now += seconds
-
-    monkeypatch.setattr(longhorn_restore, "time", Clock())
+    monkeypatch.setattr(longhorn_restore, "time", SleeplessClock())
     expand = grown.expand_volume
     refusals = iter([UpstreamError("longhorn", "unable to expand volume x: invalid volume state to expand: "
                                                "attaching")] * 2)
