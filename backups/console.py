@@ -7,19 +7,19 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from soteria_site import audit
-from soteria_site.access import BACKUP, RESTORE, VIEW
-from soteria_site.identity import requested_by
-from soteria_site.permissions import console_permission, may, visible_namespaces
-from soteria_site.edge import BUSY_DETAIL, claim_slot, expensive
-from soteria_site.throttles import InventoryThrottle
+from soteria_site.core.errors import SoteriaError
+from soteria_site.core.names import RESERVED_LABEL_KEYS
+from soteria_site.web import audit
+from soteria_site.web.access import BACKUP, RESTORE, VIEW
+from soteria_site.web.edge import BUSY_DETAIL, claim_slot, expensive
+from soteria_site.web.identity import requested_by
+from soteria_site.web.permissions import console_permission, may, visible_namespaces
+from soteria_site.web.throttles import InventoryThrottle
 
-from .errors import SoteriaError
 from .forms import BackupForm, NamespaceRestoreForm, RestoreForm
 from .services import backup as backup_service
 from .services import inventory
 from .services import restore as restore_service
-from .validation import RESERVED_LABEL_KEYS
 
 HEALTH_STYLE = {"fresh": "ok", "stale": "bad", "never backed up": "bad", "last backup failed": "bad",
                 "backup stuck": "bad", "backup in progress": "info", "not bound": "muted",

@@ -2,7 +2,7 @@
 
 from django import forms
 
-from .validation import dns_label_error
+from soteria_site.core.names import dns_label_error
 
 
 def _dns_label(value: str) -> None:

@@ -12,12 +12,6 @@ NAMESPACE_BACKUP_REQUESTS = Counter(
     "Namespace-wide backup requests, by driver and result (success, partial, error, dry_run).",
     ["driver", "result"],
 )
-# Beyond the contract: every call to Kubernetes or Longhorn, by operation and outcome.
-UPSTREAM_REQUESTS = Counter(
-    "soteria_upstream_requests_total",
-    "Calls Soteria made to Kubernetes or Longhorn.",
-    ["system", "operation", "outcome"],
-)
 RESTORE_REQUESTS = Counter(
     "soteria_restore_requests_total",
     "PVC restore requests, by driver and result (success, dry_run, conflict, rejected, denied, error).",
@@ -28,21 +22,6 @@ NAMESPACE_RESTORE_REQUESTS = Counter(
     "Namespace-wide restore requests, by driver and result (success, partial, error, dry_run).",
     ["driver", "result"],
 )
-AUTHZ_DENIALS = Counter(
-    "soteria_authz_denials_total",
-    "Requests refused by authentication or authorization, by reason.",
-    ["reason"],
-)
-# The fixed set of denial reasons (docs/auth.md).
-DENIAL_REASONS = ("no_identity", "group_not_allowed", "bad_token", "csrf", "namespace_not_allowed",
-                  "permission_denied", "untrusted_proxy", "bad_identity_header")
-# Beyond the contract: requests refused before any work, by reason (docs/security.md).
-REQUESTS_REFUSED = Counter(
-    "soteria_requests_refused_total",
-    "Requests refused for their size or rate, or because every worker thread was busy, by reason.",
-    ["reason"],
-)
-REFUSAL_REASONS = ("body_too_large", "length_required", "throttled", "busy")
 INVENTORY_REFRESH_FAILURES = Counter(
     "soteria_inventory_refresh_failures_total",
     "Inventory refreshes that failed (the previous snapshot stays published).",
@@ -63,7 +42,3 @@ def initialise() -> None:
         for result in BATCH_RESULTS:
             NAMESPACE_BACKUP_REQUESTS.labels(driver, result)
             NAMESPACE_RESTORE_REQUESTS.labels(driver, result)
-    for reason in DENIAL_REASONS:
-        AUTHZ_DENIALS.labels(reason)
-    for reason in REFUSAL_REASONS:
-        REQUESTS_REFUSED.labels(reason)

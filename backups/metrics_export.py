@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from .services import snapshot
+from .services import inventory_cache
 
 PVC_LABELS = ["namespace", "pvc", "volume", "driver"]
 
@@ -24,7 +24,7 @@ class SnapshotCollector:
     """Per-PVC freshness gauges from the last inventory snapshot."""
 
     def collect(self):
-        snap = snapshot.latest()
+        snap = inventory_cache.latest()
         rows = snap.rows if snap else []
         age = GaugeMetricFamily("pvc_backup_age_hours", "Hours since the newest successful backup of the PVC.",
                                 labels=PVC_LABELS)

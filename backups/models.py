@@ -1,9 +1,9 @@
-"""The cached inventory snapshot the metrics are read from (disposable, like all of SQLite)."""
+"""What the backups app keeps in its (disposable) database."""
 
 from django.db import models
 
 
-class InventorySnapshot(models.Model):
+class CachedInventory(models.Model):
     """One row: the last successful inventory refresh, as JSON rows."""
 
     generated_at = models.DateTimeField()
@@ -20,7 +20,7 @@ class OperationLock(models.Model):
 
 
 class BackupFailure(models.Model):
-    """A failed backup the inventory refresh saw (see backups/services/failures.py): kept while
+    """A failed backup the inventory refresh saw (see backups/drivers/failure_memory.py): kept while
     Longhorn still lists it, or, once Longhorn deleted it, while it is newer than the
     volume's last success."""
 

@@ -1,9 +1,12 @@
-"""The backups app's domain types: plain dataclasses shared by drivers, services and the API."""
+"""The backups app's domain types: plain dataclasses shared by drivers, services and the API
+(a PVC with its PV and class is a `Claim`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from soteria_site.core.kubernetes import Pv, Pvc, StorageClass
 
 # Stable health reasons (docs/inventory.md), in order of precedence.
 NOT_BOUND = "not bound"
@@ -18,6 +21,27 @@ NEVER_BACKED_UP = "never backed up"
 HEALTH_REASONS = (NOT_BOUND, UNSUPPORTED_DRIVER, VOLUME_MISSING, BACKUP_STUCK, LAST_BACKUP_FAILED,
                   BACKUP_IN_PROGRESS, FRESH, STALE, NEVER_BACKED_UP)
 NO_DRIVER = "none"
+# The label every claim Soteria restored carries (value: `<namespace>.<pvc>` of the source).
+RESTORED_FROM = "soteria.io/restored-from"
+
+
+@dataclass(frozen=True)
+class Claim:
+    pvc: Pvc
+    pv: Pv | None
+    storage_class: StorageClass | None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.pvc.namespace, self.pvc.name)
+
+    @property
+    def bound(self) -> bool:
+        return self.pvc.phase == "Bound" and self.pv is not None
+
+    @property
+    def capacity(self) -> str:
+        return self.pvc.capacity or self.pvc.requested or ""
 
 
 @dataclass(frozen=True)
@@ -137,3 +161,99 @@ class RestoreResult:
     plan: RestorePlan
     requested_by: str
     dry_run: bool
+
+
+@dataclass(frozen=True)
+class RestoreProgress:
+    """How far a driver has got restoring one claim's data."""
+
+    state: str  # restoring | done | failed | volume missing
+    progress: int | None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RestoreStatus:
+    """A claim Soteria restored, as GET /v1/restores shows it."""
+
+    namespace: str
+    pvc: str
+    volume: str
+    source: str
+    backup: str
+    state: str  # restoring | done | failed | volume missing
+    progress: int | None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a driver's readiness probe learned: a detail for the log, and hints (name ->
+    (error code, text), code "" when fine) worth logging when they change, without failing
+    readiness."""
+
+    detail: str = ""
+    hints: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PvcOutcome:
+    pvc: str
+    status: str  # success | failed | skipped | planned
+    volume: str = ""
+    backup: str = ""
+    error: str = ""
+    detail: str = ""
+    plan: tuple = ()
+
+
+@dataclass(frozen=True)
+class NamespaceBackupResult:
+    driver: str
+    namespace: str
+    requested_by: str
+    dry_run: bool
+    results: list[PvcOutcome] = field(default_factory=list)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        counts = {"total": len(self.results), "success": 0, "failed": 0, "skipped": 0, "planned": 0}
+        for outcome in self.results:
+            counts[outcome.status] += 1
+        return counts
+
+
+@dataclass(frozen=True)
+class PvcBackups:
+    namespace: str
+    pvc: str
+    volume: str
+    backups: list
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    pvc: str
+    target_pvc: str
+    status: str  # planned | restored | skipped | failed
+    error: str = ""
+    detail: str = ""
+    plan: RestorePlan | None = None
+
+
+@dataclass(frozen=True)
+class NamespaceRestoreResult:
+    driver: str
+    namespace: str
+    target_namespace: str
+    target_prefix: str
+    requested_by: str
+    dry_run: bool
+    results: list[RestoreOutcome] = field(default_factory=list)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        counts = {"total": len(self.results), "planned": 0, "restored": 0, "skipped": 0, "failed": 0}
+        for outcome in self.results:
+            counts[outcome.status] += 1
+        return counts

@@ -47,8 +47,8 @@ def measure(way: str, repeat: int, state_dir: str, port_base: int) -> dict:
     call_command("createcachetable", verbosity=0)  # ...and in the cache
     from backups.api import present
     from backups.clients import longhorn, longhorn_crd
-    from backups.metrics import UPSTREAM_REQUESTS
     from backups.services import inventory
+    from soteria_site.core.metrics import UPSTREAM_REQUESTS
 
     if way == "rest":
         longhorn_crd.list_volumes, longhorn_crd.list_backup_volumes = longhorn.list_volumes, longhorn.list_backup_volumes

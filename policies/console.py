@@ -5,12 +5,12 @@ from django.shortcuts import redirect, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
-from backups.errors import SoteriaError
-from soteria_site import audit
-from soteria_site.access import POLICIES, VIEW
-from soteria_site.edge import expensive
-from soteria_site.identity import requested_by
-from soteria_site.permissions import console_permission, visible_namespaces
+from soteria_site.core.errors import SoteriaError
+from soteria_site.web import audit
+from soteria_site.web.access import POLICIES, VIEW
+from soteria_site.web.edge import expensive
+from soteria_site.web.identity import requested_by
+from soteria_site.web.permissions import console_permission, visible_namespaces
 
 from . import services
 from .api.views import with_due_times

@@ -22,12 +22,12 @@ from django.db import connections
 
 from backups import drivers
 from backups import types as t
-from backups.errors import SoteriaError
 from backups.services import backup as backup_service
 from backups.services import claims as claims_service
 from backups.services import inventory
 from backups.types import InventoryItem
-from backups.validation import POLICY_LABEL
+from soteria_site.core.errors import SoteriaError
+from soteria_site.core.names import POLICY_LABEL
 
 from . import leader, store
 from .metrics import POLICY_BACKUPS, POLICY_EVALUATIONS, RETENTION_DELETES

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
 
-from backups.clients import kubernetes
-from backups.clients.timeparse import format_time
-from backups.errors import Conflict
+from soteria_site.core import kubernetes
+from soteria_site.core.errors import Conflict
+from soteria_site.core.timeparse import format_time
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "soteria-policy-evaluator"

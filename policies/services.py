@@ -1,16 +1,21 @@
-"""Policy use-cases: list, create or update, delete (each change audited on the Secret)."""
+"""Policy use-cases: list, create or update, delete (each change audited on the Secret), and the
+inventory refresh that publishes each PVC's policy interval beside its freshness."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from backups.clients import kubernetes
-from backups.errors import NotFound
-from backups.services import audit
+from backups.models import CachedInventory
+from backups.services import inventory_cache
+from soteria_site.core import events, kubernetes
+from soteria_site.core.errors import NotFound, SoteriaError
 
 from . import evaluate, store
 from .types import Policy, policy_id, validate
+
+log = logging.getLogger(__name__)
 
 
 def list_policies(visible: frozenset[str] | None = None) -> list[Policy]:
@@ -69,7 +74,23 @@ def next_due_at(policy: Policy, policies: list[Policy], items) -> datetime | Non
     return min(times) if times else None
 
 
+def refresh_inventory(now: datetime | None = None) -> CachedInventory | None:
+    """Refresh the cached inventory, each row with its enabled policy's interval. Freshness is
+    still worth publishing when the policy Secret cannot be read: the rows then say so."""
+    try:
+        policies = store.load()
+    except SoteriaError as exc:
+        log.warning("inventory refresh without policies: %s", exc.detail)
+        return inventory_cache.refresh(now=now)
+
+    def interval_of(namespace: str, pvc: str) -> float | None:
+        policy = evaluate.effective(policies, namespace, pvc)
+        return policy.interval_seconds if policy is not None and policy.enabled else None
+
+    return inventory_cache.refresh(now=now, interval_of=interval_of)
+
+
 def _event(reason: str, message: str) -> None:
     storage_secret = kubernetes.find_secret(store._storage().namespace, store._storage().secret_name)
     if storage_secret is not None:
-        audit.record_on("Secret", storage_secret.namespace, storage_secret.name, storage_secret.uid, reason, message)
+        events.emit("Secret", storage_secret.namespace, storage_secret.name, storage_secret.uid, reason, message)

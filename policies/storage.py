@@ -18,8 +18,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 from django.utils.deconstruct import deconstructible
 
-from backups.clients import kubernetes
-from backups.errors import Conflict, NotFound, UpstreamError
+from soteria_site.core import kubernetes
+from soteria_site.core.errors import Conflict, NotFound, UpstreamError
 
 OWNER_LABELS = {"app.kubernetes.io/managed-by": "soteria", "soteria.io/purpose": "policies"}
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from django.core.files.storage import storages
 
-from backups.errors import Conflict, SoteriaError
+from soteria_site.core.errors import Conflict, SoteriaError
 
 from .metrics import POLICY_STORE_ERRORS
 from .storage import StaleVersion

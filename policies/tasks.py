@@ -1,10 +1,10 @@
-"""The worker's policy tasks (scheduled by soteria_site.schedules)."""
+"""The worker's policy tasks: evaluation and the inventory refresh (scheduled by soteria_site.core.schedules)."""
 
 from django.conf import settings
 
-from soteria_site.schedules import ScheduleSpec
+from soteria_site.core.schedules import ScheduleSpec
 
-from . import evaluate
+from . import evaluate, services
 
 
 def evaluate_policies() -> dict:
@@ -13,4 +13,13 @@ def evaluate_policies() -> dict:
             "failed": len(report.failed), "skipped": len(report.skipped)}
 
 
-SCHEDULES = [ScheduleSpec("policy-evaluation", "policies.tasks.evaluate_policies", settings.SOTERIA_POLICY_EVAL_SECONDS)]
+def refresh_inventory() -> dict:
+    result = services.refresh_inventory()
+    return {"refreshed": result is not None, "pvcs": len(result.rows) if result else None}
+
+
+SCHEDULES = [ScheduleSpec("policy-evaluation", "policies.tasks.evaluate_policies", settings.SOTERIA_POLICY_EVAL_SECONDS),
+             # The cached inventory behind /metrics carries each PVC's policy interval, so the
+             # policies app (above backups) runs its refresh.
+             ScheduleSpec("inventory-refresh", "policies.tasks.refresh_inventory",
+                          settings.SOTERIA_METRICS_REFRESH_SECONDS)]

@@ -6,9 +6,9 @@ import math
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from backups.clients.timeparse import format_time, parse_time
-from backups.errors import InvalidInput
-from backups.validation import dns_label_error, tags_to_labels
+from soteria_site.core.errors import InvalidInput
+from soteria_site.core.names import dns_label_error, tags_to_labels
+from soteria_site.core.timeparse import format_time, parse_time
 
 MAX_INTERVAL_HOURS = 24 * 366
 MAX_RETAIN = 1000
@@ -56,7 +56,7 @@ class Policy:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "Policy":
+    def from_json(cls, data: dict) -> Policy:
         return cls(
             namespace=data["namespace"], pvc=data.get("pvc") or "", interval_hours=float(data["interval_hours"]),
             enabled=bool(data.get("enabled", True)), retain=data.get("retain"),

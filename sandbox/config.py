@@ -121,7 +121,7 @@ class SandboxConfig:
         self.config_file.write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
-    def load(cls, state_dir: Path | None = None) -> "SandboxConfig":
+    def load(cls, state_dir: Path | None = None) -> SandboxConfig:
         """The configuration of the sandbox in state_dir (or the default one)."""
         state_dir = state_dir or default_state_dir()
         path = state_dir / "sandbox.json"

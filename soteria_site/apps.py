@@ -7,3 +7,6 @@ class SoteriaSiteConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, schema  # noqa: F401  (registers the system checks and schema extensions)
+        from .core import metrics
+
+        metrics.initialise()

@@ -1,7 +1,7 @@
 """Template context for every console page."""
 
-from .access import grants_of
-from .identity import identity_of
+from .web.access import grants_of
+from .web.identity import identity_of
 
 
 def soteria(request):

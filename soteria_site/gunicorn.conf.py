@@ -28,7 +28,7 @@ try:
 except ImproperlyConfigured as exc:
     sys.exit(f"soteria: configuration error: {exc}")
 
-from soteria_site import headers  # noqa: E402
+from soteria_site.web import headers  # noqa: E402
 
 worker_class = "gthread"
 # A backup of a detached volume waits up to SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS for

@@ -21,8 +21,10 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from backups.clients import kubernetes, longhorn
-from backups.errors import SoteriaError
+from backups import drivers
+from backups.drivers import DriverUnavailable
+from soteria_site.core import kubernetes
+from soteria_site.core.errors import SoteriaError
 
 log = logging.getLogger(__name__)
 
@@ -61,29 +63,23 @@ def _check(name: str, probe) -> dict:
     return {"ok": True}
 
 
-def _longhorn(timeout: float) -> str:
-    """Ping the manager; a backup mode its version cannot honour is logged (once per change)
-    as a hint, without failing readiness: backups then answer 422 backup_mode_unsupported."""
-    from backups.drivers import longhorn_features
-
-    longhorn.ping(timeout=timeout)
-    try:
-        problem = longhorn_features.backup_mode_problem()
-    except SoteriaError as exc:
-        problem, detail = "", f"version unknown: {exc.detail}"
-    else:
-        detail = f"Longhorn {longhorn_features.version_text()}" if settings.SOTERIA_LONGHORN_BACKUP_MODE == "full" \
-            else ""
-    if problem or _states.get("longhorn backup mode"):  # a hint only when there is, or was, a problem
-        _note("longhorn backup mode", "backup_mode_unsupported" if problem else "", problem)
-    return detail
+def _driver(driver, timeout: float) -> str:
+    """The driver's own probe; its hints are logged once per change, without failing readiness."""
+    probe = driver.probe(timeout)
+    for name, (code, text) in probe.hints.items():
+        if code or _states.get(name):  # a hint only when there is, or was, a problem
+            _note(name, code, text)
+    return probe.detail
 
 
 def _probes() -> dict:
     timeout = settings.SOTERIA_READY_TIMEOUT_SECONDS
     probes = {"kubernetes": lambda: f"Kubernetes {kubernetes.server_version(timeout=timeout)}"}
-    if settings.SOTERIA_BACKUP_DRIVER == "longhorn":
-        probes["longhorn"] = lambda: _longhorn(timeout)
+    try:
+        driver = drivers.current()
+    except DriverUnavailable:
+        return probes  # a driver this version lacks has nothing to probe; requests answer 501
+    probes[driver.name] = lambda: _driver(driver, timeout)
     return probes
 
 

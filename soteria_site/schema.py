@@ -4,7 +4,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "soteria_site.authn.BearerTokenAuthentication"
+    target_class = "soteria_site.web.authn.BearerTokenAuthentication"
     name = "bearerToken"
 
     def get_security_definition(self, auto_schema):
@@ -13,7 +13,7 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 
 
 class ProxyHeaderScheme(OpenApiAuthenticationExtension):
-    target_class = "soteria_site.authn.ProxyHeaderAuthentication"
+    target_class = "soteria_site.web.authn.ProxyHeaderAuthentication"
     name = "proxyHeaders"
 
     def get_security_definition(self, auto_schema):

@@ -41,7 +41,7 @@ SOTERIA_DATA_DIR = Path(env_str(ENV, "SOTERIA_DATA_DIR", str(BASE_DIR / "data"))
 try:
     SOTERIA_DATA_DIR.mkdir(parents=True, exist_ok=True)
 except OSError as exc:
-    raise ImproperlyConfigured(f"SOTERIA_DATA_DIR={str(SOTERIA_DATA_DIR)!r} cannot be created: {exc.strerror}")
+    raise ImproperlyConfigured(f"SOTERIA_DATA_DIR={str(SOTERIA_DATA_DIR)!r} cannot be created: {exc.strerror}") from None
 SOTERIA_METRICS_DIR = SOTERIA_DATA_DIR / "metrics"
 SOTERIA_METRICS_DIR.mkdir(exist_ok=True)
 # Every process (gunicorn workers, the queue worker) writes its counters here,
@@ -87,7 +87,7 @@ def _bearer_tokens() -> list[tuple[str, str]]:
 
 def _scopes(name: str) -> dict[str, frozenset[str]]:
     """`group=ns1,ns2;group2=ns3` -> {group: {namespaces}} (groups normalised like the others)."""
-    from backups.validation import dns_label_error
+    from soteria_site.core.names import dns_label_error
 
     scopes: dict[str, frozenset[str]] = {}
     for item in env_list(ENV, name, separators=";"):
@@ -196,7 +196,7 @@ DEBUG = env_bool(ENV, "SOTERIA_DEBUG", False)
 ALLOWED_HOSTS = env_list(ENV, "SOTERIA_ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = env_list(ENV, "SOTERIA_CSRF_TRUSTED_ORIGINS")
 # TLS ends at the ingress or proxy in front of Soteria; it says so with these headers,
-# which soteria_site.edge removes from requests of peers outside SOTERIA_TRUSTED_PROXIES.
+# which soteria_site.web.edge removes from requests of peers outside SOTERIA_TRUSTED_PROXIES.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 USE_X_FORWARDED_HOST = True
 # Console form posts are tiny; the same limit as every other body.
@@ -254,18 +254,18 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # The edge: which listener, how big a body, which peer's headers count, how busy.
-    "soteria_site.edge.ListenerMiddleware",
-    "soteria_site.edge.BodyLimitMiddleware",
-    "soteria_site.edge.PeerTrustMiddleware",
-    "soteria_site.edge.BusyMiddleware",
-    "soteria_site.edge.ContentSecurityPolicyMiddleware",
+    "soteria_site.web.edge.ListenerMiddleware",
+    "soteria_site.web.edge.BodyLimitMiddleware",
+    "soteria_site.web.edge.PeerTrustMiddleware",
+    "soteria_site.web.edge.BusyMiddleware",
+    "soteria_site.web.edge.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "soteria_site.authn.IdentityMiddleware",
-    "soteria_site.permissions.RequireIdentityMiddleware",
+    "soteria_site.web.authn.IdentityMiddleware",
+    "soteria_site.web.permissions.RequireIdentityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -319,7 +319,7 @@ CACHES = {
     "throttle": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "soteria-throttle",
                  "OPTIONS": {"MAX_ENTRIES": 10000}},
 }
-AUTHENTICATION_BACKENDS = ["soteria_site.authn.ProxyUserBackend"]
+AUTHENTICATION_BACKENDS = ["soteria_site.web.authn.ProxyUserBackend"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -335,14 +335,14 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "soteria_site.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "soteria_site.web.api_errors.exception_handler",
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "soteria_site.authn.BearerTokenAuthentication",
-        "soteria_site.authn.ProxyHeaderAuthentication",
+        "soteria_site.web.authn.BearerTokenAuthentication",
+        "soteria_site.web.authn.ProxyHeaderAuthentication",
     ],
-    "DEFAULT_THROTTLE_CLASSES": ["soteria_site.throttles.MutationThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["soteria_site.web.throttles.MutationThrottle"],
     "DEFAULT_THROTTLE_RATES": {"mutations": SOTERIA_THROTTLE_MUTATIONS, "inventory": SOTERIA_THROTTLE_INVENTORY},
-    "DEFAULT_PERMISSION_CLASSES": ["soteria_site.permissions.HasSoteriaPermission"],
+    "DEFAULT_PERMISSION_CLASSES": ["soteria_site.web.permissions.HasSoteriaPermission"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

@@ -4,8 +4,8 @@ from drf_spectacular.views import SpectacularAPIView
 from backups.metrics_export import metrics_view
 
 from . import health
-from .access import VIEW
-from .permissions import HasSoteriaPermission
+from .web.access import VIEW
+from .web.permissions import HasSoteriaPermission
 from .whoami import WhoAmIView
 
 
@@ -27,5 +27,5 @@ urlpatterns = [
     path("", include("soteria_site.console_urls")),
 ]
 
-handler404 = "soteria_site.api_errors.page_not_found"
-handler500 = "soteria_site.api_errors.server_error"
+handler404 = "soteria_site.web.api_errors.page_not_found"
+handler500 = "soteria_site.web.api_errors.server_error"

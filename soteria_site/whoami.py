@@ -5,8 +5,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .access import grants_of
-from .identity import identity_of
+from .web.access import grants_of
+from .web.identity import identity_of
 
 
 class WhoAmIView(APIView):

@@ -33,7 +33,7 @@ def _fresh_identity_cache(settings):
     Request rates are off unless a test of them turns them on (and starts from zero)."""
     from django.core.cache import caches
 
-    from soteria_site.authn import forget_mirrored_users
+    from soteria_site.web.authn import forget_mirrored_users
 
     forget_mirrored_users()
     caches["throttle"].clear()
@@ -42,7 +42,8 @@ def _fresh_identity_cache(settings):
 
 @pytest.fixture(autouse=True)
 def _isolated_upstreams(settings, tmp_path):
-    from backups.clients import kubernetes, longhorn
+    from backups.clients import longhorn
+    from soteria_site.core import kubernetes
 
     missing = tmp_path / "no-kubeconfig"
     settings.KUBECONFIG = str(missing)
@@ -75,7 +76,8 @@ def sandbox() -> SandboxConfig:
 @pytest.fixture
 def live(sandbox, settings):
     """Soteria's settings pointed at the sandbox."""
-    from backups.clients import kubernetes, longhorn
+    from backups.clients import longhorn
+    from soteria_site.core import kubernetes
 
     settings.KUBECONFIG = str(sandbox.kubeconfig)
     settings.SOTERIA_LONGHORN_URL = sandbox.longhorn_url
@@ -131,7 +133,7 @@ def start_soteria(sandbox: SandboxConfig, data_dir: Path, workers: int = 2, **ex
                 break
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((data_dir / "gunicorn.log").read_text()[-3000:])
+                raise RuntimeError((data_dir / "gunicorn.log").read_text()[-3000:]) from None
             time.sleep(0.2)
     return SoteriaServer(url=url, data_dir=data_dir, env=env, process=process)
 

@@ -44,7 +44,7 @@ class FakeServer:
                                                              content_type="text/plain")
         return response(environ, start_response)
 
-    def __enter__(self) -> "FakeServer":
+    def __enter__(self) -> FakeServer:
         self._thread.start()
         return self
 

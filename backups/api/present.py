@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..clients.timeparse import format_time
-from ..services.backup import NamespaceBackupResult
-from ..types import BackupRecord, BackupResult, Inventory, PlannedCall
+from soteria_site.core.timeparse import format_time
+
+from ..types import BackupRecord, BackupResult, Inventory, NamespaceBackupResult, PlannedCall
 
 
 def plan(calls: tuple[PlannedCall, ...]) -> list[dict]:

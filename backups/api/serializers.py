@@ -2,7 +2,8 @@
 
 from rest_framework import serializers
 
-from ..validation import dns_label_error
+from soteria_site.core.names import dns_label_error
+
 from .fields import StrictBooleanField, StrictCharField, StrictSerializer
 
 

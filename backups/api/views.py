@@ -7,16 +7,16 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
 from rest_framework.response import Response
 
-from soteria_site.access import BACKUP, RESTORE, VIEW
-from soteria_site.api_errors import Busy
-from soteria_site.audit import AuditedViewSet
-from soteria_site.edge import BUSY_DETAIL, claim_slot
-from soteria_site.identity import requested_by
-from soteria_site.permissions import require_namespaces, visible_namespaces
-from soteria_site.throttles import InventoryThrottle, MutationThrottle
+from soteria_site.web.access import BACKUP, RESTORE, VIEW
+from soteria_site.web.api_errors import Busy
+from soteria_site.web.audit import AuditedViewSet
+from soteria_site.web.edge import BUSY_DETAIL, claim_slot
+from soteria_site.web.identity import requested_by
+from soteria_site.web.permissions import require_namespaces, visible_namespaces
+from soteria_site.web.throttles import InventoryThrottle, MutationThrottle
 
-from ..services import backup as backup_service
 from ..metrics import BACKUP_REQUESTS, NAMESPACE_BACKUP_REQUESTS, NAMESPACE_RESTORE_REQUESTS, RESTORE_REQUESTS
+from ..services import backup as backup_service
 from ..services import inventory
 from ..services import restore as restore_service
 from . import present

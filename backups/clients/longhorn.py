@@ -19,9 +19,9 @@ from typing import Any
 import requests
 from django.conf import settings
 
-from ..errors import NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from ..metrics import UPSTREAM_REQUESTS
-from .timeparse import parse_time
+from soteria_site.core.errors import NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from soteria_site.core.metrics import UPSTREAM_REQUESTS
+from soteria_site.core.timeparse import parse_time
 
 log = logging.getLogger(__name__)
 SYSTEM = "longhorn"

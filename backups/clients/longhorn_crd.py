@@ -17,15 +17,17 @@ kubernetes.py's; this module only knows Longhorn's resources.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, Iterator
+from typing import Any
 
 from django.conf import settings
 
-from ..errors import NotFound, UpstreamError
-from . import kubernetes
+from soteria_site.core import kubernetes
+from soteria_site.core.errors import NotFound, UpstreamError
+from soteria_site.core.timeparse import parse_time
+
 from .longhorn import BackupStatus, BackupVolume, Volume
-from .timeparse import parse_time
 
 GROUP, VERSION = "longhorn.io", "v1beta2"
 LABEL_BACKUP_VOLUME = "backup-volume"  # types.LonghornLabelBackupVolume

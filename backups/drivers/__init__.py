@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from ..errors import SoteriaError
+from soteria_site.core.errors import SoteriaError
+
 from .base import Driver
 
 

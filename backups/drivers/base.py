@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from ..services.claims import Claim
-from ..types import BackupFacts, BackupRecord, BackupResult, RestorePlan
+from soteria_site.core.kubernetes import Pvc
+
+from ..types import BackupFacts, BackupRecord, BackupResult, Claim, Probe, RestorePlan, RestoreProgress
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,10 @@ class Driver(Protocol):
 
     def delete_backups(self, claim: Claim, names: list[str]) -> None:
         """Delete these backups of the claim (retention)."""
+
+    def restore_progress(self, pvcs: list[Pvc]) -> dict[tuple[str, str], RestoreProgress]:
+        """How far the restore of each of these restored claims has got, keyed by (namespace, pvc),
+        in a constant number of upstream calls."""
+
+    def probe(self, timeout: float) -> Probe:
+        """Readiness: raise SoteriaError when the driver's upstream does not answer within `timeout`."""

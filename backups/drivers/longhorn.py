@@ -17,13 +17,13 @@ from datetime import datetime, timedelta, timezone
 from django.conf import settings
 from django.core.cache import cache
 
+from soteria_site.core.errors import Conflict, NotFound, SoteriaError, UnsupportedDriver, UpstreamError, UpstreamTimeout
+from soteria_site.core.kubernetes import LONGHORN_CSI_DRIVER, Pvc
+
 from ..clients import longhorn, longhorn_crd
-from ..clients.kubernetes import LONGHORN_CSI_DRIVER
 from ..clients.longhorn import BackupStatus, BackupVolume, Volume
-from ..errors import Conflict, NotFound, SoteriaError, UnsupportedDriver, UpstreamError, UpstreamTimeout
-from ..services import failures as failure_ledger
-from ..services.claims import Claim
-from ..types import BackupFacts, BackupRecord, BackupResult, PlannedCall, RestorePlan
+from ..types import BackupFacts, BackupRecord, BackupResult, Claim, PlannedCall, Probe, RestorePlan, RestoreProgress
+from . import failure_memory as failure_ledger
 from . import longhorn_features, longhorn_restore, longhorn_snapshots
 from .base import VolumeView
 
@@ -259,6 +259,36 @@ class LonghornDriver:
             raise NotFound(f"Longhorn has no backup volume for {name}")
         for backup in names:
             longhorn.delete_backup(backup_volume.name, backup)
+
+    def probe(self, timeout: float) -> Probe:
+        """Ping the manager. A backup mode its version cannot honour is a hint, not a failure:
+        backups then answer 422 backup_mode_unsupported."""
+        longhorn.ping(timeout=timeout)
+        try:
+            problem = longhorn_features.backup_mode_problem()
+        except SoteriaError as exc:
+            return Probe(detail=f"version unknown: {exc.detail}", hints={"longhorn backup mode": ("", "")})
+        detail = f"Longhorn {longhorn_features.version_text()}" if settings.SOTERIA_LONGHORN_BACKUP_MODE == "full" \
+            else ""
+        return Probe(detail=detail,
+                     hints={"longhorn backup mode": ("backup_mode_unsupported" if problem else "", problem)})
+
+    def restore_progress(self, pvcs: list[Pvc]) -> dict[tuple[str, str], RestoreProgress]:
+        """Longhorn's restore progress of each claim's volume, in one call whatever their number."""
+        volumes = {v.name: v for v in longhorn.list_volumes()} if pvcs else {}
+        progress = {}
+        for pvc in pvcs:
+            volume = volumes.get(pvc.volume_name or "")
+            if volume is None:
+                found = RestoreProgress("volume missing", None, f"Longhorn has no volume {pvc.volume_name}")
+            elif volume.restore_error or volume.robustness == "faulted":
+                found = RestoreProgress("failed", volume.restore_progress, volume.restore_error or "volume faulted")
+            elif volume.restore_required:
+                found = RestoreProgress("restoring", volume.restore_progress)
+            else:
+                found = RestoreProgress("done", 100)
+            progress[(pvc.namespace, pvc.name)] = found
+        return progress
 
     def restore(self, plan: RestorePlan, claim: Claim, requested_by: str) -> RestorePlan:
         own = self._require_volume(claim)

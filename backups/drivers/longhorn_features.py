@@ -14,8 +14,9 @@ import re
 from django.conf import settings
 from django.core.cache import cache
 
+from soteria_site.core.errors import SoteriaError
+
 from ..clients import longhorn
-from ..errors import SoteriaError
 
 VERSION_SETTING = "current-longhorn-version"
 AUTO_CLEANUP_SETTING = "auto-cleanup-snapshot-after-on-demand-backup-completed"

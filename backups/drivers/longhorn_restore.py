@@ -19,17 +19,17 @@ from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qs, urlsplit
 
-from ..clients import kubernetes, longhorn
-from ..errors import Conflict, InvalidInput, NotFound, SoteriaError, UpstreamTimeout
-from ..services.claims import Claim
-from ..types import BackupRecord, PlannedCall, RestorePlan
+from soteria_site.core import kubernetes
+from soteria_site.core.errors import Conflict, InvalidInput, NotFound, SoteriaError, UpstreamTimeout
+
+from ..clients import longhorn
+from ..types import RESTORED_FROM, BackupRecord, Claim, PlannedCall, RestorePlan
 
 log = logging.getLogger(__name__)
 ACCEPT_TIMEOUT = 60.0
 _QUANTITY = re.compile(r"^\s*([0-9.]+)\s*([KMGTPE]i?|k|m)?\s*$")
 _FACTORS = {None: 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-RESTORED_FROM = "soteria.io/restored-from"
 RESTORED_BACKUP = "soteria.io/backup"
 
 

@@ -24,9 +24,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
+from soteria_site.core.errors import SoteriaError
+
 from ..clients import longhorn
 from ..clients.longhorn import BackupStatus, Volume
-from ..errors import SoteriaError
 from . import longhorn_features
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import timezone as tz
 
@@ -16,14 +15,16 @@ from django.conf import settings
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
+from soteria_site.core import events
+from soteria_site.core.errors import Conflict, InvalidInput, SoteriaError
+from soteria_site.core.names import POLICY_LABEL, label_value_error, require_dns_label, tags_to_labels
+
 from .. import drivers
 from .. import types as t
-from ..errors import Conflict, InvalidInput, SoteriaError
 from ..metrics import BACKUP_REQUESTS, NAMESPACE_BACKUP_REQUESTS
 from ..models import OperationLock
-from ..types import BackupResult
-from ..validation import POLICY_LABEL, label_value_error, require_dns_label, tags_to_labels
-from . import audit, claims
+from ..types import BackupResult, NamespaceBackupResult, PvcBackups, PvcOutcome
+from . import claims
 
 log = logging.getLogger(__name__)
 LOCK_SECONDS = 120  # at least; a backup holds its lock while it waits for its snapshot
@@ -88,7 +89,7 @@ def backup_claim(claim: claims.Claim, labels: dict[str, str], requested_by: str,
     with pvc_lock(*claim.key):
         result = driver.backup(claim, labels, requested_by, dry_run, now)
     label_text = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none"
-    audit.record(claim.pvc, "BackupStarted",
+    events.emit_on_pvc(claim.pvc, "BackupStarted",
                  f"Backup {result.backup} of volume {result.volume} ({driver.name}) requested by "
                  f"{requested_by}; labels: {label_text}")
     return result
@@ -111,33 +112,6 @@ def backup_pvc(namespace: str, pvc: str, tags: list[str], requested_by: str, dry
             labels[POLICY_LABEL] = policy_id
         claim = claims.get_claim(namespace, pvc)
         return backup_claim(claim, labels, requested_by, dry_run)
-
-
-@dataclass(frozen=True)
-class PvcOutcome:
-    pvc: str
-    status: str  # success | failed | skipped | planned
-    volume: str = ""
-    backup: str = ""
-    error: str = ""
-    detail: str = ""
-    plan: tuple = ()
-
-
-@dataclass(frozen=True)
-class NamespaceBackupResult:
-    driver: str
-    namespace: str
-    requested_by: str
-    dry_run: bool
-    results: list[PvcOutcome] = field(default_factory=list)
-
-    @property
-    def totals(self) -> dict[str, int]:
-        counts = {"total": len(self.results), "success": 0, "failed": 0, "skipped": 0, "planned": 0}
-        for outcome in self.results:
-            counts[outcome.status] += 1
-        return counts
 
 
 def backup_namespace(namespace: str, tags: list[str], requested_by: str, dry_run: bool = False) -> NamespaceBackupResult:
@@ -195,14 +169,6 @@ def _backup_each(claim_list, driver, labels, requested_by, dry_run) -> list[PvcO
             for outcome in pool.map(one, todo):
                 outcomes[outcome.pvc] = outcome
     return [outcomes[name] for name in sorted(outcomes)]
-
-
-@dataclass(frozen=True)
-class PvcBackups:
-    namespace: str
-    pvc: str
-    volume: str
-    backups: list
 
 
 def list_backups(namespace: str, pvc: str) -> PvcBackups:

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.conf import settings
 
-from ..clients import kubernetes
-from ..clients.kubernetes import Pv, Pvc, StorageClass
-from ..errors import InvalidInput, NotFound
-from ..validation import require_dns_label
+from soteria_site.core import kubernetes
+from soteria_site.core.errors import InvalidInput, NotFound
+from soteria_site.core.kubernetes import Pv, Pvc, StorageClass
+from soteria_site.core.names import require_dns_label
 
-
-@dataclass(frozen=True)
-class Claim:
-    pvc: Pvc
-    pv: Pv | None
-    storage_class: StorageClass | None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.pvc.namespace, self.pvc.name)
-
-    @property
-    def bound(self) -> bool:
-        return self.pvc.phase == "Bound" and self.pv is not None
-
-    @property
-    def capacity(self) -> str:
-        return self.pvc.capacity or self.pvc.requested or ""
+from ..types import Claim
 
 
 def list_claims(namespace: str | None = None) -> list[Claim]:

@@ -13,9 +13,9 @@ from django.conf import settings
 
 from .. import drivers
 from .. import types as t
+from ..drivers import failure_memory
 from ..types import BackupFacts, Inventory, InventoryItem
 from . import claims as claims_service
-from . import failures
 
 
 def assess(facts: BackupFacts, now: datetime, max_age_hours: float, stuck_after_hours: float) -> tuple[bool, str]:
@@ -44,16 +44,16 @@ def build(namespace: str | None = None, now: datetime | None = None,
           visible: frozenset[str] | None = None, remember_failures: bool = False) -> Inventory:
     """The inventory (of one namespace, or all; only `visible` namespaces when given).
     Failed backups Soteria remembers are read once; the refresh (`remember_failures`)
-    also writes what it saw (backups/services/failures.py)."""
+    also writes what it saw (backups/drivers/failure_memory.py)."""
     now = now or datetime.now(timezone.utc)
     driver = drivers.current()
     claims = claims_service.list_claims(namespace)
     if visible is not None:
         claims = [c for c in claims if c.pvc.namespace in visible]
-    with failures.reading() as ledger:
+    with failure_memory.reading() as ledger:
         views = driver.describe(claims, now)
     if remember_failures:
-        failures.save(ledger)
+        failure_memory.save(ledger)
     max_age, stuck = settings.SOTERIA_BACKUP_MAX_AGE_HOURS, settings.SOTERIA_BACKUP_STUCK_HOURS
     items = []
     for claim in claims:
@@ -61,7 +61,8 @@ def build(namespace: str | None = None, now: datetime | None = None,
                     capacity=claim.capacity)
         view = views.get(claim.key)
         if not claim.bound or view is None:
-            items.append(InventoryItem(**base, volume=claim.pvc.volume_name or "", driver=driver.name if driver.supports(claim) else t.NO_DRIVER,
+            items.append(InventoryItem(**base, volume=claim.pvc.volume_name or "",
+                                       driver=driver.name if driver.supports(claim) else t.NO_DRIVER,
                                        last_backup_at=None, last_backup_age_hours=None, backup_count=0,
                                        healthy=False, health_reason=t.NOT_BOUND,
                                        detail=f"PVC phase {claim.pvc.phase}"))

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connections
 
+from soteria_site.core import events, kubernetes
+from soteria_site.core.errors import Conflict, InvalidInput, SoteriaError
+from soteria_site.core.names import dns_label_error, require_dns_label
+from soteria_site.core.timeparse import format_time
+
 from .. import drivers
 from .. import types as t
-from ..clients import kubernetes
-from ..clients.timeparse import format_time
-from ..errors import Conflict, InvalidInput, SoteriaError
 from ..metrics import NAMESPACE_RESTORE_REQUESTS, RESTORE_REQUESTS
-from ..types import RestorePlan, RestoreResult
-from ..validation import dns_label_error, require_dns_label
-from . import audit, claims
+from ..types import RESTORED_FROM, NamespaceRestoreResult, RestoreOutcome, RestorePlan, RestoreResult, RestoreStatus
+from . import claims
 from .backup import counted, pvc_lock, result_label
 
 log = logging.getLogger(__name__)
@@ -67,48 +67,20 @@ def _execute(driver, plan: RestorePlan, claim: claims.Claim, requested_by: str) 
         try:
             plan = driver.restore(plan, claim, requested_by) or plan
         except SoteriaError as exc:
-            audit.record(claim.pvc, "RestoreFailed",
+            events.emit_on_pvc(claim.pvc, "RestoreFailed",
                          f"Restore of backup {plan.backup.name} into {plan.target_namespace}/{plan.target_pvc} "
                          f"requested by {requested_by} failed: {exc.detail}", warning=True)
             raise
     created_at = format_time(plan.backup.created) or "unknown time"
-    audit.record(claim.pvc, "RestoreStarted",
+    events.emit_on_pvc(claim.pvc, "RestoreStarted",
                  f"Backup {plan.backup.name} ({created_at}) is being restored into "
                  f"{plan.target_namespace}/{plan.target_pvc} (volume {plan.volume}), requested by {requested_by}")
     target = kubernetes.find_pvc(plan.target_namespace, plan.target_pvc)
     if target is not None:
-        audit.record(target, "RestoredFromBackup",
+        events.emit_on_pvc(target, "RestoredFromBackup",
                      f"Created from backup {plan.backup.name} of {plan.namespace}/{plan.pvc} ({created_at}), "
                      f"requested by {requested_by}; Longhorn is restoring volume {plan.volume}")
     return plan
-
-
-@dataclass(frozen=True)
-class RestoreOutcome:
-    pvc: str
-    target_pvc: str
-    status: str  # planned | restored | skipped | failed
-    error: str = ""
-    detail: str = ""
-    plan: RestorePlan | None = None
-
-
-@dataclass(frozen=True)
-class NamespaceRestoreResult:
-    driver: str
-    namespace: str
-    target_namespace: str
-    target_prefix: str
-    requested_by: str
-    dry_run: bool
-    results: list[RestoreOutcome] = field(default_factory=list)
-
-    @property
-    def totals(self) -> dict[str, int]:
-        counts = {"total": len(self.results), "planned": 0, "restored": 0, "skipped": 0, "failed": 0}
-        for outcome in self.results:
-            counts[outcome.status] += 1
-        return counts
 
 
 def restore_namespace(namespace: str, target_namespace: str, target_prefix: str, requested_by: str, *,
@@ -181,18 +153,6 @@ def _execute_all(driver, outcomes, claim_by_name, requested_by) -> list[RestoreO
         return list(pool.map(one, outcomes))
 
 
-@dataclass(frozen=True)
-class RestoreStatus:
-    namespace: str
-    pvc: str
-    volume: str
-    source: str
-    backup: str
-    state: str  # restoring | done | failed | volume missing
-    progress: int | None
-    detail: str = ""
-
-
 def _shown_source(source: str, visible: frozenset[str] | None) -> str:
     """The `namespace/pvc` a restore came from, blank when the caller may not view that namespace."""
     if visible is None or source.partition("/")[0] in visible:
@@ -201,31 +161,17 @@ def _shown_source(source: str, visible: frozenset[str] | None) -> str:
 
 
 def restore_status(namespace: str | None = None, visible: frozenset[str] | None = None) -> list[RestoreStatus]:
-    """Every PVC Soteria restored, with Longhorn's progress (two calls whatever their number).
-    With `visible`, only PVCs in those namespaces, and a source outside them left blank."""
-    from ..clients import longhorn
-    from ..drivers.longhorn_restore import RESTORED_FROM
-
+    """Every PVC Soteria restored, with the driver's progress (a constant number of calls whatever
+    their number). With `visible`, only PVCs in those namespaces, and a source outside them left blank."""
     if namespace:
         require_dns_label(namespace, "namespace")
-    restored = [p for p in kubernetes.list_pvcs_labelled(RESTORED_FROM) if namespace in (None, p.namespace)
-                and (visible is None or p.namespace in visible)]
+    restored = sorted((p for p in kubernetes.list_pvcs_labelled(RESTORED_FROM) if namespace in (None, p.namespace)
+                       and (visible is None or p.namespace in visible)), key=lambda p: (p.namespace, p.name))
     if not restored:
         return []
-    volumes = {v.name: v for v in longhorn.list_volumes()}
-    rows = []
-    for pvc in sorted(restored, key=lambda p: (p.namespace, p.name)):
-        volume = volumes.get(pvc.volume_name or "")
-        if volume is None:
-            state, progress, detail = "volume missing", None, f"Longhorn has no volume {pvc.volume_name}"
-        elif volume.restore_error or volume.robustness == "faulted":
-            state, progress, detail = "failed", volume.restore_progress, volume.restore_error or "volume faulted"
-        elif volume.restore_required:
-            state, progress, detail = "restoring", volume.restore_progress, ""
-        else:
-            state, progress, detail = "done", 100, ""
-        rows.append(RestoreStatus(namespace=pvc.namespace, pvc=pvc.name, volume=pvc.volume_name or "",
-                                  source=_shown_source(pvc.annotations.get("soteria.io/source", ""), visible),
-                                  backup=pvc.labels.get("soteria.io/backup", ""), state=state, progress=progress,
-                                  detail=detail))
-    return rows
+    progress = drivers.current().restore_progress(restored)
+    return [RestoreStatus(namespace=pvc.namespace, pvc=pvc.name, volume=pvc.volume_name or "",
+                          source=_shown_source(pvc.annotations.get("soteria.io/source", ""), visible),
+                          backup=pvc.labels.get("soteria.io/backup", ""), state=p.state, progress=p.progress,
+                          detail=p.detail)
+            for pvc in restored for p in [progress[(pvc.namespace, pvc.name)]]]

@@ -8,13 +8,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from backups.clients.timeparse import format_time
-from backups.errors import SoteriaError
 from backups.services import inventory
-from soteria_site.access import POLICIES, VIEW
-from soteria_site.audit import AuditedViewSet
-from soteria_site.identity import requested_by
-from soteria_site.permissions import visible_namespaces
+from soteria_site.core.errors import SoteriaError
+from soteria_site.core.timeparse import format_time
+from soteria_site.web.access import POLICIES, VIEW
+from soteria_site.web.audit import AuditedViewSet
+from soteria_site.web.identity import requested_by
+from soteria_site.web.permissions import visible_namespaces
 
 from .. import services
 from ..types import policy_id, policy_namespace

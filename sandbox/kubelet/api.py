@@ -9,9 +9,9 @@ timeout. A missing object is None; other failures raise ApiError.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException

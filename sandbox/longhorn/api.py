@@ -34,7 +34,7 @@ class ApiError(Exception):
         self.message = message
         self.status = status
 
-    def wrap(self, prefix: str) -> "ApiError":
+    def wrap(self, prefix: str) -> ApiError:
         return ApiError(f"{prefix}: {self.message}", self.status)
 
 

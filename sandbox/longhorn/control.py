@@ -23,8 +23,8 @@ import time
 from werkzeug.wrappers import Request, Response
 
 from . import backups, util, volumes
-from .core import DEFAULT_CONFIG
 from .constants import NODE
+from .core import DEFAULT_CONFIG
 from .faults import parse_fault
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import json
 
 from .api import ApiError
 
-S, I, B = "string", "int", "bool"
+S, I, B = "string", "int", "bool"  # noqa: E741 - Go type names, as in the manager's schema
 LABELS = "map[string]string"
 STRINGS = "[]string"
 

@@ -219,7 +219,7 @@ class Store:
     def _write_snapshot(self, tables: dict[str, dict], generation: int) -> None:
         tmp = self.dir / (SNAPSHOT_FILE + ".tmp")
         with open(tmp, "w", encoding="utf-8") as out:
-            out.write('{"journal":%d,"tables":{' % generation)
+            out.write(f'{{"journal":{generation:d},"tables":{{')
             for t_index, (name, rows) in enumerate(tables.items()):
                 out.write(("," if t_index else "") + json.dumps(name) + ":{")
                 items = list(rows.items())

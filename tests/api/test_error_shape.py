@@ -6,7 +6,7 @@ from rest_framework import serializers
 from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
-from backups import errors
+from soteria_site.core import errors
 
 
 class Input(serializers.Serializer):

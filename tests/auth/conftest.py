@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from backups.metrics import AUTHZ_DENIALS
+from soteria_site.core.metrics import AUTHZ_DENIALS
 from tests.backups.fake_cluster import cluster  # noqa: F401
 
 TOKEN = "ci-token-0123456789abcdef0123456789"
@@ -45,7 +45,7 @@ def auth_on(settings):
 
 
 @pytest.fixture
-def world(cluster):
+def world(cluster):  # noqa: F811 - the fixture imported above
     cluster.add_pvc("ai", "llm-cache", backups=[("Completed", 2, None)])
     cluster.add_pvc("media", "photos", backups=[("Completed", 2, None)])
     cluster.namespaces.update({"ai-restore", "media-restore"})
@@ -58,7 +58,7 @@ class Denials:
 
     @staticmethod
     def snapshot():
-        from backups.metrics import DENIAL_REASONS
+        from soteria_site.core.metrics import DENIAL_REASONS
         return {r: AUTHZ_DENIALS.labels(r)._value.get() for r in DENIAL_REASONS}
 
     def delta(self):

@@ -6,21 +6,21 @@ counts every call by name, so unit tests can check behaviour and call costs.
 
 from __future__ import annotations
 
+import base64
+import threading
 from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from backups.clients import kubernetes, longhorn, longhorn_crd
-import base64
-import threading
-
-from backups.clients.kubernetes import LONGHORN_CSI_DRIVER, Lease, Pv, Pvc, Secret, StorageClass
+from backups.clients import longhorn, longhorn_crd
 from backups.clients.longhorn import Backup, BackupStatus, BackupVolume, Snapshot, Volume
-from backups.clients.timeparse import parse_time
 from backups.drivers.longhorn_restore import quantity_bytes
-from backups.errors import Conflict, NotFound, UpstreamError
+from soteria_site.core import kubernetes
+from soteria_site.core.errors import Conflict, NotFound, UpstreamError
+from soteria_site.core.kubernetes import LONGHORN_CSI_DRIVER, Lease, Pv, Pvc, Secret, StorageClass
+from soteria_site.core.timeparse import parse_time
 
 NOW = datetime(2026, 4, 12, 15, 30, tzinfo=timezone.utc)
 
@@ -107,7 +107,7 @@ class FakeCluster:
             self.backups[volume] = records
 
     # --- the seam -------------------------------------------------------------------------
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> "FakeCluster":
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
         def counted(name, fn):
             def wrapper(*args, **kwargs):
                 self.calls[name] += 1
@@ -246,7 +246,7 @@ class FakeCluster:
     def create_pv(self, body):
         name = body["metadata"]["name"]
         if name in self.pvs:
-            from backups.errors import Conflict
+            from soteria_site.core.errors import Conflict
             raise Conflict(f'persistentvolumes "{name}" already exists', code="already_exists")
         spec = body["spec"]
         self.pvs[name] = Pv(name=name, phase="Available", storage_class=spec["storageClassName"],
@@ -264,7 +264,7 @@ class FakeCluster:
     def create_pvc(self, namespace, body):
         name = body["metadata"]["name"]
         if (namespace, name) in self.pvcs:
-            from backups.errors import Conflict
+            from soteria_site.core.errors import Conflict
             raise Conflict(f'persistentvolumeclaims "{name}" already exists', code="already_exists")
         spec = body["spec"]
         self.pvcs[(namespace, name)] = Pvc(

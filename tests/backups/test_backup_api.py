@@ -110,7 +110,7 @@ def test_non_longhorn_pvc_is_422_naming_the_driver(client, cluster):
 
 
 def test_longhorn_failure_is_502_with_longhorns_message(client, cluster):
-    from backups.errors import UpstreamError
+    from soteria_site.core.errors import UpstreamError
 
     cluster.add_pvc("ai", "x")
     cluster.fail["backup_snapshot"] = UpstreamError("longhorn", "Longhorn failed volumes.snapshotBackup: "

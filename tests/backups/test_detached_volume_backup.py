@@ -12,7 +12,6 @@ from django.core.exceptions import ImproperlyConfigured
 from backups.clients.longhorn import Snapshot
 from backups.drivers import longhorn as driver_module
 from backups.models import OwnSnapshot
-
 from tests.support.clock import SleeplessClock
 
 from .fake_cluster import NOW
@@ -103,7 +102,7 @@ def test_gunicorn_keeps_a_request_that_waits_the_whole_snapshot_timeout(monkeypa
 
 
 def test_a_snapshot_not_found_at_first_is_waited_for_too(client, cluster, clock, monkeypatch):
-    from backups.errors import NotFound
+    from soteria_site.core.errors import NotFound
 
     cluster.add_pvc("ai", "llm-cache")
     real = cluster.get_snapshot

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from backups import types as t
 from backups.models import BackupFailure
-from backups.services import snapshot
+from backups.services import inventory_cache
 
 from .fake_cluster import NOW
 
@@ -47,15 +47,15 @@ def _success_now(cluster, when):
 def test_a_failure_without_a_snapshot_name_after_a_success_is_dated_when_first_seen_and_kept(client, cluster):
     cluster.add_pvc("ai", "llm-cache", backups=[("Completed", 3, None)])
     with time_machine.travel(NOW, tick=False):
-        snapshot.refresh()  # the ledger has looked once
+        inventory_cache.refresh()  # the ledger has looked once
         _fail_now(cluster, "backup-early-failure")
         assert _reason(client) == t.LAST_BACKUP_FAILED  # dated now, newer than the success
-        snapshot.refresh()
+        inventory_cache.refresh()
     row = BackupFailure.objects.get(volume=VOLUME)
     assert row.backup == "backup-early-failure" and row.first_seen == NOW and row.error == "engine refused"
     with time_machine.travel(NOW + timedelta(days=2), tick=False):
         _drop_backups(cluster, "Error")  # Longhorn's failed-backup-ttl
-        snapshot.refresh()
+        inventory_cache.refresh()
         assert _reason(client) == t.LAST_BACKUP_FAILED
         assert BackupFailure.objects.count() == 1
 
@@ -63,14 +63,14 @@ def test_a_failure_without_a_snapshot_name_after_a_success_is_dated_when_first_s
 def test_a_newer_success_clears_a_remembered_failure(client, cluster):
     cluster.add_pvc("ai", "llm-cache", backups=[("Completed", 3, None)])
     with time_machine.travel(NOW, tick=False):
-        snapshot.refresh()
+        inventory_cache.refresh()
         _fail_now(cluster, "backup-early-failure")
-        snapshot.refresh()
+        inventory_cache.refresh()
     with time_machine.travel(NOW + timedelta(hours=3), tick=False):
         _drop_backups(cluster, "Error")
         _success_now(cluster, NOW + timedelta(hours=2))
         assert _reason(client) == t.FRESH
-        snapshot.refresh()
+        inventory_cache.refresh()
     assert not BackupFailure.objects.exists()
 
 
@@ -84,7 +84,7 @@ def test_requests_read_the_memory_but_never_write_it(client, cluster):
 def test_failures_already_there_at_the_first_refresh_stay_undated_and_do_not_hide_a_success(client, cluster):
     cluster.add_pvc("ai", "llm-cache", backups=[("Completed", 3, None), ("Error", None, None)])
     with time_machine.travel(NOW, tick=False):
-        snapshot.refresh()
+        inventory_cache.refresh()
         assert _reason(client) == t.FRESH
     assert BackupFailure.objects.get().first_seen is None
 
@@ -93,9 +93,9 @@ def test_the_refresh_reads_once_and_writes_only_what_changed(cluster):
     for index in range(200):
         cluster.add_pvc("bulk", f"p{index}", backups=[("Completed", 3, None), ("Error", 1, f"snap-{index}")])
     with time_machine.travel(NOW, tick=False):
-        snapshot.refresh()
+        inventory_cache.refresh()
         assert BackupFailure.objects.count() == 200
         with CaptureQueriesContext(connection) as queries:
-            snapshot.refresh()
+            inventory_cache.refresh()
     touching = [q["sql"] for q in queries.captured_queries if "backups_backupfailure" in q["sql"]]
     assert len(touching) == 1 and touching[0].lstrip().upper().startswith("SELECT")

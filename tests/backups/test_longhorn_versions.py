@@ -69,8 +69,9 @@ def test_the_version_is_asked_once_and_incremental_never_asks(client, cluster, s
 @pytest.mark.django_db(transaction=True)  # the probes run in threads, which read the shared cache
 def test_readiness_logs_a_hint_for_full_backups_against_1_6_without_failing(client, cluster, settings,
                                                                              monkeypatch, caplog):
-    from backups.clients import kubernetes, longhorn
+    from backups.clients import longhorn
     from soteria_site import health
+    from soteria_site.core import kubernetes
 
     monkeypatch.setattr(health, "_states", {})
 

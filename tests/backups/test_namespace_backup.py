@@ -3,7 +3,7 @@
 import pytest
 import time_machine
 
-from backups.errors import UpstreamError
+from soteria_site.core.errors import UpstreamError
 
 from .fake_cluster import NOW
 

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from backups.errors import UpstreamError, UpstreamTimeout
+from soteria_site.core.errors import UpstreamError, UpstreamTimeout
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -115,7 +115,8 @@ def test_failure_at_each_step_is_cleaned_up(client, world, monkeypatch, step, le
             return original(*args, **kwargs)
         raise error
 
-    from backups.clients import kubernetes, longhorn
+    from backups.clients import longhorn
+    from soteria_site.core import kubernetes
     monkeypatch.setattr(longhorn if step in ("create_volume", "get_volume") else kubernetes, step, failing)
     response = _post(client, {"namespace": "ai", "pvc": "llm-cache", "target_pvc": "r"})
     assert response.status_code in (502, 504)

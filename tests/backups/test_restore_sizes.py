@@ -4,8 +4,7 @@ and a source that grew since the backup gets its restored volume expanded."""
 import pytest
 import time_machine
 
-from backups.errors import UpstreamError
-
+from soteria_site.core.errors import UpstreamError
 from tests.support.clock import SleeplessClock
 
 from .fake_cluster import NOW

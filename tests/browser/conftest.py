@@ -8,7 +8,8 @@ with a deadline (`wait_until`); never a bare sleep.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 

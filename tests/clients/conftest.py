@@ -2,7 +2,7 @@
 
 import pytest
 
-from backups.clients import kubernetes
+from soteria_site.core import kubernetes
 from tests.fakes import FakeServer
 
 

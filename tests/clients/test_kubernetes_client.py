@@ -3,8 +3,8 @@
 import pytest
 from werkzeug.wrappers import Response
 
-from backups.clients import kubernetes
-from backups.errors import Conflict, NotFound, UpstreamError, UpstreamUnavailable
+from soteria_site.core import kubernetes
+from soteria_site.core.errors import Conflict, NotFound, UpstreamError, UpstreamUnavailable
 from tests.fakes import json_response
 
 PVC = {

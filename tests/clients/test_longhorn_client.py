@@ -6,7 +6,7 @@ import pytest
 from werkzeug.wrappers import Response
 
 from backups.clients import longhorn
-from backups.errors import NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from soteria_site.core.errors import NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from tests.fakes import FakeServer, json_response
 
 VOLUME = {

@@ -10,8 +10,8 @@ from werkzeug.wrappers import Response
 
 from backups.clients import longhorn_crd
 from backups.clients.longhorn import BackupStatus, BackupVolume, Volume
-from backups.errors import UpstreamError
-from backups.metrics import UPSTREAM_REQUESTS
+from soteria_site.core.errors import UpstreamError
+from soteria_site.core.metrics import UPSTREAM_REQUESTS
 from tests.fakes import json_response
 
 BASE = "/apis/longhorn.io/v1beta2/namespaces/longhorn-system"
@@ -117,7 +117,7 @@ def test_volumes_come_back_as_the_rest_clients_dataclasses_with_their_backups(ku
 
 
 def test_every_page_is_read_and_a_list_of_many_pages_counts_as_one_call(kube_api, monkeypatch):
-    from backups.clients import kubernetes
+    from soteria_site.core import kubernetes
 
     monkeypatch.setattr(kubernetes, "PAGE_SIZE", 3)
     volumes = [volume_cr(f"vol-{i:02}") for i in range(10)]
@@ -223,7 +223,7 @@ def test_fields_soteria_does_not_use_are_dropped_page_by_page(kube_api, monkeypa
     """Backups padded with 4 KB Soteria never reads (as managedFields, annotations and labels are
     in a real cluster): what is kept is a small part of what was served, and the peak follows
     one page, not the list (four times the pages, about the same peak)."""
-    from backups.clients import kubernetes
+    from soteria_site.core import kubernetes
 
     monkeypatch.setattr(kubernetes, "PAGE_SIZE", 200)
     small_peak, _, _ = _peak_listing(kube_api, 10, 100)  # 5 pages of backups

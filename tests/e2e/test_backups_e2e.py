@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from backups.clients import kubernetes as kubernetes_client
 from backups.clients import longhorn as longhorn_client
-from backups.metrics import UPSTREAM_REQUESTS
 from sandbox import faults, procs, seed
 from sandbox.config import SandboxConfig
+from soteria_site.core import kubernetes as kubernetes_client
+from soteria_site.core.metrics import UPSTREAM_REQUESTS
 
 from .conftest import kube, post, wait_for
 
@@ -83,7 +83,7 @@ def test_namespace_backup_runs_every_bound_longhorn_pvc(client, live):
     body = post(client, "/v1/backup/namespace", {"namespace": "e2e-batch", "tags": ["reason=upgrade"]}).json()
     assert body["totals"] == {"total": 4, "success": 3, "failed": 0, "skipped": 1, "planned": 0}
     for name in ("one", "two", "three"):
-        wait_for(lambda: any(b["state"] == "Completed" for b in _backups(client, "e2e-batch", name)["backups"]),
+        wait_for(lambda name=name: any(b["state"] == "Completed" for b in _backups(client, "e2e-batch", name)["backups"]),
                  what=f"backup of {name}")
 
 

@@ -2,9 +2,10 @@
 
 import pytest
 
-from backups.clients import kubernetes, longhorn
-from backups.errors import Conflict, NotFound, UpstreamError, UpstreamUnavailable
+from backups.clients import longhorn
 from sandbox import cluster, faults
+from soteria_site.core import kubernetes
+from soteria_site.core.errors import Conflict, NotFound, UpstreamError, UpstreamUnavailable
 
 from .conftest import wait_for
 

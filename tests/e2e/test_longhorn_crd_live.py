@@ -3,8 +3,9 @@ volumes as the manager's REST API answers, read through the real apiserver page 
 
 import pytest
 
-from backups.clients import kubernetes, longhorn, longhorn_crd
+from backups.clients import longhorn, longhorn_crd
 from sandbox import faults
+from soteria_site.core import kubernetes
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

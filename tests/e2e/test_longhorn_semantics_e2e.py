@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from backups.clients import longhorn as longhorn_client
-from backups.services import snapshot as inventory_snapshot
+from backups.services import inventory_cache
 from sandbox import faults, seed
 
 from .conftest import kube, post, wait_for
@@ -22,7 +22,7 @@ def _forget_the_failure_ledgers_start():
     inventory refresh has run: leave it as an earlier test found it."""
     from django.core.cache import cache
 
-    from backups.services import failures
+    from backups.drivers import failure_memory as failures
 
     yield
     cache.delete(failures.STARTED_KEY)
@@ -91,7 +91,7 @@ def test_ten_backups_under_a_snapshot_limit_of_five_all_succeed_leaving_one_sote
             response = _backup(client, "e2e-lh12", "limited")
             assert response.status_code == 200, response.content
             snapshot = response.json()["backup"]
-            wait_for(lambda: _state_of(client, "e2e-lh12", "limited", snapshot) == "Completed",
+            wait_for(lambda snapshot=snapshot: _state_of(client, "e2e-lh12", "limited", snapshot) == "Completed",
                      what=f"backup of {snapshot}")
     finally:
         faults.set_snapshot_max_count(live, 250)
@@ -133,20 +133,20 @@ def test_a_restore_longhorn_cannot_expand_says_the_claim_is_smaller(client, live
 def test_a_failed_backup_stays_visible_after_longhorn_deleted_it(client, live):
     two_hours_ago = (datetime.now(timezone.utc) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     volume = seed.make_pvc(live, "e2e-lh12", "ttl", backups=[{"state": "Completed", "created": two_hours_ago}])
-    inventory_snapshot.refresh()  # the worker's refresh has run before
+    inventory_cache.refresh()  # the worker's refresh has run before
     faults.inject(live, "snapshotBackup", mode="fail_async", message="backup target unreachable", target=volume)
     response = _backup(client, "e2e-lh12", "ttl")
     assert response.status_code == 200, response.content
     snapshot = response.json()["backup"]
     wait_for(lambda: _state_of(client, "e2e-lh12", "ttl", snapshot) == "Error", what="the backup to fail")
     wait_for(lambda: _row(client, "e2e-lh12", "ttl")["health_reason"] == "last backup failed", what="failure")
-    inventory_snapshot.refresh()  # remembers it
+    inventory_cache.refresh()  # remembers it
     # Longhorn deletes it, as its failed-backup-ttl clean-up does (DeleteBackup). The emulator's
     # TTL switch is global and would also delete the demo seed's failed backups other tests use.
     [failed] = [b for b in _backups(client, "e2e-lh12", "ttl") if b["snapshot"] == snapshot]
     [backup_volume] = [bv.name for bv in longhorn_client.list_backup_volumes() if bv.volume_name == volume]
     longhorn_client.delete_backup(backup_volume, failed["name"])
     wait_for(lambda: _state_of(client, "e2e-lh12", "ttl", snapshot) is None, what="Longhorn to delete the backup")
-    inventory_snapshot.refresh()
+    inventory_cache.refresh()
     row = _row(client, "e2e-lh12", "ttl")
     assert row["health_reason"] == "last backup failed" and row["backup_count"] == 1

@@ -115,7 +115,7 @@ def _tick() -> list[str]:
 def test_the_scheduled_evaluation_backs_up_due_pvcs_once(client, live, policy_secret):
     from django_q.models import Schedule, Success
 
-    from soteria_site import schedules
+    from soteria_site.core import schedules
 
     old = "2020-01-01T00:00:00Z"
     seed.make_pvc(live, "e2e-pol", "due", backups=[{"state": "Completed", "created": old}])

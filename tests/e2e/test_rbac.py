@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backups.clients import kubernetes, longhorn
-from backups.errors import UpstreamError
+from backups.clients import longhorn
 from sandbox import cluster, faults
 from sandbox.config import SandboxConfig
+from soteria_site.core import kubernetes
+from soteria_site.core.errors import UpstreamError
 from tests.conftest import TEST_PORT_BASE
 from tests.polling import wait_for
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from backups.clients import kubernetes
-from backups.errors import UpstreamError
 from sandbox import faults, seed
+from soteria_site.core import kubernetes
+from soteria_site.core.errors import UpstreamError
 
 from .conftest import kube, post, wait_for
 
@@ -137,7 +137,7 @@ def test_cleanup_when_longhorn_never_accepts_the_volume(client, live, monkeypatc
 
     def silent_about_new_volumes(name):
         if name not in before:  # the restore volume: Longhorn created it, then stops answering about it
-            from backups.errors import UpstreamTimeout
+            from soteria_site.core.errors import UpstreamTimeout
             raise UpstreamTimeout("longhorn", f"Longhorn did not answer volumes.get for {name} in time")
         return real_get(name)
 

@@ -4,9 +4,10 @@ import logging
 
 import pytest
 
-from backups.clients import kubernetes, longhorn
-from backups.errors import UpstreamTimeout, UpstreamUnavailable
+from backups.clients import longhorn
 from soteria_site import health
+from soteria_site.core import kubernetes
+from soteria_site.core.errors import UpstreamTimeout, UpstreamUnavailable
 
 
 @pytest.fixture(autouse=True)

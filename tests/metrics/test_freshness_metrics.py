@@ -4,8 +4,8 @@ import pytest
 import time_machine
 from prometheus_client.parser import text_string_to_metric_families
 
-from backups.errors import UpstreamUnavailable
-from backups.services import snapshot
+from policies.services import refresh_inventory
+from soteria_site.core.errors import UpstreamUnavailable
 from tests.backups.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db
@@ -41,7 +41,7 @@ def refreshed(cluster):
     cluster.add_pvc("ai", "local", storage_class="local-path", csi_driver=None)
     services.save_policy("ai", "llm-cache", 6, True, None, [], "t")
     with time_machine.travel(NOW, tick=False):
-        assert snapshot.refresh(now=NOW) is not None
+        assert refresh_inventory(now=NOW) is not None
     return cluster
 
 
@@ -83,7 +83,7 @@ def test_a_scrape_makes_no_upstream_call(client, refreshed):
 def test_a_failed_refresh_keeps_the_previous_values_and_is_counted(client, refreshed):
     before = scrape(client)[("soteria_inventory_refresh_failures_total", ())]
     refreshed.fail["list_volumes"] = UpstreamUnavailable("longhorn", "down")
-    assert snapshot.refresh() is None
+    assert refresh_inventory() is None
     s = scrape(client)
     assert s[("soteria_inventory_refresh_failures_total", ())] == before + 1
     assert s[("pvc_backup_health", pvc("ai", "llm-cache", "pvc-ai-llm-cache"))] == 1

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import time_machine
 
-from backups.services import snapshot
+from policies.services import refresh_inventory
 from tests.backups.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +18,7 @@ def test_promtool_accepts_the_metrics_apart_from_the_contracts_two_names(client,
     settings.SOTERIA_SECRET_NAMESPACE = "soteria"
     cluster.add_pvc("ai", "llm-cache", backups=[("Completed", 2, None)])
     with time_machine.travel(NOW, tick=False):
-        snapshot.refresh(now=NOW)
+        refresh_inventory(now=NOW)
     client.post("/v1/backup", {"namespace": "ai", "pvc": "llm-cache", "dry_run": True},
                 content_type="application/json")
     dump = client.get("/metrics").content

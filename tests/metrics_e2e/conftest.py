@@ -19,8 +19,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -171,7 +171,7 @@ def soteria(sandbox, tmp_path):
             pids |= gunicorn_workers(server)
             stop_soteria(server)
         for pid in pids:  # workers die with their master; never leave one behind
-            wait_for(lambda: not alive(pid), 30, f"gunicorn worker {pid} to exit")
+            wait_for(lambda pid=pid: not alive(pid), 30, f"gunicorn worker {pid} to exit")
 
     yield start
     for server, pids in started:
@@ -188,7 +188,7 @@ def manage(server: SoteriaServer, code: str, timeout: float = 120.0) -> str:
 
 def refresh_in_shell(server: SoteriaServer) -> dict:
     """The worker's task, run once in a short-lived process (as `manage.py shell`)."""
-    out = manage(server, "import json; from backups.tasks import refresh_inventory; "
+    out = manage(server, "import json; from policies.tasks import refresh_inventory; "
                          "print(json.dumps(refresh_inventory()))")
     return json.loads(out.strip().splitlines()[-1])
 

@@ -17,7 +17,7 @@ NS, PVC = "ai", "notebooks"  # seeded without any backup
 
 def _refresh(worker, server) -> float:
     """Refresh the snapshot through the worker; returns its time as /metrics publishes it."""
-    assert worker.run("backups.tasks.refresh_inventory")["refreshed"] is True
+    assert worker.run("policies.tasks.refresh_inventory")["refreshed"] is True
     stamp = scrape(server).one("soteria_inventory_refresh_timestamp_seconds")
     assert stamp is not None
     return stamp

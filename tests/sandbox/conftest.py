@@ -16,8 +16,8 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import requests
@@ -158,7 +158,7 @@ class EmulatorProcess:
         self.proc: subprocess.Popen | None = None
         self.client = Longhorn(f"http://127.0.0.1:{port}")
 
-    def start(self) -> "EmulatorProcess":
+    def start(self) -> EmulatorProcess:
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", self.port)) == 0:
                 pytest.fail(f"port {self.port} is already in use; another emulator is running?")

@@ -13,7 +13,15 @@ from sandbox.config import NODE_NAME
 
 pytest.register_assert_rewrite("tests.sandbox.conftest_kubelet")
 from tests.sandbox.conftest_kubelet import (  # noqa: E402 - after the rewrite registration
-    claim_volume, job_body, job_log, job_pods, processes_mentioning, run_job, tree_hashes, wait_for)
+    claim_volume,
+    job_body,
+    job_log,
+    job_pods,
+    processes_mentioning,
+    run_job,
+    tree_hashes,
+    wait_for,
+)
 
 pytest_plugins = ["tests.sandbox.conftest_kubelet"]
 pytestmark = pytest.mark.sandbox

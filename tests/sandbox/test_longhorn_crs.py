@@ -70,7 +70,7 @@ def test_crds_are_registered_like_longhorns(api, cr_emulator):
     ext = client.ApiextensionsV1Api(api)
     for plural, kind, short in (("volumes", "Volume", "lhv"), ("backups", "Backup", "lhb"),
                                 ("backupvolumes", "BackupVolume", "lhbv"), ("snapshots", "Snapshot", "lhs")):
-        wait_for(lambda: _crd(ext, plural), what=f"CRD {plural}")
+        wait_for(lambda plural=plural: _crd(ext, plural), what=f"CRD {plural}")
         crd = ext.read_custom_resource_definition(f"{plural}.longhorn.io")
         assert crd.spec.group == "longhorn.io" and crd.spec.scope == "Namespaced"
         assert crd.spec.names.kind == kind and crd.spec.names.short_names == [short]

@@ -3,12 +3,12 @@
 import pytest
 from django_q.models import Schedule
 
-from soteria_site import schedules
-from soteria_site.schedules import ScheduleSpec
+from soteria_site.core import schedules
+from soteria_site.core.schedules import ScheduleSpec
 
 pytestmark = pytest.mark.django_db
 
-SPECS = [ScheduleSpec("inventory-refresh", "backups.tasks.refresh_inventory", 300),
+SPECS = [ScheduleSpec("inventory-refresh", "policies.tasks.refresh_inventory", 300),
          ScheduleSpec("policy-evaluation", "policies.tasks.evaluate_policies", 90)]
 
 
@@ -25,7 +25,7 @@ def test_upsert_creates_one_row_per_schedule_and_is_idempotent():
 def test_upsert_updates_a_changed_interval_in_place():
     schedules.upsert(SPECS)
     first_id = Schedule.objects.get(name="soteria:inventory-refresh").id
-    schedules.upsert([ScheduleSpec("inventory-refresh", "backups.tasks.refresh_inventory", 600), SPECS[1]])
+    schedules.upsert([ScheduleSpec("inventory-refresh", "policies.tasks.refresh_inventory", 600), SPECS[1]])
     row = Schedule.objects.get(name="soteria:inventory-refresh")
     assert row.id == first_id and row.minutes == 10
 

@@ -4,7 +4,8 @@ the schedules declared in code and clearing metric files of dead processes."""
 from django.conf import settings
 from django_q.management.commands.qcluster import Command as QclusterCommand
 
-from soteria_site import prometheus_dir, schedules
+from soteria_site import prometheus_dir
+from soteria_site.core import schedules
 
 
 class Command(QclusterCommand):

@@ -3,7 +3,7 @@
 
 An identity is decided by how the request authenticated (proxy headers, a bearer
 token, or nothing), never by what its name looks like. Proxy headers come from one
-family as a whole (soteria_site.headers.FAMILIES): a client cannot add
+family as a whole (soteria_site.web.headers.FAMILIES): a client cannot add
 X-Forwarded-Groups to a proxy that sets only X-Auth-Request-User.
 """
 

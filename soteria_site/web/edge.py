@@ -21,7 +21,7 @@ import threading
 from django.conf import settings
 from django.http import JsonResponse
 
-from backups.metrics import REQUESTS_REFUSED
+from soteria_site.core.metrics import REQUESTS_REFUSED
 
 from . import access, headers
 

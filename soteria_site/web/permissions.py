@@ -13,7 +13,7 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from rest_framework import exceptions, permissions
 
-from backups.metrics import REQUESTS_REFUSED
+from soteria_site.core.metrics import REQUESTS_REFUSED
 
 from . import access
 from .access import grants_of

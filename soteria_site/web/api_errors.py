@@ -13,15 +13,15 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from backups.errors import SoteriaError
-from backups.metrics import REQUESTS_REFUSED
+from soteria_site.core.errors import SoteriaError
+from soteria_site.core.metrics import REQUESTS_REFUSED
 
 from .throttles import retry_after
 
 log = logging.getLogger(__name__)
 
 class Busy(exceptions.APIException):
-    """Every long-request slot of this web process is taken (soteria_site.edge.claim_slot)."""
+    """Every long-request slot of this web process is taken (soteria_site.web.edge.claim_slot)."""
 
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "busy"

@@ -2,11 +2,11 @@
 
 `IdentityMiddleware` (a RemoteUserMiddleware) decides every request's identity once:
 a bearer token from SOTERIA_AUTH_BEARER_TOKENS, else the proxy's identity headers
-(which soteria_site.edge has already removed unless the peer is a trusted proxy), else
+(which soteria_site.web.edge has already removed unless the peer is a trusted proxy), else
 anonymous with the reason. `ProxyUserBackend` (a RemoteUserBackend) mirrors proxy
 identities into Django users and groups, touching the database only when it has not
 seen that user with those groups before; permissions are computed in memory from the
-identity (soteria_site.access), never from rows. No session is created. The DRF
+identity (soteria_site.web.access), never from rows. No session is created. The DRF
 authentication classes hand DRF what the middleware found, with CSRF protection for
 header-authenticated (browser) requests.
 """

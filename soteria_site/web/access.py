@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from backups.metrics import AUTHZ_DENIALS
+from soteria_site.core.metrics import AUTHZ_DENIALS
 
 from .identity import Identity, identity_of, normalise_group
 
@@ -88,5 +88,5 @@ def grants_of(request) -> Grants:
 
 
 def deny(reason: str) -> None:
-    """Count a denial (one of backups.metrics.DENIAL_REASONS)."""
+    """Count a denial (one of soteria_site.core.metrics.DENIAL_REASONS)."""
     AUTHZ_DENIALS.labels(reason).inc()

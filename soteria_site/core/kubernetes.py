@@ -14,9 +14,10 @@ import functools
 import json
 import logging
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import urllib3
 from django.conf import settings
@@ -25,8 +26,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from ..errors import Conflict, NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from ..metrics import UPSTREAM_REQUESTS
+from .errors import Conflict, NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from .metrics import UPSTREAM_REQUESTS
 from .timeparse import parse_time
 
 log = logging.getLogger(__name__)

@@ -6,20 +6,20 @@ import logging
 import uuid
 from datetime import datetime, timezone
 
-from ..clients import kubernetes
-from ..clients.kubernetes import Pvc
-from ..errors import SoteriaError
+from . import kubernetes
+from .errors import SoteriaError
+from .kubernetes import Pvc
 
 log = logging.getLogger(__name__)
 COMPONENT = "soteria"
 
 
-def record(pvc: Pvc, reason: str, message: str, *, warning: bool = False) -> None:
+def emit_on_pvc(pvc: Pvc, reason: str, message: str, *, warning: bool = False) -> None:
     """Record an Event on the PVC. A failure to record is logged, never fatal."""
-    record_on("PersistentVolumeClaim", pvc.namespace, pvc.name, pvc.uid, reason, message, warning=warning)
+    emit("PersistentVolumeClaim", pvc.namespace, pvc.name, pvc.uid, reason, message, warning=warning)
 
 
-def record_on(kind: str, namespace: str, name: str, uid: str, reason: str, message: str, *,
+def emit(kind: str, namespace: str, name: str, uid: str, reason: str, message: str, *,
               warning: bool = False) -> None:
     """Record an Event on any namespaced core object (a PVC, the policy Secret)."""
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
