@@ -43,8 +43,7 @@ def measure(way: str, repeat: int, state_dir: str, port_base: int) -> dict:
     django.setup()
     from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)  # the inventory remembers failed backups in SQLite...
-    call_command("createcachetable", verbosity=0)  # ...and in the cache
+    call_command("migrate", verbosity=0)  # the inventory remembers failed backups in SQLite and its cache
     from backups.api import present
     from backups.clients import longhorn, longhorn_crd
     from backups.services import inventory
