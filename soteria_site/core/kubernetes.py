@@ -68,10 +68,6 @@ class Pv:
     reclaim_policy: str | None
     labels: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def longhorn_volume(self) -> str | None:
-        return self.volume_handle if self.csi_driver == LONGHORN_CSI_DRIVER else None
-
 
 @dataclass(frozen=True)
 class StorageClass:
@@ -324,11 +320,6 @@ def namespace_exists(name: str) -> bool:
     except NotFound:
         return False
     return True
-
-
-def list_namespaces() -> list[str]:
-    data = _call("namespaces.list", _core().list_namespace)
-    return sorted(item["metadata"]["name"] for item in data.get("items", []))
 
 
 def get_secret(namespace: str, name: str) -> Secret:

@@ -40,10 +40,10 @@ def test_pvcs_become_dataclasses(fake):
     assert pvc.requested == "50Gi" and pvc.access_modes == ("ReadWriteOnce",)
 
 
-def test_pv_knows_its_longhorn_volume(fake):
+def test_pv_knows_its_csi_volume_and_claim(fake):
     fake.route("GET", "/api/v1/persistentvolumes/pvc-1", PV)
     pv = kubernetes.get_pv("pvc-1")
-    assert pv.longhorn_volume == "vol-1" and pv.claim_name == "llm-cache"
+    assert (pv.csi_driver, pv.volume_handle) == ("driver.longhorn.io", "vol-1") and pv.claim_name == "llm-cache"
 
 
 def test_sends_the_kubeconfig_token(fake):
@@ -51,10 +51,10 @@ def test_sends_the_kubeconfig_token(fake):
 
     def handler(request):
         seen["auth"] = request.headers.get("Authorization")
-        return json_response({"kind": "NamespaceList", "items": []})
+        return json_response({"kind": "PersistentVolumeList", "items": []})
 
-    fake.route("GET", "/api/v1/namespaces", handler)
-    kubernetes.list_namespaces()
+    fake.route("GET", "/api/v1/persistentvolumes", handler)
+    kubernetes.list_pvs()
     assert seen["auth"] == "Bearer t0k3n"
 
 
