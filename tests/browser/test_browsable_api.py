@@ -62,6 +62,20 @@ def test_the_browsable_api_is_styled_within_the_content_security_policy(new_cont
     assert errors == []
 
 
+def test_only_drfs_own_inline_style_attribute_is_allowed(new_context, auth_server):
+    """DRF floats its Extra Actions and Filters buttons with one inline style attribute; the
+    policy allows that exact value by hash and refuses any other."""
+    page = new_context(extra_http_headers=ADMIN).new_page()
+    page.goto(auth_server.url + "/v1/whoami")
+    floats = page.evaluate("""() => ['float: right; margin-right: 10px', 'float: left; margin-right: 10px'].map(css => {
+        const e = document.createElement('div');
+        e.setAttribute('style', css);
+        document.body.appendChild(e);
+        return getComputedStyle(e).cssFloat;
+    })""")
+    assert floats == ["right", "none"]
+
+
 def test_an_operator_creates_a_policy_from_the_raw_data_form(new_context, auth_server):
     context = new_context(extra_http_headers=ADMIN)
     page = context.new_page()
