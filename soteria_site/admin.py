@@ -72,7 +72,9 @@ def _audit_names(view, request, kwargs) -> tuple[str, str]:
     opts = getattr(model_admin, "opts", None)
     if opts is None:
         return f"admin.{getattr(view, '__name__', 'view')}", ""
-    verb = request.POST.get("action") or getattr(view, "__name__", "view").removesuffix("_view")
+    verb = getattr(view, "__name__", "view").removesuffix("_view")
+    if verb == "changelist":  # an action on the selected rows
+        verb = request.POST.get("action") or verb
     ids = kwargs.get("object_id") or ",".join(request.POST.getlist(ACTION_CHECKBOX_NAME))
     return f"admin.{opts.app_label}.{opts.model_name}.{verb}", f"{opts.model_name} {ids}".strip()
 
