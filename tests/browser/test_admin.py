@@ -141,3 +141,5 @@ def test_without_identity_the_admin_answers_401(new_context, admin_server):
     response = page.goto(admin_server.url + "/admin/")
     assert response.status == 401
     expect(page.get_by_role("heading", name="Sign-in required")).to_be_visible()
+    # Styled all the same: /static/ needs no identity.
+    assert page.locator("header.top").evaluate("e => getComputedStyle(e).backgroundColor") == CONSOLE_TOP_BAR
