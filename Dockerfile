@@ -14,9 +14,8 @@ COPY soteria_site ./soteria_site
 COPY backups ./backups
 COPY policies ./policies
 COPY templates ./templates
-RUN SOTERIA_DATA_DIR=/tmp/build-data python manage.py collectstatic --noinput -v 0 \
-    && rm -rf /tmp/build-data \
-    && useradd --uid 10001 --user-group --no-create-home soteria \
+# Static files are served by WhiteNoise from the installed packages (no collectstatic step).
+RUN useradd --uid 10001 --user-group --no-create-home soteria \
     && mkdir -p /app/data && chown soteria:soteria /app/data
 
 USER 10001

@@ -1,8 +1,9 @@
-"""Template context for every console page."""
+"""Template context for every console and admin page."""
 
-from .web.access import grants_of
+from .web.access import grants_of, may_administer
 from .web.identity import identity_of
 
 
 def soteria(request):
-    return {"who": identity_of(request), "grants": grants_of(request)}
+    identity = identity_of(request)
+    return {"who": identity, "grants": grants_of(request), "may_administer": may_administer(identity)}

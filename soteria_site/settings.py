@@ -120,6 +120,19 @@ def _groups(name: str, default: str = "") -> list[str]:
     return [g.lstrip("/") for g in env_list(ENV, name, env_list({"v": default}, "v"), separators=",;") if g.lstrip("/")]
 
 
+def _admin_group() -> str:
+    """The one group whose members may use /admin/: one of SOTERIA_ALLOWED_GROUPS (default: the first)."""
+    named = _groups("SOTERIA_ADMIN_GROUP")
+    allowed = ", ".join(SOTERIA_ALLOWED_GROUPS) or "none"
+    if not named:
+        return SOTERIA_ALLOWED_GROUPS[0] if SOTERIA_ALLOWED_GROUPS else ""
+    if len(named) > 1 or named[0] not in SOTERIA_ALLOWED_GROUPS:
+        raise ImproperlyConfigured(
+            f"SOTERIA_ADMIN_GROUP={env_str(ENV, 'SOTERIA_ADMIN_GROUP')!r} is not valid: name one group of "
+            f"SOTERIA_ALLOWED_GROUPS ({allowed})")
+    return named[0]
+
+
 # --- The contract's configuration -----------------------------------------------
 SOTERIA_BACKUP_DRIVER = env_choice(ENV, "SOTERIA_BACKUP_DRIVER", "longhorn", ("longhorn", "restic"))
 SOTERIA_LONGHORN_URL = env_url(ENV, "SOTERIA_LONGHORN_URL", "http://longhorn-backend.longhorn-system.svc:9500")
@@ -153,6 +166,7 @@ SOTERIA_POLICY_SECRET_NAME = env_str(ENV, "SOTERIA_POLICY_SECRET_NAME", "soteria
 
 # --- Beyond the contract (documented in docs/configuration.md) -----------------
 # Authorization (docs/auth.md): read-only groups, namespace scopes, trusted proxies.
+SOTERIA_ADMIN_GROUP = _admin_group()
 SOTERIA_READONLY_GROUPS = _groups("SOTERIA_READONLY_GROUPS")
 SOTERIA_BACKUP_SCOPES = _scopes("SOTERIA_BACKUP_SCOPES")
 SOTERIA_RESTORE_SCOPES = _scopes("SOTERIA_RESTORE_SCOPES")
@@ -236,6 +250,8 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 
 INSTALLED_APPS = [
+    # The admin at /admin/ is soteria_site.admin.site, registered there explicitly: no autodiscovery.
+    "django.contrib.admin.apps.SimpleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -260,6 +276,8 @@ MIDDLEWARE = [
     "soteria_site.web.edge.BusyMiddleware",
     "soteria_site.web.edge.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # /static/ is answered here, public and before sessions, CSRF and identity.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -327,7 +345,10 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves the apps' static files straight from where the finders find them
+# (DRF's, the admin's, soteria_site/static): nothing to collect, in a checkout, in the
+# tests or in the image (docs/deployment.md).
+WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": [

@@ -3,7 +3,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from backups.metrics_export import metrics_view
 
-from . import health
+from . import admin, health
 from .web.access import VIEW
 from .web.permissions import HasSoteriaPermission
 from .whoami import WhoAmIView
@@ -24,6 +24,7 @@ urlpatterns = [
     path("v1/", include("policies.api.urls")),
     path("v1/openapi", OpenAPIView.as_view(), name="openapi"),
     path("metrics", metrics_view, name="metrics"),
+    path("admin/", admin.site.urls),
     path("", include("soteria_site.console_urls")),
 ]
 

@@ -90,3 +90,12 @@ def grants_of(request) -> Grants:
 def deny(reason: str) -> None:
     """Count a denial (one of soteria_site.core.metrics.DENIAL_REASONS)."""
     AUTHZ_DENIALS.labels(reason).inc()
+
+
+def may_administer(identity: Identity) -> bool:
+    """Whether an identity may use the Django admin at /admin/: a proxy identity in
+    SOTERIA_ADMIN_GROUP, with authentication required. Never a bearer token (tokens are for
+    the API) and never anybody with SOTERIA_AUTH_REQUIRED=false (docs/auth.md, "The admin")."""
+    if not settings.SOTERIA_AUTH_REQUIRED or identity.method != "header" or not settings.SOTERIA_ADMIN_GROUP:
+        return False
+    return settings.SOTERIA_ADMIN_GROUP in {normalise_group(g) for g in identity.groups}

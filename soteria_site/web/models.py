@@ -34,6 +34,7 @@ class AuditEntry(models.Model):
 
     class Meta:
         ordering = ["-at"]
+        verbose_name_plural = "audit entries"
 
     @property
     def namespace_list(self) -> list[str]:

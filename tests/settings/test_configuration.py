@@ -204,3 +204,29 @@ def test_data_dir_that_cannot_be_created_is_reported(load, tmp_path):
     blocker.write_text("")
     with pytest.raises(ImproperlyConfigured, match="SOTERIA_DATA_DIR=.*cannot be created"):
         load(SOTERIA_DATA_DIR=str(blocker / "data"))
+
+
+def test_admin_group_defaults_to_the_first_allowed_group(load):
+    assert load()["SOTERIA_ADMIN_GROUP"] == "admin"
+    assert load(SOTERIA_ALLOWED_GROUPS="/ops;admin")["SOTERIA_ADMIN_GROUP"] == "ops"
+
+
+def test_admin_group_may_name_any_allowed_group(load):
+    assert load(SOTERIA_ADMIN_GROUP="maintenance")["SOTERIA_ADMIN_GROUP"] == "maintenance"
+    assert load(SOTERIA_ADMIN_GROUP="/maintenance")["SOTERIA_ADMIN_GROUP"] == "maintenance"
+
+
+@pytest.mark.parametrize("value", ["viewers", "admin,maintenance", "Admin"])
+def test_admin_group_outside_the_allowed_groups_stops_loading(load, value):
+    with pytest.raises(ImproperlyConfigured) as error:
+        load(SOTERIA_ADMIN_GROUP=value)
+    assert str(error.value) == (f"SOTERIA_ADMIN_GROUP={value!r} is not valid: name one group of "
+                                "SOTERIA_ALLOWED_GROUPS (admin, maintenance)")
+
+
+def test_static_files_are_served_by_whitenoise_from_the_finders(load):
+    s = load()
+    assert s["WHITENOISE_USE_FINDERS"] is True
+    middleware = s["MIDDLEWARE"]
+    assert middleware.index("whitenoise.middleware.WhiteNoiseMiddleware") < middleware.index(
+        "django.contrib.sessions.middleware.SessionMiddleware")

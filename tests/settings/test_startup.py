@@ -127,3 +127,11 @@ def test_a_metrics_listener_serves_only_metrics_and_probes(tmp_path):
         assert _status(f"http://{main}/v1/whoami") == 401
     finally:
         _stop(proc)
+
+
+def test_manage_py_refuses_an_admin_group_that_is_not_allowed(tmp_path):
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
+                            env=_env(tmp_path, SOTERIA_ALLOWED_GROUPS="ops", SOTERIA_ADMIN_GROUP="admin"), timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip() == ("soteria: configuration error: SOTERIA_ADMIN_GROUP='admin' is not valid: "
+                                     "name one group of SOTERIA_ALLOWED_GROUPS (ops)")
