@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('soteria_site', '0002_audit_namespaces'),
+        ('soteria_site', '0003_cache_table'),
     ]
 
     operations = [
