@@ -1,6 +1,6 @@
 """Request and response bodies of the backups API (input and output separate)."""
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from soteria_site.core.names import dns_label_error
@@ -131,6 +131,7 @@ class InventoryNamespaceOut(serializers.Serializer):
     pvcs = InventoryPvcOut(many=True)
 
 
+@extend_schema_serializer(many=False)  # one object, though a list action answers it
 class InventoryResponse(serializers.Serializer):
     generated_at = TimeField()
     namespaces = InventoryNamespaceOut(many=True, source="by_namespace")
@@ -149,6 +150,7 @@ class BackupRecordOut(serializers.Serializer):
     error = serializers.CharField(allow_blank=True)
 
 
+@extend_schema_serializer(many=False)  # one object, though a list action answers it
 class BackupsResponse(serializers.Serializer):
     namespace = serializers.CharField()
     pvc = serializers.CharField()
@@ -267,6 +269,7 @@ class RestoreStatusOut(serializers.Serializer):
     detail = serializers.CharField(allow_blank=True)
 
 
+@extend_schema_serializer(many=False)  # one object, though a list action answers it
 class RestoreStatusResponse(serializers.Serializer):
     """A list of RestoreStatus, as {"restores": [...]}."""
 

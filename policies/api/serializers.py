@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from backups.api.fields import StrictBooleanField, StrictCharField, StrictSerializer
@@ -61,6 +62,7 @@ class PolicyOut(serializers.Serializer):
     next_due_at = TimeField(allow_null=True, read_only=True)
 
 
+@extend_schema_serializer(many=False)  # one object, though a list action answers it
 class PolicyList(serializers.Serializer):
     """A list of PolicyView, as {"policies": [...]}."""
 
