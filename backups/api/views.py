@@ -73,7 +73,7 @@ def _query(serializer_class, request) -> dict:
 
 
 class InventoryViewSet(AuditedViewSet):
-    """GET /v1/inventory"""
+    """The inventory (GET /v1/inventory): every PVC with its backup freshness and health."""
 
     required_permissions = {"list": VIEW}
     throttle_classes = [MutationThrottle, InventoryThrottle]
@@ -87,7 +87,7 @@ class InventoryViewSet(AuditedViewSet):
 
 
 class PvcBackupsViewSet(AuditedViewSet):
-    """GET /v1/backups (the plural: one PVC's backups)"""
+    """One PVC's backups (GET /v1/backups), to choose a restore source."""
 
     required_permissions = {"list": VIEW}
 
@@ -101,7 +101,7 @@ class PvcBackupsViewSet(AuditedViewSet):
 
 
 class BackupViewSet(AuditedViewSet):
-    """POST /v1/backup, POST /v1/backup/namespace"""
+    """Backups of one PVC (POST /v1/backup) or of a namespace (POST /v1/backup/namespace)."""
 
     audit_name = "backup"
     required_permissions = {"create": BACKUP, "namespace": BACKUP}
@@ -136,7 +136,8 @@ class BackupViewSet(AuditedViewSet):
 
 
 class RestoreViewSet(AuditedViewSet):
-    """GET and POST /v1/restores, POST /v1/restores/namespace (and the legacy POST /v1/restore-test)"""
+    """Restores (GET and POST /v1/restores, the legacy POST /v1/restore-test) and namespace
+    restores (POST /v1/restores/namespace)."""
 
     audit_name = "restore"
     required_permissions = {"list": VIEW, "create": RESTORE, "namespace": RESTORE}

@@ -18,6 +18,8 @@ from .serializers import PolicyList, PolicyOut, PolicyQuery, PolicyRequest
 
 
 class PolicyViewSet(AuditedViewSet):
+    """Backup policies, kept in the policy Secret."""
+
     audit_name = "policy"
     required_permissions = {"list": VIEW, "create": POLICIES, "destroy": POLICIES, "destroy_by_query": POLICIES}
     expensive_actions = ("list",)  # due times need the inventory
