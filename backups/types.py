@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from soteria_site.core.kubernetes import Pv, Pvc, StorageClass
 
@@ -73,16 +74,22 @@ class InventoryItem:
     in_progress: tuple[str, ...] = ()
 
 
+class NamespaceGroup(NamedTuple):
+    name: str
+    pvcs: list[InventoryItem]
+
+
 @dataclass(frozen=True)
 class Inventory:
     generated_at: datetime
     items: list[InventoryItem]
 
-    def by_namespace(self) -> list[tuple[str, list[InventoryItem]]]:
+    def by_namespace(self) -> list[NamespaceGroup]:
+        """The items grouped by namespace, both sorted by name."""
         groups: dict[str, list[InventoryItem]] = {}
         for item in sorted(self.items, key=lambda i: (i.namespace, i.pvc)):
             groups.setdefault(item.namespace, []).append(item)
-        return list(groups.items())
+        return [NamespaceGroup(name, items) for name, items in groups.items()]
 
 
 @dataclass(frozen=True)

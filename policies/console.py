@@ -2,7 +2,6 @@
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from soteria_site.core.errors import SoteriaError
@@ -13,14 +12,8 @@ from soteria_site.web.identity import requested_by
 from soteria_site.web.permissions import console_permission, visible_namespaces
 
 from . import services
-from .api.views import with_due_times
 from .forms import PolicyForm
 from .types import policy_namespace
-
-
-def _with_datetimes(policy: dict) -> dict:
-    """The API's view of a policy, its times parsed so the page formats them like every other page."""
-    return {**policy, **{k: parse_datetime(policy[k]) for k in ("last_run_at", "next_due_at") if policy.get(k)}}
 
 
 @expensive
@@ -29,7 +22,7 @@ def policies_page(request):
     context = {"nav": "policies", "form": PolicyForm()}
     try:
         visible = visible_namespaces(request)
-        context["policies"] = [_with_datetimes(p) for p in with_due_times(services.list_policies(visible), visible)]
+        context["policies"] = services.with_due_times(services.list_policies(visible), visible)
     except SoteriaError as exc:
         return render(request, "policies/policies.html", {**context, "error": exc}, status=exc.status)
     return render(request, "policies/policies.html", context)

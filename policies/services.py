@@ -8,12 +8,12 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 from backups.models import CachedInventory
-from backups.services import inventory_cache
+from backups.services import inventory, inventory_cache
 from soteria_site.core import events, kubernetes
 from soteria_site.core.errors import NotFound, SoteriaError
 
 from . import evaluate, store
-from .types import Policy, policy_id, validate
+from .types import Policy, PolicyView, policy_id, validate
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,19 @@ def next_due_at(policy: Policy, policies: list[Policy], items) -> datetime | Non
     times = [evaluate.next_due(item, policy) for item in items
              if evaluate.effective(policies, item.namespace, item.pvc) is policy]
     return min(times) if times else None
+
+
+def with_due_times(policies: list[Policy], visible: frozenset[str] | None = None) -> list[PolicyView]:
+    """The policies with their next due time, from an inventory of the `visible` namespaces
+    (the ones the policies were chosen from; None: every namespace). A disabled policy has
+    none; if the inventory cannot be built now, no policy has one."""
+    items = []
+    if policies:
+        try:
+            items = inventory.build(visible=visible).items
+        except SoteriaError as exc:
+            log.warning("next_due_at unavailable: %s", exc.detail)
+    return [PolicyView(p, next_due_at(p, policies, items) if p.enabled else None) for p in policies]
 
 
 def refresh_inventory(now: datetime | None = None) -> CachedInventory | None:

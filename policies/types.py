@@ -66,6 +66,15 @@ class Policy:
             last_detail=data.get("last_detail") or "")
 
 
+@dataclass(frozen=True)
+class PolicyView:
+    """A policy as the API and the console show it: with the earliest time one of its PVCs
+    falls due (None when disabled, or when that is unknown now)."""
+
+    policy: Policy
+    next_due_at: datetime | None = None
+
+
 def validate(namespace, pvc, interval_hours, enabled, retain, tags) -> None:
     """Raise InvalidInput naming the first bad field."""
     problem = dns_label_error(namespace)

@@ -1,9 +1,13 @@
 """Request and response bodies of the backups API (input and output separate)."""
 
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from soteria_site.core.names import dns_label_error
+from soteria_site.core.timeparse import format_time
+from soteria_site.web.fields import TimeField
 
+from ..types import HEALTH_REASONS
 from .fields import StrictBooleanField, StrictCharField, StrictSerializer
 
 
@@ -47,6 +51,10 @@ class InventoryQuery(serializers.Serializer):
     namespace = NameField(required=False)
 
 
+# Output serializers render every answer from the services' dataclasses
+# (`Serializer(result).data`); the schema is generated from the same classes.
+
+
 class PlannedCallOut(serializers.Serializer):
     call = serializers.CharField()
     target = serializers.CharField()
@@ -54,7 +62,7 @@ class PlannedCallOut(serializers.Serializer):
 
 
 class BackupResponse(serializers.Serializer):
-    """The contract's Longhorn response; `plan` is added to dry runs."""
+    """The contract's Longhorn response (from a BackupResult); `plan` is added to dry runs."""
 
     driver = serializers.CharField()
     volume = serializers.CharField()
@@ -64,6 +72,12 @@ class BackupResponse(serializers.Serializer):
     dry_run = serializers.BooleanField()
     plan = PlannedCallOut(many=True, required=False)
 
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not instance.dry_run:
+            del data["plan"]
+        return data
+
 
 class PvcOutcomeOut(serializers.Serializer):
     pvc = serializers.CharField()
@@ -72,7 +86,13 @@ class PvcOutcomeOut(serializers.Serializer):
     backup = serializers.CharField(allow_blank=True)
     error = serializers.CharField(allow_blank=True, help_text="stable error code when failed or skipped")
     detail = serializers.CharField(allow_blank=True)
-    plan = PlannedCallOut(many=True, required=False)
+    plan = PlannedCallOut(many=True, required=False, help_text="the calls a planned backup would make")
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not instance.plan:
+            del data["plan"]
+        return data
 
 
 class TotalsOut(serializers.Serializer):
@@ -99,11 +119,11 @@ class InventoryPvcOut(serializers.Serializer):
     storage_class = serializers.CharField(allow_blank=True)
     capacity = serializers.CharField(allow_blank=True)
     driver = serializers.CharField()
-    last_backup_at = serializers.CharField(allow_null=True)
+    last_backup_at = TimeField(allow_null=True)
     last_backup_age_hours = serializers.FloatField(allow_null=True)
     backup_count = serializers.IntegerField()
     healthy = serializers.BooleanField()
-    health_reason = serializers.CharField()
+    health_reason = serializers.ChoiceField(choices=HEALTH_REASONS)
 
 
 class InventoryNamespaceOut(serializers.Serializer):
@@ -111,9 +131,10 @@ class InventoryNamespaceOut(serializers.Serializer):
     pvcs = InventoryPvcOut(many=True)
 
 
+@extend_schema_serializer(many=False)  # one object, though a list action answers it
 class InventoryResponse(serializers.Serializer):
-    generated_at = serializers.CharField()
-    namespaces = InventoryNamespaceOut(many=True)
+    generated_at = TimeField()
+    namespaces = InventoryNamespaceOut(many=True, source="by_namespace")
 
 
 class BackupRecordOut(serializers.Serializer):
@@ -122,13 +143,14 @@ class BackupRecordOut(serializers.Serializer):
     url = serializers.CharField(allow_blank=True)
     state = serializers.CharField(allow_blank=True)
     progress = serializers.IntegerField()
-    created = serializers.CharField(allow_null=True)
+    created = TimeField(allow_null=True)
     size = serializers.CharField(allow_blank=True)
     labels = serializers.DictField(child=serializers.CharField(allow_blank=True))
     backup_mode = serializers.CharField(allow_blank=True)
     error = serializers.CharField(allow_blank=True)
 
 
+@extend_schema_serializer(many=False)  # one object, though a list action answers it
 class BackupsResponse(serializers.Serializer):
     namespace = serializers.CharField()
     pvc = serializers.CharField()
@@ -158,39 +180,62 @@ class NamespaceRestoreRequest(StrictSerializer):
 
 
 class RestoreResponse(serializers.Serializer):
-    driver = serializers.CharField()
-    namespace = serializers.CharField()
-    pvc = serializers.CharField()
-    snapshot = serializers.CharField()
-    backup = serializers.CharField()
-    backup_url = serializers.CharField()
-    backup_created = serializers.CharField(allow_null=True)
-    source_volume = serializers.CharField()
-    target_namespace = serializers.CharField()
-    target_pvc = serializers.CharField()
-    volume = serializers.CharField()
-    pv = serializers.CharField()
-    storage_class = serializers.CharField(allow_blank=True)
-    size = serializers.CharField()
-    backup_size = serializers.CharField(allow_blank=True, help_text="the backup's volume size (what Longhorn "
-                                        "restores); blank when unknown")
-    source_size = serializers.CharField(allow_blank=True, help_text="the source PVC's size now")
-    size_note = serializers.CharField(allow_blank=True, help_text="set when the restored claim is smaller "
-                                      "than its source")
+    """A RestoreResult: its plan's fields, flat; `plan` (the calls) is added to dry runs."""
+
+    driver = serializers.CharField(source="plan.driver")
+    namespace = serializers.CharField(source="plan.namespace")
+    pvc = serializers.CharField(source="plan.pvc")
+    snapshot = serializers.CharField(source="plan.backup.snapshot")
+    backup = serializers.CharField(source="plan.backup.name")
+    backup_url = serializers.CharField(source="plan.backup.url")
+    backup_created = TimeField(source="plan.backup.created", allow_null=True)
+    source_volume = serializers.CharField(source="plan.source_volume")
+    target_namespace = serializers.CharField(source="plan.target_namespace")
+    target_pvc = serializers.CharField(source="plan.target_pvc")
+    volume = serializers.CharField(source="plan.volume")
+    pv = serializers.CharField(source="plan.pv")
+    storage_class = serializers.CharField(source="plan.storage_class", allow_blank=True)
+    size = serializers.CharField(source="plan.size")
+    backup_size = serializers.CharField(source="plan.backup_size", allow_blank=True,
+                                        help_text="the backup's volume size (what Longhorn restores); blank when "
+                                                  "unknown")
+    source_size = serializers.CharField(source="plan.source_size", allow_blank=True,
+                                        help_text="the source PVC's size now")
+    size_note = serializers.CharField(source="plan.size_note", allow_blank=True,
+                                      help_text="set when the restored claim is smaller than its source")
     requested_by = serializers.CharField()
     dry_run = serializers.BooleanField()
-    plan = PlannedCallOut(many=True, required=False)
+    plan = PlannedCallOut(source="plan.calls", many=True, required=False)
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not instance.dry_run:
+            del data["plan"]
+        return data
 
 
 class RestoreOutcomeOut(serializers.Serializer):
+    """A RestoreOutcome: the backup chosen, when one was, and the new volume once restored."""
+
     pvc = serializers.CharField()
     target_pvc = serializers.CharField()
     status = serializers.ChoiceField(choices=["planned", "restored", "skipped", "failed"])
     error = serializers.CharField(allow_blank=True)
     detail = serializers.CharField(allow_blank=True)
-    backup = serializers.CharField(allow_blank=True)
-    backup_created = serializers.CharField(allow_null=True)
-    volume = serializers.CharField(allow_blank=True)
+    backup = serializers.SerializerMethodField()
+    backup_created = serializers.SerializerMethodField()
+    volume = serializers.SerializerMethodField()
+
+    def get_backup(self, outcome) -> str:
+        return outcome.plan.backup.name if outcome.plan else ""
+
+    @extend_schema_field(TimeField(allow_null=True))
+    def get_backup_created(self, outcome):
+        return format_time(outcome.plan.backup.created) if outcome.plan else None
+
+    def get_volume(self, outcome) -> str:
+        """Blank until the volume exists (a plan only names it)."""
+        return outcome.plan.volume if outcome.plan and outcome.status != "planned" else ""
 
 
 class RestoreTotalsOut(serializers.Serializer):
@@ -215,7 +260,7 @@ class NamespaceRestoreResponse(serializers.Serializer):
 class RestoreStatusOut(serializers.Serializer):
     namespace = serializers.CharField()
     pvc = serializers.CharField()
-    volume = serializers.CharField()
+    volume = serializers.CharField(allow_blank=True)
     source = serializers.CharField(allow_blank=True, help_text="namespace/pvc restored from; blank when the "
                                                                 "caller may not view that namespace")
     backup = serializers.CharField(allow_blank=True)
@@ -224,5 +269,8 @@ class RestoreStatusOut(serializers.Serializer):
     detail = serializers.CharField(allow_blank=True)
 
 
+@extend_schema_serializer(many=False)  # one object, though a list action answers it
 class RestoreStatusResponse(serializers.Serializer):
+    """A list of RestoreStatus, as {"restores": [...]}."""
+
     restores = RestoreStatusOut(many=True)

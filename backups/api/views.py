@@ -1,25 +1,25 @@
-"""The backups API: thin viewsets over the services."""
+"""The backups API: thin viewsets over the services, answers rendered by the output serializers."""
 
 from __future__ import annotations
 
-from django.conf import settings
+from contextlib import contextmanager
+
 from drf_spectacular.utils import extend_schema
+from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
 from rest_framework.response import Response
 
 from soteria_site.web.access import BACKUP, RESTORE, VIEW
-from soteria_site.web.api_errors import Busy
+from soteria_site.web.api_errors import Busy, error_responses
 from soteria_site.web.audit import AuditedViewSet
 from soteria_site.web.edge import BUSY_DETAIL, claim_slot
 from soteria_site.web.identity import requested_by
 from soteria_site.web.permissions import require_namespaces, visible_namespaces
 from soteria_site.web.throttles import InventoryThrottle, MutationThrottle
 
-from ..metrics import BACKUP_REQUESTS, NAMESPACE_BACKUP_REQUESTS, NAMESPACE_RESTORE_REQUESTS, RESTORE_REQUESTS
 from ..services import backup as backup_service
-from ..services import inventory
+from ..services import counting, inventory
 from ..services import restore as restore_service
-from . import present
 from .serializers import (
     BackupRequest,
     BackupResponse,
@@ -36,113 +36,140 @@ from .serializers import (
     RestoreStatusResponse,
 )
 
+# What a request with a body may also answer: invalid, too large, not JSON.
+BODY_ERRORS = (400, 413, 415)
 
-def _validated(serializer_class, request, counter) -> dict:
-    """The request body, validated; a refused body is counted as `rejected` in `counter`."""
+
+@contextmanager
+def refusals_counted(counter):
+    """An invalid body or a namespace outside the caller's scope, raised in the block, is a
+    request refused before its service was called: counted (rejected, denied) like the
+    service counts the rest."""
     try:
-        serializer = serializer_class(data=request.data)
-        if serializer.is_valid():
-            return serializer.validated_data
-        raise ValidationError(serializer.errors)
-    except (ParseError, ValidationError):
-        counter.labels(settings.SOTERIA_BACKUP_DRIVER, "rejected").inc()
+        yield
+    except (ParseError, ValidationError, PermissionDenied) as exc:
+        counting.refused(counter, exc)
         raise
 
 
-def _allowed(request, counter, operation, *namespaces) -> None:
-    """Namespace scopes; a refusal is counted as `denied` in `counter`."""
-    try:
-        require_namespaces(request, operation, *namespaces)
-    except PermissionDenied:
-        counter.labels(settings.SOTERIA_BACKUP_DRIVER, "denied").inc()
-        raise
+def _validated(serializer_class, request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
 def _namespace_filter(request) -> str | None:
     """The optional ?namespace= of a list, which the caller must be allowed to view."""
-    query = InventoryQuery(data=request.query_params)
-    query.is_valid(raise_exception=True)
-    namespace = query.validated_data.get("namespace")
+    namespace = _query(InventoryQuery, request).get("namespace")
     if namespace:
         require_namespaces(request, VIEW, namespace)
     return namespace
 
 
+def _query(serializer_class, request) -> dict:
+    query = serializer_class(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return query.validated_data
+
+
 class InventoryViewSet(AuditedViewSet):
+    """The inventory (GET /v1/inventory): every PVC with its backup freshness and health."""
+
     required_permissions = {"list": VIEW}
     throttle_classes = [MutationThrottle, InventoryThrottle]
     expensive_actions = ("list",)
 
-    @extend_schema(parameters=[InventoryQuery], responses=InventoryResponse,
+    @extend_schema(parameters=[InventoryQuery], responses={200: InventoryResponse, **error_responses(400, 404)},
                    summary="Every PVC grouped by namespace, with backup freshness and health")
     def list(self, request):
-        namespace = _namespace_filter(request)
-        return Response(present.inventory(inventory.build(namespace, visible=visible_namespaces(request))))
+        found = inventory.build(_namespace_filter(request), visible=visible_namespaces(request))
+        return Response(InventoryResponse(found).data)
+
+
+class PvcBackupsViewSet(AuditedViewSet):
+    """One PVC's backups (GET /v1/backups), to choose a restore source."""
+
+    required_permissions = {"list": VIEW}
+
+    @extend_schema(parameters=[BackupsQuery], responses={200: BackupsResponse, **error_responses(400, 404, 422)},
+                   summary="A PVC's volume and its backups, newest first")
+    def list(self, request):
+        query = _query(BackupsQuery, request)
+        require_namespaces(request, VIEW, query["namespace"])
+        found = backup_service.list_backups(query["namespace"], query["pvc"])
+        return Response(BackupsResponse(found).data)
 
 
 class BackupViewSet(AuditedViewSet):
+    """Backups of one PVC (POST /v1/backup) or of a namespace (POST /v1/backup/namespace)."""
+
     audit_name = "backup"
-    required_permissions = {"list": VIEW, "create": BACKUP, "namespace": BACKUP}
+    required_permissions = {"create": BACKUP, "namespace": BACKUP}
     expensive_actions = ("namespace",)
 
-    @extend_schema(parameters=[BackupsQuery], responses=BackupsResponse,
-                   summary="A PVC's volume and its backups, newest first")
-    def list(self, request):
-        query = BackupsQuery(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        require_namespaces(request, VIEW, query.validated_data["namespace"])
-        found = backup_service.list_backups(query.validated_data["namespace"], query.validated_data["pvc"])
-        return Response(present.backups(found))
-
-    @extend_schema(request=BackupRequest, responses=BackupResponse, summary="Back up one PVC")
+    @extend_schema(request=BackupRequest,
+                   responses={200: BackupResponse, **error_responses(*BODY_ERRORS, 404, 409, 422)},
+                   summary="Back up one PVC")
     def create(self, request):
-        data = _validated(BackupRequest, request, BACKUP_REQUESTS)
-        _allowed(request, BACKUP_REQUESTS, BACKUP, data["namespace"])
+        with refusals_counted(counting.BACKUP_REQUESTS):
+            data = _validated(BackupRequest, request)
+            require_namespaces(request, BACKUP, data["namespace"])
         # A real backup may wait up to SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS for a detached
         # volume to attach: a long request. Its dry run is not.
         if not data["dry_run"] and not claim_slot(request):
             raise Busy(BUSY_DETAIL)
         result = backup_service.backup_pvc(data["namespace"], data["pvc"], data["tags"], requested_by(request),
                                            dry_run=data["dry_run"])
-        return Response(present.backup_result(result))
+        return Response(BackupResponse(result).data)
 
-    @extend_schema(request=NamespaceBackupRequest, responses=NamespaceBackupResponse,
+    @extend_schema(request=NamespaceBackupRequest,
+                   responses={200: NamespaceBackupResponse, **error_responses(*BODY_ERRORS, 404)},
                    summary="Back up every bound PVC of a namespace")
+    @action(detail=False, methods=["post"], url_path="namespace")
     def namespace(self, request):
-        data = _validated(NamespaceBackupRequest, request, NAMESPACE_BACKUP_REQUESTS)
-        _allowed(request, NAMESPACE_BACKUP_REQUESTS, BACKUP, data["namespace"])
+        with refusals_counted(counting.NAMESPACE_BACKUP_REQUESTS):
+            data = _validated(NamespaceBackupRequest, request)
+            require_namespaces(request, BACKUP, data["namespace"])
         result = backup_service.backup_namespace(data["namespace"], data["tags"], requested_by(request),
                                                  dry_run=data["dry_run"])
-        return Response(present.namespace_backup(result))
+        return Response(NamespaceBackupResponse(result).data)
 
 
 class RestoreViewSet(AuditedViewSet):
+    """Restores (GET and POST /v1/restores, the legacy POST /v1/restore-test) and namespace
+    restores (POST /v1/restores/namespace)."""
+
     audit_name = "restore"
     required_permissions = {"list": VIEW, "create": RESTORE, "namespace": RESTORE}
     expensive_actions = ("list", "create", "namespace")
 
-    @extend_schema(parameters=[InventoryQuery], responses=RestoreStatusResponse,
+    @extend_schema(parameters=[InventoryQuery], responses={200: RestoreStatusResponse, **error_responses(400)},
                    summary="PVCs Soteria restored, with Longhorn's restore progress")
     def list(self, request):
         rows = restore_service.restore_status(_namespace_filter(request), visible=visible_namespaces(request))
-        return Response(present.restore_status(rows))
+        return Response(RestoreStatusResponse({"restores": rows}).data)
 
-    @extend_schema(request=RestoreRequest, responses=RestoreResponse,
+    @extend_schema(request=RestoreRequest,
+                   responses={200: RestoreResponse, **error_responses(*BODY_ERRORS, 404, 409, 422)},
                    summary="Restore a PVC's backup into a new PVC (never overwrites)")
     def create(self, request):
-        d = _validated(RestoreRequest, request, RESTORE_REQUESTS)
-        _allowed(request, RESTORE_REQUESTS, RESTORE, d["namespace"], d["target_namespace"] or d["namespace"])
+        with refusals_counted(counting.RESTORE_REQUESTS):
+            d = _validated(RestoreRequest, request)
+            require_namespaces(request, RESTORE, d["namespace"], d["target_namespace"] or d["namespace"])
         result = restore_service.restore_pvc(
             d["namespace"], d["pvc"], d["target_pvc"], requested_by(request), target_namespace=d["target_namespace"],
             snapshot=d["snapshot"], backup_url=d["backup_url"], dry_run=d["dry_run"])
-        return Response(present.restore_result(result))
+        return Response(RestoreResponse(result).data)
 
-    @extend_schema(request=NamespaceRestoreRequest, responses=NamespaceRestoreResponse,
+    @extend_schema(request=NamespaceRestoreRequest,
+                   responses={200: NamespaceRestoreResponse, **error_responses(*BODY_ERRORS, 404)},
                    summary="Plan or restore every bound PVC of a namespace into another")
+    @action(detail=False, methods=["post"], url_path="namespace")
     def namespace(self, request):
-        d = _validated(NamespaceRestoreRequest, request, NAMESPACE_RESTORE_REQUESTS)
-        _allowed(request, NAMESPACE_RESTORE_REQUESTS, RESTORE, d["namespace"], d["target_namespace"] or d["namespace"])
+        with refusals_counted(counting.NAMESPACE_RESTORE_REQUESTS):
+            d = _validated(NamespaceRestoreRequest, request)
+            require_namespaces(request, RESTORE, d["namespace"], d["target_namespace"] or d["namespace"])
         result = restore_service.restore_namespace(
             d["namespace"], d["target_namespace"], d["target_prefix"], requested_by(request),
             snapshot=d["snapshot"], dry_run=d["dry_run"])
-        return Response(present.namespace_restore(result))
+        return Response(NamespaceRestoreResponse(result).data)

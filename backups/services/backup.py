@@ -21,10 +21,10 @@ from soteria_site.core.names import POLICY_LABEL, label_value_error, require_dns
 
 from .. import drivers
 from .. import types as t
-from ..metrics import BACKUP_REQUESTS, NAMESPACE_BACKUP_REQUESTS
 from ..models import OperationLock
 from ..types import BackupResult, NamespaceBackupResult, PvcBackups, PvcOutcome
 from . import claims
+from .counting import BACKUP_REQUESTS, NAMESPACE_BACKUP_REQUESTS, batch_result, counted
 
 log = logging.getLogger(__name__)
 LOCK_SECONDS = 120  # at least; a backup holds its lock while it waits for its snapshot
@@ -53,30 +53,6 @@ def pvc_lock(namespace: str, pvc: str, operation: str = "backup"):
         yield
     finally:
         OperationLock.objects.filter(id=lock.id).delete()
-
-
-def result_label(exc: SoteriaError) -> str:
-    """The `result` label of a refused or failed request."""
-    if exc.status == 409:
-        return "conflict"
-    if exc.status in (400, 404, 422):
-        return "rejected"
-    return "error"
-
-
-@contextmanager
-def counted(counter, dry_run: bool):
-    """Count one request in `counter` by the configured driver and its outcome, whatever happens."""
-    driver = settings.SOTERIA_BACKUP_DRIVER
-    try:
-        yield
-    except SoteriaError as exc:
-        counter.labels(driver, result_label(exc)).inc()
-        raise
-    except Exception:
-        counter.labels(driver, "error").inc()
-        raise
-    counter.labels(driver, "dry_run" if dry_run else "success").inc()
 
 
 def backup_claim(claim: claims.Claim, labels: dict[str, str], requested_by: str, dry_run: bool,
@@ -117,22 +93,15 @@ def backup_pvc(namespace: str, pvc: str, tags: list[str], requested_by: str, dry
 def backup_namespace(namespace: str, tags: list[str], requested_by: str, dry_run: bool = False) -> NamespaceBackupResult:
     """POST /v1/backup/namespace: every bound PVC the driver handles, a few at a time.
     One PVC failing never stops the others."""
-    counter_driver = settings.SOTERIA_BACKUP_DRIVER
-    try:
+    with counted(NAMESPACE_BACKUP_REQUESTS, dry_run) as counted_as:
         require_dns_label(namespace, "namespace")
         labels = tags_to_labels(tags)
         driver = drivers.current()
         claims.require_namespace(namespace)
         outcomes = _backup_each(claims.list_batch(namespace), driver, labels, requested_by, dry_run)
-    except SoteriaError as exc:
-        NAMESPACE_BACKUP_REQUESTS.labels(counter_driver, result_label(exc)).inc()
-        raise
-    result = NamespaceBackupResult(driver=driver.name, namespace=namespace, requested_by=requested_by,
-                                   dry_run=dry_run, results=outcomes)
-    totals = result.totals
-    outcome = "dry_run" if dry_run else ("success" if not totals["failed"] else
-                                         "partial" if totals["success"] else "error")
-    NAMESPACE_BACKUP_REQUESTS.labels(counter_driver, outcome).inc()
+        result = NamespaceBackupResult(driver=driver.name, namespace=namespace, requested_by=requested_by,
+                                       dry_run=dry_run, results=outcomes)
+        counted_as.result = batch_result(dry_run, result.totals["failed"], result.totals["success"])
     return result
 
 

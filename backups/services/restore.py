@@ -21,10 +21,10 @@ from soteria_site.core.timeparse import format_time
 
 from .. import drivers
 from .. import types as t
-from ..metrics import NAMESPACE_RESTORE_REQUESTS, RESTORE_REQUESTS
 from ..types import RESTORED_FROM, NamespaceRestoreResult, RestoreOutcome, RestorePlan, RestoreResult, RestoreStatus
 from . import claims
-from .backup import counted, pvc_lock, result_label
+from .backup import pvc_lock
+from .counting import NAMESPACE_RESTORE_REQUESTS, RESTORE_REQUESTS, batch_result, counted
 
 log = logging.getLogger(__name__)
 
@@ -86,30 +86,25 @@ def _execute(driver, plan: RestorePlan, claim: claims.Claim, requested_by: str) 
 def restore_namespace(namespace: str, target_namespace: str, target_prefix: str, requested_by: str, *,
                       snapshot: str = "", dry_run: bool = False) -> NamespaceRestoreResult:
     """POST /v1/restores/namespace: plan every bound PVC (conflicts included) before creating anything."""
-    require_dns_label(namespace, "namespace")
-    target_namespace = target_namespace or namespace
-    require_dns_label(target_namespace, "target_namespace")
-    if target_namespace == namespace and not target_prefix:
-        raise InvalidInput("restoring into the source namespace needs a target_prefix", field="target_prefix")
-    driver = drivers.current()
-    try:
+    with counted(NAMESPACE_RESTORE_REQUESTS, dry_run) as counted_as:
+        require_dns_label(namespace, "namespace")
+        target_namespace = target_namespace or namespace
+        require_dns_label(target_namespace, "target_namespace")
+        if target_namespace == namespace and not target_prefix:
+            raise InvalidInput("restoring into the source namespace needs a target_prefix", field="target_prefix")
+        driver = drivers.current()
         claims.require_namespace(namespace)
         claims.require_namespace(target_namespace, "target_namespace")
         claim_list = claims.list_batch(namespace)
-    except SoteriaError as exc:
-        NAMESPACE_RESTORE_REQUESTS.labels(driver.name, result_label(exc)).inc()
-        raise
-    taken = {p.name for p in kubernetes.list_pvcs(target_namespace)}
-    outcomes = [_plan_one(driver, claim, target_namespace, target_prefix, snapshot, taken) for claim in claim_list]
-    if not dry_run:
-        outcomes = _execute_all(driver, outcomes, {c.pvc.name: c for c in claim_list}, requested_by)
-    result = NamespaceRestoreResult(driver=driver.name, namespace=namespace, target_namespace=target_namespace,
-                                    target_prefix=target_prefix, requested_by=requested_by, dry_run=dry_run,
-                                    results=outcomes)
-    totals = result.totals
-    label = "dry_run" if dry_run else ("success" if not totals["failed"] else
-                                       "partial" if totals["restored"] else "error")
-    NAMESPACE_RESTORE_REQUESTS.labels(driver.name, label).inc()
+        taken = {p.name for p in kubernetes.list_pvcs(target_namespace)}
+        outcomes = [_plan_one(driver, claim, target_namespace, target_prefix, snapshot, taken)
+                    for claim in claim_list]
+        if not dry_run:
+            outcomes = _execute_all(driver, outcomes, {c.pvc.name: c for c in claim_list}, requested_by)
+        result = NamespaceRestoreResult(driver=driver.name, namespace=namespace, target_namespace=target_namespace,
+                                        target_prefix=target_prefix, requested_by=requested_by, dry_run=dry_run,
+                                        results=outcomes)
+        counted_as.result = batch_result(dry_run, result.totals["failed"], result.totals["restored"])
     return result
 
 

@@ -1,7 +1,9 @@
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from backups.api.fields import StrictBooleanField, StrictCharField, StrictSerializer
 from backups.api.serializers import NameField
+from soteria_site.web.fields import TimeField
 
 
 class NumberField(serializers.FloatField):
@@ -42,21 +44,26 @@ class PolicyQuery(serializers.Serializer):
 
 
 class PolicyOut(serializers.Serializer):
-    id = serializers.CharField()
-    namespace = serializers.CharField()
-    pvc = serializers.CharField(allow_blank=True)
-    interval_hours = serializers.FloatField()
-    enabled = serializers.BooleanField()
-    retain = serializers.IntegerField(allow_null=True)
-    tags = serializers.ListField(child=serializers.CharField())
-    created_at = serializers.CharField(allow_null=True)
-    updated_at = serializers.CharField(allow_null=True)
-    updated_by = serializers.CharField(allow_blank=True)
-    last_run_at = serializers.CharField(allow_null=True, read_only=True)
-    last_result = serializers.CharField(allow_blank=True, read_only=True)
-    last_detail = serializers.CharField(allow_blank=True, read_only=True)
-    next_due_at = serializers.CharField(allow_null=True, read_only=True)
+    """A PolicyView: the policy's fields and its next due time."""
+
+    id = serializers.CharField(source="policy.id")
+    namespace = serializers.CharField(source="policy.namespace")
+    pvc = serializers.CharField(source="policy.pvc", allow_blank=True)
+    interval_hours = serializers.FloatField(source="policy.interval_hours")
+    enabled = serializers.BooleanField(source="policy.enabled")
+    retain = serializers.IntegerField(source="policy.retain", allow_null=True)
+    tags = serializers.ListField(source="policy.tags", child=serializers.CharField())
+    created_at = TimeField(source="policy.created_at", allow_null=True)
+    updated_at = TimeField(source="policy.updated_at", allow_null=True)
+    updated_by = serializers.CharField(source="policy.updated_by", allow_blank=True)
+    last_run_at = TimeField(source="policy.last_run_at", allow_null=True, read_only=True)
+    last_result = serializers.CharField(source="policy.last_result", allow_blank=True, read_only=True)
+    last_detail = serializers.CharField(source="policy.last_detail", allow_blank=True, read_only=True)
+    next_due_at = TimeField(allow_null=True, read_only=True)
 
 
+@extend_schema_serializer(many=False)  # one object, though a list action answers it
 class PolicyList(serializers.Serializer):
+    """A list of PolicyView, as {"policies": [...]}."""
+
     policies = PolicyOut(many=True)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 
 from django.http import Http404
-from rest_framework import exceptions, status
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
 from soteria_site.core.errors import SoteriaError
@@ -19,6 +20,7 @@ from soteria_site.core.metrics import REQUESTS_REFUSED
 from .throttles import retry_after
 
 log = logging.getLogger(__name__)
+
 
 class Busy(exceptions.APIException):
     """Every long-request slot of this web process is taken (soteria_site.web.edge.claim_slot)."""
@@ -44,6 +46,44 @@ _DRF_CODES = {
 
 def error_body(code: str, detail: str, **extra) -> dict:
     return {"error": code, "detail": detail, **extra}
+
+
+class ErrorResponse(serializers.Serializer):
+    """The schema of every error body (docs/api.md): a stable code and a message, and the
+    extra fields some errors carry."""
+
+    error = serializers.CharField(help_text="stable error code (docs/api.md)")
+    detail = serializers.CharField()
+    field = serializers.CharField(required=False, help_text="the invalid input field")
+    errors = serializers.DictField(required=False, help_text="every field error of an invalid body")
+    reason = serializers.CharField(required=False, help_text="why a request is anonymous (401)")
+    cleanup = serializers.DictField(required=False, help_text="what a failed restore removed again")
+
+
+# Why each error status is answered, as the schema describes it.
+_WHEN = {
+    400: "Invalid input",
+    401: "No identity, or a wrong bearer token (with SOTERIA_AUTH_REQUIRED=true)",
+    403: "The caller lacks the permission, or the namespace is outside its scope",
+    404: "Unknown namespace, PVC, backup or policy",
+    409: "Conflict with the cluster's state (a target PVC exists, a backup is running, ...)",
+    413: "A body over SOTERIA_MAX_BODY_BYTES",
+    415: "A body that is not application/json",
+    422: "A PVC the configured driver cannot handle",
+    429: "Too many requests (Retry-After says when to retry)",
+    502: "Kubernetes or Longhorn answered with a failure",
+    503: "Kubernetes or Longhorn unreachable, or Soteria busy",
+    504: "Kubernetes or Longhorn too slow",
+}
+# Every endpoint may answer these (authentication, permission, rate, upstreams).
+COMMON_ERRORS = (401, 403, 429, 502, 503, 504)
+
+
+def error_responses(*statuses: int) -> dict:
+    """`extend_schema(responses=...)` entries for the common errors and `statuses`, each with
+    the error body's schema."""
+    return {code: OpenApiResponse(ErrorResponse, description=_WHEN[code])
+            for code in sorted({*COMMON_ERRORS, *statuses})}
 
 
 def exception_handler(exc, context):
