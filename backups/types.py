@@ -19,6 +19,8 @@ BACKUP_IN_PROGRESS = "backup in progress"
 FRESH = "fresh"
 STALE = "stale"
 NEVER_BACKED_UP = "never backed up"
+HEALTH_REASONS = (NOT_BOUND, UNSUPPORTED_DRIVER, VOLUME_MISSING, BACKUP_STUCK, LAST_BACKUP_FAILED,
+                  BACKUP_IN_PROGRESS, FRESH, STALE, NEVER_BACKED_UP)
 NO_DRIVER = "none"
 # The label every claim Soteria restored carries (value: `<namespace>.<pvc>` of the source).
 RESTORED_FROM = "soteria.io/restored-from"

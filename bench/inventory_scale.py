@@ -44,7 +44,7 @@ def measure(way: str, repeat: int, state_dir: str, port_base: int) -> dict:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)  # the inventory remembers failed backups in SQLite and its cache
-    from backups.api import present
+    from backups.api.serializers import InventoryResponse
     from backups.clients import longhorn, longhorn_crd
     from backups.services import inventory
     from soteria_site.core.metrics import UPSTREAM_REQUESTS
@@ -63,7 +63,7 @@ def measure(way: str, repeat: int, state_dir: str, port_base: int) -> dict:
         before = kube_calls()
         t0 = time.monotonic()
         inv = inventory.build()
-        body = json.dumps(present.inventory(inv))
+        body = json.dumps(InventoryResponse(inv).data)
         timings.append(time.monotonic() - t0)
         answer_bytes, rows = len(body), len(inv.items)
         longhorn_calls = faults.calls(cfg)
