@@ -34,19 +34,19 @@ HASH_CHARS = 10
 
 
 def is_dns_label(value: str) -> bool:
-    return isinstance(value, str) and len(value) <= 63 and bool(_DNS_LABEL.match(value))
+    return isinstance(value, str) and len(value) <= DNS_LABEL_MAX and bool(_DNS_LABEL.match(value))
 
 
 def is_dns_subdomain(value: str) -> bool:
-    return isinstance(value, str) and len(value) <= 253 and bool(_DNS_SUBDOMAIN.match(value))
+    return isinstance(value, str) and len(value) <= DNS_SUBDOMAIN_MAX and bool(_DNS_SUBDOMAIN.match(value))
 
 
 def dns_label_error(value: str) -> str | None:
     """Why `value` is not a DNS label (a namespace name), or None."""
     if not value:
         return "must not be empty"
-    if len(value) > 63:
-        return f"{value[:20]!r}... is longer than 63 characters"
+    if len(value) > DNS_LABEL_MAX:
+        return f"{value[:20]!r}... is longer than {DNS_LABEL_MAX} characters"
     if not _DNS_LABEL.match(value):
         return (f"{value!r} is not a valid Kubernetes name: lower-case letters, digits and '-', "
                 "starting and ending with a letter or digit")
