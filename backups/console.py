@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from soteria_site.core.errors import SoteriaError
-from soteria_site.core.names import RESERVED_LABEL_KEYS
+from soteria_site.core.names import DNS_SUBDOMAIN_MAX, RESERVED_LABEL_KEYS, fit_name
 from soteria_site.web import audit
 from soteria_site.web.access import BACKUP, RESTORE, VIEW
 from soteria_site.web.edge import BUSY_DETAIL, claim_slot, expensive
@@ -71,12 +71,13 @@ def pvc_page(request, namespace, pvc):
         found = backup_service.list_backups(namespace, pvc)
     except SoteriaError as exc:
         return _error_page(request, "backups/pvc.html", context, exc)
+    suggested = fit_name(f"restore-{pvc}", DNS_SUBDOMAIN_MAX)  # a valid PVC name however long `pvc` is
     return render(request, "backups/pvc.html", {
         **context, "found": found, "backups": [(b, _operator_labels(b.labels)) for b in found.backups],
         "backup_form": BackupForm(auto_id="backup_%s"),
         # Both forms have a dry_run field: distinct ids keep each label on its own checkbox.
         "restore_form": RestoreForm(backups=found.backups, auto_id="restore_%s",
-                                    initial={"target_namespace": namespace, "target_pvc": f"restore-{pvc}"[:63]}),
+                                    initial={"target_namespace": namespace, "target_pvc": suggested}),
         "may_backup": may(request, BACKUP, namespace), "may_restore": may(request, RESTORE, namespace)})
 
 

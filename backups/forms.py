@@ -2,11 +2,17 @@
 
 from django import forms
 
-from soteria_site.core.names import dns_label_error
+from soteria_site.core.names import DNS_SUBDOMAIN_MAX, dns_label_error, dns_subdomain_error
 
 
 def _dns_label(value: str) -> None:
     problem = dns_label_error(value)
+    if problem:
+        raise forms.ValidationError(problem)
+
+
+def _dns_subdomain(value: str) -> None:
+    problem = dns_subdomain_error(value)
     if problem:
         raise forms.ValidationError(problem)
 
@@ -24,7 +30,7 @@ class RestoreForm(forms.Form):
     # A free string (the service checks it against the PVC's backups); shown as a list of them.
     snapshot = forms.CharField(label="Backup", max_length=253, initial="latest", widget=forms.Select)
     target_namespace = forms.CharField(max_length=63, validators=[_dns_label])
-    target_pvc = forms.CharField(max_length=63, validators=[_dns_label], label="New PVC name")
+    target_pvc = forms.CharField(max_length=DNS_SUBDOMAIN_MAX, validators=[_dns_subdomain], label="New PVC name")
     dry_run = forms.BooleanField(required=False, label="Dry run (plan only)")
 
     def __init__(self, *args, backups=(), **kwargs):

@@ -27,7 +27,7 @@ from backups.services import claims as claims_service
 from backups.services import inventory
 from backups.types import InventoryItem
 from soteria_site.core.errors import SoteriaError
-from soteria_site.core.names import POLICY_LABEL
+from soteria_site.core.names import POLICY_LABEL, label_value
 
 from . import leader, store
 from .metrics import POLICY_BACKUPS, POLICY_EVALUATIONS, RETENTION_DELETES
@@ -152,7 +152,7 @@ def _apply_retention(policies: list[Policy], governed, report: Report) -> None:
                 claim = claims_service.get_claim(item.namespace, item.pvc)
                 _, records = driver.list_backups(claim)
                 completed = [r for r in records if r.completed]
-                mine = [r for r in completed if r.labels.get(POLICY_LABEL) == policy.id]
+                mine = [r for r in completed if r.labels.get(POLICY_LABEL) == label_value(policy.id)]
                 doomed = [r.name for r in mine[policy.retain:] if completed and r.name != completed[0].name]
                 if doomed:
                     driver.delete_backups(claim, doomed)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from soteria_site.core.errors import InvalidInput
-from soteria_site.core.names import dns_label_error, tags_to_labels
+from soteria_site.core.names import dns_label_error, dns_subdomain_error, tags_to_labels
 from soteria_site.core.timeparse import format_time, parse_time
 
 MAX_INTERVAL_HOURS = 24 * 366
@@ -15,8 +15,9 @@ MAX_RETAIN = 1000
 
 
 def policy_id(namespace: str, pvc: str) -> str:
-    """Stable id: `<namespace>.<pvc>`, or `<namespace>` for a namespace-wide policy
-    (names are DNS labels, which have no dots, so this is unambiguous)."""
+    """Stable id: `<namespace>.<pvc>`, or `<namespace>` for a namespace-wide policy. A namespace
+    is a DNS label, which has no dots, so the first dot ends it and everything after it is the
+    PVC name, dots and all (PVC names are DNS subdomains): unambiguous."""
     return f"{namespace}.{pvc}" if pvc else namespace
 
 
@@ -81,7 +82,7 @@ def validate(namespace, pvc, interval_hours, enabled, retain, tags) -> None:
     if problem:
         raise InvalidInput(f"namespace: {problem}", field="namespace")
     if pvc:
-        problem = dns_label_error(pvc)
+        problem = dns_subdomain_error(pvc)
         if problem:
             raise InvalidInput(f"pvc: {problem}", field="pvc")
     if isinstance(interval_hours, bool) or not isinstance(interval_hours, (int, float)) or not math.isfinite(

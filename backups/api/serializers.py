@@ -3,7 +3,7 @@
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from soteria_site.core.names import dns_label_error
+from soteria_site.core.names import DNS_SUBDOMAIN_MAX, dns_label_error, dns_subdomain_error
 from soteria_site.core.timeparse import format_time
 from soteria_site.web.fields import TimeField
 
@@ -18,8 +18,15 @@ def _dns_label(value: str) -> str:
     return value
 
 
+def _dns_subdomain(value: str) -> str:
+    problem = dns_subdomain_error(value)
+    if problem:
+        raise serializers.ValidationError(problem)
+    return value
+
+
 class NameField(StrictCharField):
-    """A namespace or PVC name: a Kubernetes DNS label."""
+    """A namespace name: a Kubernetes DNS label."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 63)
@@ -27,9 +34,18 @@ class NameField(StrictCharField):
         super().__init__(validators=[_dns_label], trim_whitespace=False, **kwargs)
 
 
+class PvcNameField(StrictCharField):
+    """A PVC name: a Kubernetes DNS subdomain (up to 253 characters, dots allowed)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", DNS_SUBDOMAIN_MAX)
+        kwargs.setdefault("allow_blank", False)
+        super().__init__(validators=[_dns_subdomain], trim_whitespace=False, **kwargs)
+
+
 class BackupRequest(StrictSerializer):
     namespace = NameField()
-    pvc = NameField()
+    pvc = PvcNameField()
     tags = serializers.ListField(child=StrictCharField(allow_blank=False), required=False, default=list,
                                  max_length=64, help_text="key=value (label key: value) or a bare word (label: true)")
     dry_run = StrictBooleanField(required=False, default=False)
@@ -44,7 +60,7 @@ class NamespaceBackupRequest(StrictSerializer):
 
 class BackupsQuery(serializers.Serializer):
     namespace = NameField()
-    pvc = NameField()
+    pvc = PvcNameField()
 
 
 class InventoryQuery(serializers.Serializer):
@@ -160,14 +176,14 @@ class BackupsResponse(serializers.Serializer):
 
 class RestoreRequest(StrictSerializer):
     namespace = NameField()
-    pvc = NameField()
+    pvc = PvcNameField()
     snapshot = StrictCharField(required=False, allow_blank=True, default="latest", max_length=253,
                                help_text="latest (or blank): the newest Completed backup; else a backup or "
                                          "snapshot name of this PVC")
     backup_url = StrictCharField(required=False, allow_blank=True, default="", max_length=2048,
                                  help_text="a Longhorn backup URL of this PVC's own volume, instead of snapshot")
     target_namespace = NameField(required=False, allow_blank=True, default="")
-    target_pvc = NameField()
+    target_pvc = PvcNameField()
     dry_run = StrictBooleanField(required=False, default=False)
 
 

@@ -1,7 +1,8 @@
 """The Longhorn driver: PVC -> PV -> `spec.csi.volumeHandle` -> Longhorn volume.
 
 Backups are a Snapshot CR named soteria-backup-<ns>-<pvc>-<UTC yyyymmdd-HHMMSS>
-plus `snapshotBackup`; backups are found by listing backup volumes and matching
+(at most 63 characters: a longer <ns>-<pvc> keeps its start and gets a hash, the time
+stays at the end) plus `snapshotBackup`; backups are found by listing backup volumes and matching
 `volumeName` (never by computing a backup volume id). The inventory reads
 Longhorn's volumes, backups and backup volumes from their CRDs (three Kubernetes
 lists whatever the number of volumes, none on the manager: longhorn_crd.py).
@@ -19,6 +20,7 @@ from django.core.cache import cache
 
 from soteria_site.core.errors import Conflict, NotFound, SoteriaError, UnsupportedDriver, UpstreamError, UpstreamTimeout
 from soteria_site.core.kubernetes import LONGHORN_CSI_DRIVER, Pvc
+from soteria_site.core.names import fit_name
 
 from ..clients import longhorn, longhorn_crd
 from ..clients.longhorn import BackupStatus, BackupVolume, Volume
@@ -38,12 +40,19 @@ FAILED_STATES = frozenset({"Error", "Unknown"})
 # was first seen), two default backupstore poll intervals.
 NEW_STATE_LIMIT = timedelta(minutes=10)
 SNAPSHOT_PREFIX = longhorn_snapshots.SNAPSHOT_PREFIX
+# Longhorn takes any Kubernetes object name (253) for a Snapshot CR, and the v1 engine keeps
+# each snapshot in files named after it; Soteria stays within 63 so the name also fits a label
+# value and the tighter names Longhorn may copy it into (assumption: docs/longhorn.md, "Names").
+SNAPSHOT_NAME_MAX = 63
 _SNAPSHOT_TIME = re.compile(r"-(\d{8}-\d{6})$")
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 
 
 def snapshot_name(namespace: str, pvc: str, when: datetime) -> str:
-    return f"{SNAPSHOT_PREFIX}{namespace}-{pvc}-{when.astimezone(timezone.utc):%Y%m%d-%H%M%S}"
+    """`soteria-backup-<ns>-<pvc>-<UTC yyyymmdd-HHMMSS>`, shortened (`fit_name`) past 63
+    characters: the prefix and the time stay, so `snapshot_time` and pruning still know it."""
+    stamp = f"-{when.astimezone(timezone.utc):%Y%m%d-%H%M%S}"
+    return fit_name(f"{SNAPSHOT_PREFIX}{namespace}-{pvc}", SNAPSHOT_NAME_MAX, suffix=stamp)
 
 
 def snapshot_time(name: str) -> datetime | None:

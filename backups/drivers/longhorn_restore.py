@@ -1,7 +1,8 @@
 """Longhorn restores: choose a backup, plan, then create volume, PV and PVC, undoing on failure.
 
 The new volume is created `fromBackup` under a generated name (pvc-<uuid4>,
-like a dynamically provisioned one); the PV is created already bound to the
+like a dynamically provisioned one: 40 characters, Longhorn's limit for a volume name, and
+independent of the PVC's name, however long); the PV is created already bound to the
 target claim (`claimRef`) and the PVC names the PV (`volumeName`), so no other
 pending claim can take the PV in between (Longhorn's own pvCreate leaves it
 unbound). If anything fails after the volume exists, what was created is
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import Conflict, InvalidInput, NotFound, SoteriaError, UpstreamTimeout
+from soteria_site.core.names import label_value
 
 from ..clients import longhorn
 from ..types import RESTORED_FROM, BackupRecord, Claim, PlannedCall, RestorePlan
@@ -145,7 +147,9 @@ def plan(claim: Claim, source_volume: str, backup: BackupRecord, target_namespac
 
 
 def _labels(p: RestorePlan) -> dict[str, str]:
-    return {RESTORED_FROM: f"{p.namespace}.{p.pvc}"[:63].rstrip("-."), RESTORED_BACKUP: p.backup.name[:63]}
+    """`<ns>.<pvc>` and the backup's name, shortened with a hash past 63 characters (never merely
+    cut: two long names sharing a start keep distinct values)."""
+    return {RESTORED_FROM: label_value(f"{p.namespace}.{p.pvc}"), RESTORED_BACKUP: label_value(p.backup.name)}
 
 
 def _annotations(p: RestorePlan, requested_by: str) -> dict[str, str]:

@@ -16,8 +16,8 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from soteria_site.core import events
-from soteria_site.core.errors import Conflict, InvalidInput, SoteriaError
-from soteria_site.core.names import POLICY_LABEL, label_value_error, require_dns_label, tags_to_labels
+from soteria_site.core.errors import Conflict, SoteriaError
+from soteria_site.core.names import POLICY_LABEL, fit_name, label_value, require_dns_label, require_dns_subdomain, tags_to_labels
 
 from .. import drivers
 from .. import types as t
@@ -27,6 +27,7 @@ from . import claims
 from .counting import BACKUP_REQUESTS, NAMESPACE_BACKUP_REQUESTS, batch_result, counted
 
 log = logging.getLogger(__name__)
+LOCK_KEY_MAX = 255  # OperationLock.key's max_length
 LOCK_SECONDS = 120  # at least; a backup holds its lock while it waits for its snapshot
 
 
@@ -40,7 +41,7 @@ def pvc_lock(namespace: str, pvc: str, operation: str = "backup"):
     """One backup (or restore to one target) per PVC at a time in this Soteria, through a
     row with a unique key in the shared database; Longhorn's own in-progress state and
     Kubernetes' 409 on an existing PVC guard across replicas."""
-    key = f"{operation}:{namespace}/{pvc}"
+    key = fit_name(f"{operation}:{namespace}/{pvc}", LOCK_KEY_MAX)
     now = timezone.now()
     OperationLock.objects.filter(key=key, expires_at__lt=now).delete()
     try:
@@ -79,13 +80,11 @@ def backup_pvc(namespace: str, pvc: str, tags: list[str], requested_by: str, dry
     its policy in `policy_id`, which becomes the `policy` label retention selects by."""
     with counted(BACKUP_REQUESTS, dry_run):
         require_dns_label(namespace, "namespace")
-        require_dns_label(pvc, "pvc")
+        require_dns_subdomain(pvc, "pvc")
         labels = tags_to_labels(tags)
         if policy_id:
-            problem = label_value_error(policy_id)
-            if problem:
-                raise InvalidInput(f"policy_id: {problem}", field="policy_id")
-            labels[POLICY_LABEL] = policy_id
+            # A policy id (`<namespace>.<pvc>`) may pass 63 characters: the label holds it shortened.
+            labels[POLICY_LABEL] = label_value(policy_id)
         claim = claims.get_claim(namespace, pvc)
         return backup_claim(claim, labels, requested_by, dry_run)
 

@@ -7,7 +7,7 @@ from django.conf import settings
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import InvalidInput, NotFound
 from soteria_site.core.kubernetes import Pv, Pvc, StorageClass
-from soteria_site.core.names import require_dns_label
+from soteria_site.core.names import require_dns_label, require_dns_subdomain
 
 from ..types import Claim
 
@@ -43,7 +43,7 @@ def _claim(pvc: Pvc, pvs: dict[str, Pv], classes: dict[str, StorageClass]) -> Cl
 def get_claim(namespace: str, name: str) -> Claim:
     """One PVC and its PV; NotFound names the claim."""
     require_dns_label(namespace, "namespace")
-    require_dns_label(name, "pvc")
+    require_dns_subdomain(name, "pvc")
     pvc = kubernetes.find_pvc(namespace, name)
     if pvc is None:
         raise NotFound(f"PVC {namespace}/{name} not found")

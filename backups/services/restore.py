@@ -16,7 +16,7 @@ from django.db import connections
 
 from soteria_site.core import events, kubernetes
 from soteria_site.core.errors import Conflict, InvalidInput, SoteriaError
-from soteria_site.core.names import dns_label_error, require_dns_label
+from soteria_site.core.names import dns_subdomain_error, require_dns_label, require_dns_subdomain
 from soteria_site.core.timeparse import format_time
 
 from .. import drivers
@@ -41,8 +41,8 @@ def restore_pvc(namespace: str, pvc: str, target_pvc: str, requested_by: str, *,
     """POST /v1/restores: validate, plan, refuse conflicts, then create volume, PV and PVC."""
     with counted(RESTORE_REQUESTS, dry_run):
         require_dns_label(namespace, "namespace")
-        require_dns_label(pvc, "pvc")
-        require_dns_label(target_pvc, "target_pvc")
+        require_dns_subdomain(pvc, "pvc")
+        require_dns_subdomain(target_pvc, "target_pvc")
         target_namespace = target_namespace or namespace
         require_dns_label(target_namespace, "target_namespace")
         if backup_url and snapshot not in ("", "latest"):
@@ -111,7 +111,7 @@ def restore_namespace(namespace: str, target_namespace: str, target_prefix: str,
 def _plan_one(driver, claim, target_namespace, prefix, snapshot, taken) -> RestoreOutcome:
     name = claim.pvc.name
     target = f"{prefix}{name}"
-    problem = dns_label_error(target)
+    problem = dns_subdomain_error(target)
     if problem:
         return RestoreOutcome(name, target, "skipped", "invalid_target_name", f"target name {problem}")
     if not claim.bound:

@@ -2,7 +2,7 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from backups.api.fields import StrictBooleanField, StrictCharField, StrictSerializer
-from backups.api.serializers import NameField
+from backups.api.serializers import NameField, PvcNameField
 from soteria_site.web.fields import TimeField
 
 
@@ -26,7 +26,7 @@ class StrictIntegerField(serializers.IntegerField):
 
 class PolicyRequest(StrictSerializer):
     namespace = NameField()
-    pvc = NameField(required=False, allow_blank=True, default="",
+    pvc = PvcNameField(required=False, allow_blank=True, default="",
                     help_text="blank: every PVC of the namespace")
     interval_hours = NumberField(min_value=0.0001, max_value=24 * 366)
     enabled = StrictBooleanField(required=False, default=True)
@@ -40,7 +40,7 @@ class PolicyQuery(serializers.Serializer):
     """DELETE /v1/policies/?namespace=&pvc= (the contract's form of DELETE /v1/policies/<id>)."""
 
     namespace = NameField()
-    pvc = NameField(required=False, allow_blank=True, default="", help_text="blank: the namespace-wide policy")
+    pvc = PvcNameField(required=False, allow_blank=True, default="", help_text="blank: the namespace-wide policy")
 
 
 class PolicyOut(serializers.Serializer):

@@ -154,8 +154,14 @@ def cr_create(emu, ctx: Ctx, request, name: str):
     try:
         body = decode(request.get_data(), "SnapshotCRInput")
         volume = volume_or_404(emu, name)
-        snap = _take(emu, volume, body["name"] or util.generate_name("snap"), body["labels"] or {}, emu.step,
-                     attach=not engine_running(volume))
+        snapshot = body["name"] or util.generate_name("snap")
+        # A Snapshot CR is a Kubernetes object: the API server refuses a name that is not a DNS-1123
+        # subdomain (the manager checks nothing more; docs/longhorn.md, "Names").
+        invalid = util.dns1123_subdomain_error(snapshot)
+        if invalid:
+            raise ApiError(f'Snapshot.longhorn.io "{snapshot}" is invalid: metadata.name: Invalid value: '
+                           f'"{snapshot}": {invalid}')
+        snap = _take(emu, volume, snapshot, body["labels"] or {}, emu.step, attach=not engine_running(volume))
     except ApiError as exc:
         raise exc.wrap("failed to create snapshot CR") from None
     return json_response(ctx, _render_cr(emu, ctx, snap, util.now()))

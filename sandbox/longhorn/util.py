@@ -33,6 +33,10 @@ DNS1123_LABEL_HELP = ("a lowercase RFC 1123 label must consist of lower case alp
                       "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
                       "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
 
+DNS1123_SUBDOMAIN_HELP = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' "
+                          "or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex "
+                          "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+
 
 # Times ------------------------------------------------------------------------
 def now() -> float:
@@ -174,6 +178,13 @@ def dns1123_label_error(name: str) -> str | None:
     if len(name) > 63:
         return "must be no more than 63 characters"
     return None if _DNS1123_LABEL.match(name) else DNS1123_LABEL_HELP
+
+
+def dns1123_subdomain_error(name: str) -> str | None:
+    """Kubernetes' IsDNS1123Subdomain (the rule for a custom resource's name): the first error, or None."""
+    if len(name) > 253:
+        return "must be no more than 253 characters"
+    return None if _DNS1123_SUBDOMAIN.match(name) else DNS1123_SUBDOMAIN_HELP
 
 
 def qualified_name_error(key: str) -> str | None:

@@ -1,8 +1,11 @@
-"""Kubernetes names and Longhorn labels, checked before any upstream call."""
+"""Kubernetes names and Longhorn labels, checked before any upstream call, and the names
+Soteria derives from them (`fit_name`)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from datetime import datetime, timezone
 
 from .errors import InvalidInput
 
@@ -18,20 +21,32 @@ POLICY_LABEL = "policy"
 SOTERIA_LABEL_DOMAIN = "soteria.io"
 
 
+# Kubernetes' limits: a namespace is a DNS-1123 label, a PVC (and most objects: PVs, Events,
+# Secrets, Jobs) a DNS-1123 subdomain; a label value is at most 63 characters.
+DNS_LABEL_MAX = 63
+DNS_SUBDOMAIN_MAX = 253
+LABEL_VALUE_MAX = 63
+# Jobs: their name becomes the value of their pods' `job-name` label, so at most 63.
+JOB_NAME_MAX = 63
+# A derived name that would not fit keeps its readable start and ends in '-' and this many hex
+# characters of the SHA-256 of the full input (40 bits).
+HASH_CHARS = 10
+
+
 def is_dns_label(value: str) -> bool:
-    return isinstance(value, str) and len(value) <= 63 and bool(_DNS_LABEL.match(value))
+    return isinstance(value, str) and len(value) <= DNS_LABEL_MAX and bool(_DNS_LABEL.match(value))
 
 
 def is_dns_subdomain(value: str) -> bool:
-    return isinstance(value, str) and len(value) <= 253 and bool(_DNS_SUBDOMAIN.match(value))
+    return isinstance(value, str) and len(value) <= DNS_SUBDOMAIN_MAX and bool(_DNS_SUBDOMAIN.match(value))
 
 
 def dns_label_error(value: str) -> str | None:
-    """Why `value` is not a DNS label (a namespace or PVC name), or None."""
+    """Why `value` is not a DNS label (a namespace name), or None."""
     if not value:
         return "must not be empty"
-    if len(value) > 63:
-        return f"{value[:20]!r}... is longer than 63 characters"
+    if len(value) > DNS_LABEL_MAX:
+        return f"{value[:20]!r}... is longer than {DNS_LABEL_MAX} characters"
     if not _DNS_LABEL.match(value):
         return (f"{value!r} is not a valid Kubernetes name: lower-case letters, digits and '-', "
                 "starting and ending with a letter or digit")
@@ -43,6 +58,72 @@ def require_dns_label(value: str, field: str) -> str:
     if problem:
         raise InvalidInput(f"{field}: {problem}", field=field)
     return value
+
+
+def dns_subdomain_error(value: str) -> str | None:
+    """Why `value` is not a DNS subdomain (a PVC name), or None."""
+    if not value:
+        return "must not be empty"
+    if len(value) > DNS_SUBDOMAIN_MAX:
+        return f"{value[:20]!r}... is longer than {DNS_SUBDOMAIN_MAX} characters"
+    if not _DNS_SUBDOMAIN.match(value):
+        return (f"{value!r} is not a valid Kubernetes name: lower-case letters, digits, '-' and '.', each "
+                "dot-separated part starting and ending with a letter or digit")
+    return None
+
+
+def require_dns_subdomain(value: str, field: str) -> str:
+    problem = dns_subdomain_error(value)
+    if problem:
+        raise InvalidInput(f"{field}: {problem}", field=field)
+    return value
+
+
+def short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
+
+
+def fit_name(base: str, limit: int, *, suffix: str = "", dns_label: bool = False) -> str:
+    """A name Soteria derives from `base` (made of valid Kubernetes names), at most `limit`
+    characters, with `suffix` kept verbatim at its end.
+
+    `base + suffix` unchanged when it fits (and, for a DNS label, `base` has no dots), so short
+    names stay what they always were. Otherwise the start of `base` (dots turned into '-' for a
+    DNS label), cut so that '-' + HASH_CHARS hex of sha256(`base`) + `suffix` fit, without a
+    trailing '-' or '.'. Stable (same input, same name) and distinct for distinct bases, however
+    long a prefix they share; the hash covers `base` only, so names that differ in `suffix` alone
+    (a time) keep one readable, hashed stem."""
+    readable = base.replace(".", "-") if dns_label else base
+    if readable == base and len(base) + len(suffix) <= limit:
+        return base + suffix
+    tag = short_hash(base)
+    room = limit - len(suffix) - len(tag) - 1
+    if room < 0:
+        raise ValueError(f"no room for a name in {limit} characters with suffix {suffix!r}")
+    head = readable[:room].rstrip("-.")
+    return f"{head}-{tag}{suffix}" if head else f"{tag}{suffix}"
+
+
+def label_value(text: str) -> str:
+    """`text` (made of Kubernetes names) as a label value: unchanged up to 63 characters, else
+    shortened by `fit_name`."""
+    return fit_name(text, LABEL_VALUE_MAX)
+
+
+def job_name(operation: str, pvc: str, when: datetime) -> str:
+    """The name of a Job the restic driver runs for one PVC (in the PVC's namespace):
+    `soteria-<operation>-<pvc>-<UTC yyyymmdd-HHMMSS>`, a DNS label of at most 63 characters
+    (Kubernetes copies a Job's name into its pods' `job-name` label). A PVC name with dots or
+    too long for that keeps its start and gets a hash (`fit_name`), so two PVCs never share a
+    Job name and the time stays readable at the end."""
+    stamp = when.astimezone(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return fit_name(f"soteria-{operation}-{pvc}", JOB_NAME_MAX, suffix=f"-{stamp}", dns_label=True)
+
+
+def job_secret_name(job: str) -> str:
+    """The per-Job copy of the restic Secret takes its Job's name (a valid Secret name: a DNS
+    label is a DNS subdomain), so it is as unique as the Job and easy to find beside it."""
+    return job
 
 
 def label_key_error(key: str) -> str | None:
