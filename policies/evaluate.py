@@ -26,6 +26,7 @@ from backups.services import backup as backup_service
 from backups.services import claims as claims_service
 from backups.services import inventory
 from backups.types import InventoryItem
+from soteria_site.core import leases
 from soteria_site.core.errors import SoteriaError
 from soteria_site.core.names import POLICY_LABEL, label_value
 
@@ -68,7 +69,8 @@ class Report:
 
 def evaluate(now: datetime | None = None, holder: str | None = None) -> Report:
     now = now or datetime.now(timezone.utc)
-    if not leader.acquire(holder, now):
+    if not leases.acquire(leader.LEASE_NAME, namespace=settings.SOTERIA_SECRET_NAMESPACE,
+                          duration_seconds=leader.lease_seconds(), holder=holder, now=now):
         POLICY_EVALUATIONS.labels("not_leader").inc()
         return Report(leader=False)
     try:

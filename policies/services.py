@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from backups.models import CachedInventory
 from backups.services import inventory, inventory_cache
-from soteria_site.core import events, kubernetes
+from soteria_site.core import events
 from soteria_site.core.errors import NotFound, SoteriaError
 
 from . import evaluate, store
@@ -104,6 +104,6 @@ def refresh_inventory(now: datetime | None = None) -> CachedInventory | None:
 
 
 def _event(reason: str, message: str) -> None:
-    storage_secret = kubernetes.find_secret(store._storage().namespace, store._storage().secret_name)
-    if storage_secret is not None:
-        events.emit("Secret", storage_secret.namespace, storage_secret.name, storage_secret.uid, reason, message)
+    secret = store.secret()
+    if secret is not None:
+        events.emit("Secret", secret.namespace, secret.name, secret.uid, reason, message)

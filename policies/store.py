@@ -1,30 +1,67 @@
-"""Policies, stored as `policies.json` in the policy Secret through the Secret storage.
+"""The policy store: `policies.json` in the policy Secret, read and written through a Django Storage.
 
-Format: {"version": 1, "policies": [...]}. Every change is a compare-and-swap
-on the Secret's resourceVersion, retried with jitter, so concurrent writers
-(web workers, the evaluator, other replicas) never lose an update. A Secret
-whose policies cannot be read (bad JSON, unknown version) is reported and
-never overwritten.
+`SecretStorage` is configured as STORAGES["policies"] and obtained with
+`storages["policies"]`. Its files are the keys of the Secret SOTERIA_POLICY_SECRET_NAME
+in SOTERIA_SECRET_NAMESPACE, and every write is a compare-and-swap on the Secret's
+resourceVersion:
+
+- `open(name)` returns a `SecretFile`, which carries the Secret as it was read (its
+  `version` is the resourceVersion). Write new content into that file and `save` it: the
+  Secret is replaced only if it is still at that version, else `StaleVersion` (a 409).
+- `save(name, file)` of any other File writes a key that does not exist yet: when the key
+  exists, `StaleVersion` again (Django would save under another name; a Secret key's name
+  is its meaning, so it is never renamed). Replacing a key always goes through `open`.
+- `exists(name)`; `delete(name)` removes a key (nothing if it is absent), retried while
+  other writers change the Secret.
+- Django's `url`, `path`, `listdir`, `size` and file times are not implemented (its base
+  class raises NotImplementedError): a Secret key has no URL or path, and the store needs
+  none of the others.
+
+Every write keeps the Secret's other keys, labels and annotations (kubectl apply records
+its last-applied configuration in one). A missing Secret is created on first write,
+labelled as Soteria's, where RBAC allows it; deploy/ ships the Secret and grants no
+`create` on Secrets.
+
+The policies are the document {"version": 1, "policies": [...]}. `update` reads it,
+applies a change and saves it, retrying with jitter when the Secret moved on, so
+concurrent writers (web workers, the evaluator, other replicas) never lose an update.
+A document Soteria cannot read (bad JSON, unknown version) is reported
+(PolicyStoreUnreadable, soteria_policy_store_errors_total) and never overwritten.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import random
+import re
 import time
 from collections.abc import Callable
 
-from django.core.files.storage import storages
+from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage, storages
 
-from soteria_site.core.errors import Conflict, SoteriaError
+from soteria_site.core import kubernetes
+from soteria_site.core.errors import Conflict, NotFound, SoteriaError, UpstreamError
 
 from .metrics import POLICY_STORE_ERRORS
-from .storage import StaleVersion
 from .types import Policy
 
 FILE = "policies.json"
 FORMAT_VERSION = 1
-ATTEMPTS = 60
+ATTEMPTS = 60  # read-modify-write rounds of `update`
+DELETE_ATTEMPTS = 8
+OWNER_LABELS = {"app.kubernetes.io/managed-by": "soteria", "soteria.io/purpose": "policies"}
+SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")  # what Kubernetes accepts as a key of a Secret's data
+
+
+class StaleVersion(Conflict):
+    """The Secret changed since the file was read, or the new key already exists."""
+
+    code = "stale_version"
 
 
 class PolicyStoreUnreadable(SoteriaError):
@@ -32,13 +69,124 @@ class PolicyStoreUnreadable(SoteriaError):
     code = "policy_store_unreadable"
 
 
-def _storage():
+class SecretFile(ContentFile):
+    """One key of the Secret as `SecretStorage.open` read it, with the Secret as it was then."""
+
+    def __init__(self, content: bytes, name: str, secret: kubernetes.Secret):
+        super().__init__(content, name=name)
+        self.secret = secret
+
+    @property
+    def version(self) -> str:
+        """The Secret's resourceVersion when this file was read."""
+        return self.secret.resource_version
+
+
+class SecretStorage(Storage):
+    """A Django Storage whose files are the keys of the policy Secret (see the module's doc)."""
+
+    @property
+    def namespace(self) -> str:
+        return settings.SOTERIA_SECRET_NAMESPACE
+
+    @property
+    def secret_name(self) -> str:
+        return settings.SOTERIA_POLICY_SECRET_NAME
+
+    def _open(self, name: str, mode: str = "rb") -> SecretFile:
+        if mode != "rb":
+            raise ValueError(f"keys of Secret {self.namespace}/{self.secret_name} open as 'rb', not {mode!r}: "
+                             "write new content into the file read and save it")
+        secret = kubernetes.find_secret(self.namespace, self.secret_name)
+        if secret is None or name not in secret.data:
+            raise FileNotFoundError(f"{name} is not a key of Secret {self.namespace}/{self.secret_name}")
+        return SecretFile(secret.data[name], name, secret)
+
+    def get_available_name(self, name: str, max_length: int | None = None) -> str:
+        """The name itself, if it can be a Secret's key: keys are never renamed."""
+        if not SECRET_KEY.fullmatch(name):
+            raise SuspiciousFileOperation(f"{name!r} cannot be a key of a Secret")
+        return name
+
+    def _save(self, name: str, content: File) -> str:
+        content.seek(0)
+        data = content.read()
+        data = data.encode() if isinstance(data, str) else data
+        if isinstance(content, SecretFile):
+            self._write(content.secret, {**content.secret.data, name: data})
+            return name
+        secret = kubernetes.find_secret(self.namespace, self.secret_name)
+        if secret is not None and name in secret.data:
+            raise StaleVersion(f"{name} is already a key of Secret {self.namespace}/{self.secret_name}; "
+                               "open it and save the file read to replace it")
+        self._write(secret, {**(secret.data if secret else {}), name: data})
+        return name
+
+    def exists(self, name: str) -> bool:
+        secret = kubernetes.find_secret(self.namespace, self.secret_name)
+        return secret is not None and name in secret.data
+
+    def delete(self, name: str) -> None:
+        for _ in range(DELETE_ATTEMPTS):
+            secret = kubernetes.find_secret(self.namespace, self.secret_name)
+            if secret is None or name not in secret.data:
+                return
+            try:
+                self._write(secret, {k: v for k, v in secret.data.items() if k != name})
+                return
+            except StaleVersion:
+                continue
+        raise Conflict(f"Secret {self.namespace}/{self.secret_name} kept changing; gave up deleting {name}")
+
+    # --- the compare-and-swap -----------------------------------------------------------------
+    def _write(self, base: kubernetes.Secret | None, data: dict[str, bytes]) -> None:
+        """Replace the Secret with `data` if it is still as `base` (None: it did not exist)."""
+        try:
+            if base is None:
+                self._create(data)
+                return
+            body = self._body(data, {**base.labels, **OWNER_LABELS}, base.resource_version)
+            if base.annotations:
+                body["metadata"]["annotations"] = base.annotations
+            kubernetes.replace_secret(self.namespace, self.secret_name, body)
+        except (Conflict, NotFound):  # changed (409), created meanwhile (409) or deleted since read (404)
+            raise StaleVersion(f"Secret {self.namespace}/{self.secret_name} changed since it was read") from None
+
+    def _create(self, data: dict[str, bytes]) -> None:
+        try:
+            kubernetes.create_secret(self.namespace, self._body(data, dict(OWNER_LABELS)))
+        except UpstreamError as exc:
+            if exc.upstream_status != 403:
+                raise
+            raise UpstreamError(
+                kubernetes.SYSTEM,
+                f"Secret {self.namespace}/{self.secret_name} does not exist and Soteria may not create it; "
+                "deploy/ ships it (kubectl apply -k deploy), or create it with the labels "
+                + ", ".join(f"{k}={v}" for k, v in OWNER_LABELS.items()),
+                upstream_status=403) from None
+
+    def _body(self, data: dict[str, bytes], labels: dict[str, str], version: str = "") -> dict:
+        metadata = {"name": self.secret_name, "namespace": self.namespace, "labels": labels}
+        if version:
+            metadata["resourceVersion"] = version
+        return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata,
+                "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
+
+
+# --- the policies document ----------------------------------------------------------------------
+def _storage() -> SecretStorage:
     return storages["policies"]
 
 
 def where() -> str:
     storage = _storage()
     return f"Secret {storage.namespace}/{storage.secret_name} key {FILE}"
+
+
+def secret() -> kubernetes.Secret | None:
+    """The policy Secret as it is now (None if it does not exist), to record Events on."""
+    storage = _storage()
+    return kubernetes.find_secret(storage.namespace, storage.secret_name)
 
 
 def decode(content: bytes | None) -> list[Policy]:
@@ -69,8 +217,17 @@ def encode(policies: list[Policy]) -> bytes:
                        sort_keys=True) + "\n").encode()
 
 
+def _read(storage: SecretStorage) -> SecretFile | None:
+    """policies.json as read now; None when there is none yet."""
+    try:
+        return storage.open(FILE)
+    except FileNotFoundError:
+        return None
+
+
 def load() -> list[Policy]:
-    return sorted(decode(_storage().read_versioned(FILE).content), key=lambda p: p.id)
+    file = _read(_storage())
+    return sorted(decode(file.read() if file else None), key=lambda p: p.id)
 
 
 def update(change: Callable[[list[Policy]], list[Policy]]) -> list[Policy]:
@@ -78,11 +235,17 @@ def update(change: Callable[[list[Policy]], list[Policy]]) -> list[Policy]:
     write. `change` may raise to abort (e.g. NotFound); it may be called more than once."""
     storage = _storage()
     for attempt in range(ATTEMPTS):
-        base = storage.read_versioned(FILE)
-        current = decode(base.content)
-        changed = change(list(current))
+        file = _read(storage)
+        changed = change(decode(file.read() if file else None))
+        content = encode(changed)
         try:
-            storage.write_versioned(FILE, encode(changed), base)
+            if file is None:  # a new key: refused if another writer has just made it
+                storage.save(FILE, ContentFile(content))
+            else:  # refused if the Secret changed since `file` was read
+                file.seek(0)
+                file.truncate()
+                file.write(content)
+                storage.save(FILE, file)
             return sorted(changed, key=lambda p: p.id)
         except StaleVersion:
             time.sleep(random.uniform(0, 0.005 * min(attempt + 1, 20)))

@@ -328,7 +328,7 @@ STORAGES = {
                 "OPTIONS": {"location": str(SOTERIA_DATA_DIR / "files")}},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     # Policies live in a Kubernetes Secret (SOTERIA_POLICY_SECRET_NAME in SOTERIA_SECRET_NAMESPACE).
-    "policies": {"BACKEND": "policies.storage.SecretStorage"},
+    "policies": {"BACKEND": "policies.store.SecretStorage"},
 }
 CACHES = {
     # Shared across processes so django-q2's cluster status works from the web side.

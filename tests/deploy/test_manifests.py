@@ -157,7 +157,7 @@ def test_the_namespaces_come_from_the_patch_in_deploy_kustomization():
 
 
 def test_the_policy_secret_is_shipped_without_data_and_labelled_like_soteria_labels_it(built):
-    from policies.storage import OWNER_LABELS
+    from policies.store import OWNER_LABELS
 
     config = _one(built, "ConfigMap")["data"]
     secret = next(d for d in built if d["kind"] == "Secret")

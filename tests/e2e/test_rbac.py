@@ -131,10 +131,9 @@ def test_a_failed_restore_can_clean_up_after_itself(client, as_soteria, monkeypa
 
 def test_the_shipped_policy_secret_is_needed_and_reapplying_it_keeps_the_policies(as_soteria, shipped):
     from django.core.files.base import ContentFile
+    from django.core.files.storage import storages
 
-    from policies.storage import SecretStorage
-
-    storage = SecretStorage()
+    storage = storages["policies"]
     storage.save("rbac-probe.json", ContentFile(b"{}"))  # an update of the shipped Secret
     _admin(as_soteria, "apply", "-f", "-", stdin=yaml.safe_dump(_policy_secret(shipped)))
     assert storage.exists("rbac-probe.json"), "kubectl apply of deploy/'s Secret wiped what Soteria wrote"

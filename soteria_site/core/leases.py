@@ -1,0 +1,62 @@
+"""Leadership through a coordination.k8s.io Lease.
+
+`acquire` takes, renews or takes over an expired Lease with a compare-and-swap on its
+resourceVersion, so of any number of callers racing for one Lease exactly one holds it.
+A holder that stops renewing loses the Lease once `duration_seconds` pass after its last
+renewal, and the next caller takes it over.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from datetime import datetime, timedelta, timezone
+
+from . import kubernetes
+from .errors import Conflict
+from .timeparse import format_time
+
+log = logging.getLogger(__name__)
+
+
+def identity() -> str:
+    """This replica: the pod's name (its hostname), shared by the pod's processes."""
+    return socket.gethostname()
+
+
+def _micro(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def acquire(name: str, *, namespace: str, duration_seconds: int, holder: str | None = None,
+            now: datetime | None = None) -> bool:
+    """Take or renew Lease `namespace/name` for `holder` (default: `identity()`). True when
+    `holder` holds it now; False when another holder's Lease has not expired or another
+    caller won the race."""
+    holder = holder or identity()
+    now = now or datetime.now(timezone.utc)
+    spec = {"holderIdentity": holder, "leaseDurationSeconds": duration_seconds, "renewTime": _micro(now)}
+    lease = kubernetes.find_lease(namespace, name)
+    try:
+        if lease is None:
+            kubernetes.create_lease(namespace, {
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {**spec, "acquireTime": _micro(now), "leaseTransitions": 0}})
+            return True
+        expired = lease.renewed is None or lease.renewed + timedelta(seconds=lease.duration_seconds) < now
+        if lease.holder != holder and not expired:
+            return False
+        taking_over = lease.holder != holder
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name, "namespace": namespace, "resourceVersion": lease.resource_version},
+                "spec": {**spec, "leaseTransitions": lease.transitions + (1 if taking_over else 0)}}
+        if taking_over:
+            body["spec"]["acquireTime"] = _micro(now)
+        kubernetes.replace_lease(namespace, name, body)
+        if taking_over:
+            log.info("Lease %s/%s taken over by %s from %s (last renewed %s)", namespace, name, holder,
+                     lease.holder, format_time(lease.renewed))
+        return True
+    except Conflict:
+        return False  # another caller won the race
