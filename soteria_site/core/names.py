@@ -33,10 +33,6 @@ JOB_NAME_MAX = 63
 HASH_CHARS = 10
 
 
-def is_dns_label(value: str) -> bool:
-    return isinstance(value, str) and len(value) <= DNS_LABEL_MAX and bool(_DNS_LABEL.match(value))
-
-
 def is_dns_subdomain(value: str) -> bool:
     return isinstance(value, str) and len(value) <= DNS_SUBDOMAIN_MAX and bool(_DNS_SUBDOMAIN.match(value))
 

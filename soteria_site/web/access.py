@@ -39,14 +39,6 @@ class Grants:
                  VIEW: self.view_namespaces}[operation]
         return operation in self.permissions and (scope is None or namespace in scope)
 
-    def as_dict(self) -> dict:
-        def names(scope):
-            return None if scope is None else sorted(scope)
-
-        return {"permissions": sorted(self.permissions),
-                "namespaces": {"view": names(self.view_namespaces), "backup": names(self.backup_namespaces),
-                               "restore": names(self.restore_namespaces)}}
-
 
 EVERYTHING = Grants(ALL)
 NOTHING = Grants(frozenset(), frozenset(), frozenset(), frozenset())
