@@ -121,7 +121,8 @@ def _groups(name: str, default: str = "") -> list[str]:
 
 
 # --- The contract's configuration -----------------------------------------------
-SOTERIA_BACKUP_DRIVER = env_choice(ENV, "SOTERIA_BACKUP_DRIVER", "longhorn", ("longhorn", "restic"))
+# `auto` (an extension): Longhorn for PVCs on Longhorn volumes, restic for every other PVC.
+SOTERIA_BACKUP_DRIVER = env_choice(ENV, "SOTERIA_BACKUP_DRIVER", "longhorn", ("longhorn", "restic", "auto"))
 SOTERIA_LONGHORN_URL = env_url(ENV, "SOTERIA_LONGHORN_URL", "http://longhorn-backend.longhorn-system.svc:9500")
 SOTERIA_LONGHORN_BACKUP_MODE = env_choice(ENV, "SOTERIA_LONGHORN_BACKUP_MODE", "incremental", ("incremental", "full"))
 # How long a backup waits for Longhorn's snapshot to be ready (attaching a detached volume
@@ -140,6 +141,9 @@ SOTERIA_S3_REGION = env_str(ENV, "SOTERIA_S3_REGION")
 SOTERIA_JOB_TTL_SECONDS = env_int(ENV, "SOTERIA_JOB_TTL_SECONDS", 86400, minimum=0)
 SOTERIA_JOB_NODE_SELECTOR = env_key_values(ENV, "SOTERIA_JOB_NODE_SELECTOR")
 SOTERIA_JOB_SERVICE_ACCOUNT = env_str(ENV, "SOTERIA_JOB_SERVICE_ACCOUNT")
+# Beyond the contract: how long a restic Job may run, and one restic run in Soteria's own process.
+SOTERIA_JOB_ACTIVE_DEADLINE_SECONDS = env_int(ENV, "SOTERIA_JOB_ACTIVE_DEADLINE_SECONDS", 21600, minimum=60)
+SOTERIA_RESTIC_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_RESTIC_TIMEOUT_SECONDS", 120.0, minimum=1, maximum=3600)
 SOTERIA_LISTEN_ADDR = env_listen_addr(ENV, "SOTERIA_LISTEN_ADDR", ":8080")
 SOTERIA_AUTH_REQUIRED = env_bool(ENV, "SOTERIA_AUTH_REQUIRED", False)
 SOTERIA_ALLOWED_GROUPS = _groups("SOTERIA_ALLOWED_GROUPS", "admin,maintenance")

@@ -66,23 +66,24 @@ def result_label(exc: SoteriaError) -> str:
 
 @contextmanager
 def counted(counter, dry_run: bool):
-    """Count one request in `counter` by the configured driver and its outcome, whatever happens."""
-    driver = settings.SOTERIA_BACKUP_DRIVER
+    """Count one request in `counter` by driver and outcome, whatever happens. The driver is the
+    configured one, or the claim's once the caller knows it (`label["driver"] = ...`)."""
+    label = {"driver": settings.SOTERIA_BACKUP_DRIVER}
     try:
-        yield
+        yield label
     except SoteriaError as exc:
-        counter.labels(driver, result_label(exc)).inc()
+        counter.labels(label["driver"], result_label(exc)).inc()
         raise
     except Exception:
-        counter.labels(driver, "error").inc()
+        counter.labels(label["driver"], "error").inc()
         raise
-    counter.labels(driver, "dry_run" if dry_run else "success").inc()
+    counter.labels(label["driver"], "dry_run" if dry_run else "success").inc()
 
 
 def backup_claim(claim: claims.Claim, labels: dict[str, str], requested_by: str, dry_run: bool,
                  now: datetime | None = None) -> BackupResult:
     """Back up (or plan) one resolved claim: the per-PVC step of single and namespace backups."""
-    driver = drivers.current()
+    driver = drivers.for_claim(claim)
     now = now or datetime.now(tz.utc)
     if dry_run:  # a plan changes nothing, so it needs no lock
         return driver.backup(claim, labels, requested_by, dry_run, now)
@@ -101,7 +102,7 @@ def backup_pvc(namespace: str, pvc: str, tags: list[str], requested_by: str, dry
 
     `tags` are the user's (Soteria's own label keys refused); the policy evaluator names
     its policy in `policy_id`, which becomes the `policy` label retention selects by."""
-    with counted(BACKUP_REQUESTS, dry_run):
+    with counted(BACKUP_REQUESTS, dry_run) as label:
         require_dns_label(namespace, "namespace")
         require_dns_label(pvc, "pvc")
         labels = tags_to_labels(tags)
@@ -111,6 +112,7 @@ def backup_pvc(namespace: str, pvc: str, tags: list[str], requested_by: str, dry
                 raise InvalidInput(f"policy_id: {problem}", field="policy_id")
             labels[POLICY_LABEL] = policy_id
         claim = claims.get_claim(namespace, pvc)
+        label["driver"] = drivers.for_claim(claim).name
         return backup_claim(claim, labels, requested_by, dry_run)
 
 
@@ -152,7 +154,8 @@ def _backup_each(claim_list, driver, labels, requested_by, dry_run) -> list[PvcO
 
     def one(claim) -> PvcOutcome:
         try:
-            with counted(BACKUP_REQUESTS, dry_run):
+            with counted(BACKUP_REQUESTS, dry_run) as label:
+                label["driver"] = drivers.for_claim(claim).name
                 result = backup_claim(claim, labels, requested_by, dry_run)
         except SoteriaError as exc:
             return PvcOutcome(claim.pvc.name, "failed", error=exc.code, detail=exc.detail)
@@ -174,5 +177,5 @@ def _backup_each(claim_list, driver, labels, requested_by, dry_run) -> list[PvcO
 def list_backups(namespace: str, pvc: str) -> PvcBackups:
     """GET /v1/backups: the PVC's volume and its backups, newest first."""
     claim = claims.get_claim(namespace, pvc)
-    volume, records = drivers.current().list_backups(claim)
+    volume, records = drivers.for_claim(claim).list_backups(claim)
     return PvcBackups(namespace=namespace, pvc=pvc, volume=volume, backups=records)

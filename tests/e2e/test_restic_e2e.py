@@ -1,0 +1,147 @@
+"""Issue 14 end to end: the restic driver's Jobs, run by the real Job controller with the real
+restic binary against loopback S3 (the kubelet stand-in mounts claims as directories)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from .conftest import kube, post, wait_for
+from .restic_support import local_pvc, provision, tree
+
+pytestmark = pytest.mark.django_db(transaction=True)
+JOB_SECONDS = 120
+
+
+@pytest.fixture
+def restic_live(live, settings):
+    """Soteria on the sandbox with the restic driver and a repository of its own."""
+    settings.SOTERIA_BACKUP_DRIVER = "restic"
+    settings.SOTERIA_RESTIC_REPOSITORY = f"s3:{live.s3_endpoint}/e2e-{uuid.uuid4().hex[:10]}/repo"
+    settings.SOTERIA_JOB_TTL_SECONDS = 3600
+    return live
+
+
+def batch(cfg) -> k8s.BatchV1Api:
+    return k8s.BatchV1Api(k8s_config.new_client_from_config(config_file=str(cfg.kubeconfig)))
+
+
+def backups(client, namespace, pvc) -> list[dict]:
+    response = client.get(f"/v1/backups?namespace={namespace}&pvc={pvc}")
+    assert response.status_code == 200, response.content
+    return response.json()["backups"]
+
+
+def backed_up(client, namespace, pvc, tags=()) -> tuple[dict, dict]:
+    """POST /v1/backup, then wait for the Job's snapshot; (response body, snapshot record)."""
+    response = post(client, "/v1/backup", {"namespace": namespace, "pvc": pvc, "tags": list(tags)})
+    assert response.status_code == 200, response.content
+    body = response.json()
+
+    def snapshot():
+        return next((b for b in backups(client, namespace, pvc) if b["state"] == "Completed"
+                     and b["labels"].get("soteria.io/job") == body["backup"]), None)
+    return body, wait_for(snapshot, JOB_SECONDS, what=f"snapshot of backup Job {body['backup']}", interval=0.5)
+
+
+def restored(client, cfg, source_ns, source_pvc, target_pvc, snapshot="latest"):
+    response = post(client, "/v1/restores", {"namespace": source_ns, "pvc": source_pvc, "snapshot": snapshot,
+                                             "target_pvc": target_pvc})
+    assert response.status_code == 200, response.content
+    root = provision(cfg, source_ns, target_pvc)
+
+    def done():
+        rows = client.get(f"/v1/restores?namespace={source_ns}").json()["restores"]
+        row = next((r for r in rows if r["pvc"] == target_pvc), None)
+        assert row is None or row["state"] != "failed", row
+        return row if row and row["state"] == "done" else None
+    wait_for(done, JOB_SECONDS, what=f"restore into {target_pvc}", interval=0.5)
+    return response.json(), root
+
+
+def test_backup_list_and_restore_round_trip_byte_for_byte(client, restic_live):
+    source = local_pvc(restic_live, "e2e-restic", "files")
+    body, snapshot = backed_up(client, "e2e-restic", "files", tags=["service=llm"])
+    assert body["driver"] == "restic" and body["namespace"] == "e2e-restic"
+    assert body["backup"].startswith("soteria-backup-files-") and len(body["backup"]) <= 63
+    assert set(body) == {"driver", "volume", "backup", "namespace", "requested_by", "dry_run"}
+    assert snapshot["labels"]["service"] == "llm" and snapshot["created"].endswith("Z")
+
+    job = batch(restic_live).read_namespaced_job(body["backup"], "e2e-restic")
+    container = job.spec.template.spec.containers[0]
+    assert job.spec.backoff_limit == 0 and job.spec.ttl_seconds_after_finished == 3600
+    assert job.spec.template.spec.automount_service_account_token is False
+    assert not any("secret" in arg.lower() or "password" in arg.lower()
+                   for c in job.spec.template.spec.init_containers + [container] for arg in c.args)
+    assert job.metadata.labels["soteria.io/pvc"] == "files"
+
+    row = next(p for ns in client.get("/v1/inventory?namespace=e2e-restic").json()["namespaces"]
+               for p in ns["pvcs"] if p["pvc"] == "files")
+    assert row["driver"] == "restic" and row["backup_count"] == 1 and row["health_reason"] == "fresh"
+
+    result, target = restored(client, restic_live, "e2e-restic", "files", "files-restored")
+    assert result["driver"] == "restic" and result["backup"] == snapshot["name"]
+    assert result["storage_class"] == "local-path" and result["size"] == "1Gi"
+    assert tree(target) == tree(source)
+    assert len(tree(source)) == 10
+
+
+def test_copied_secret_goes_with_its_job(client, restic_live):
+    local_pvc(restic_live, "e2e-restic", "gc")
+    body, _ = backed_up(client, "e2e-restic", "gc")
+    core = kube(restic_live)
+    secret = core.read_namespaced_secret(body["backup"], "e2e-restic")
+    [owner] = secret.metadata.owner_references
+    assert owner.kind == "Job" and owner.name == body["backup"]
+    assert set(secret.data) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "RESTIC_PASSWORD"}
+    batch(restic_live).delete_namespaced_job(body["backup"], "e2e-restic", propagation_policy="Background")
+
+    def gone():
+        return not [s for s in core.list_namespaced_secret("e2e-restic").items if s.metadata.name == body["backup"]]
+    wait_for(gone, 60, what="the garbage collector to delete the Job's Secret", interval=0.5)
+
+
+def test_failing_restic_shows_its_error(client, restic_live, settings):
+    local_pvc(restic_live, "e2e-restic", "broken")
+    settings.SOTERIA_RESTIC_BACKUP_ARGS = ["--no-such-flag"]
+    response = post(client, "/v1/backup", {"namespace": "e2e-restic", "pvc": "broken"})
+    assert response.status_code == 200, response.content
+    name = response.json()["backup"]
+
+    def failed():
+        return next((b for b in backups(client, "e2e-restic", "broken") if b["name"] == name
+                     and b["state"] == "Error"), None)
+    record = wait_for(failed, JOB_SECONDS, what="the backup Job to fail", interval=0.5)
+    assert "unknown flag: --no-such-flag" in record["error"]
+    row = next(p for ns in client.get("/v1/inventory?namespace=e2e-restic").json()["namespaces"]
+               for p in ns["pvcs"] if p["pvc"] == "broken")
+    assert row["health_reason"] == "last backup failed" and row["healthy"] is False
+
+
+def test_missing_secret_key_is_refused_before_any_job(client, restic_live, settings):
+    local_pvc(restic_live, "e2e-restic", "nokey")
+    core = kube(restic_live)
+    core.create_namespaced_secret("soteria", {"metadata": {"name": "restic-partial"},
+                                              "stringData": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}})
+    settings.SOTERIA_RESTIC_SECRET_NAME = "restic-partial"
+    response = post(client, "/v1/backup", {"namespace": "e2e-restic", "pvc": "nokey"})
+    assert response.status_code == 503 and "RESTIC_PASSWORD" in response.json()["detail"]
+    assert not [j for j in batch(restic_live).list_namespaced_job("e2e-restic").items
+                if j.metadata.labels.get("soteria.io/pvc") == "nokey"]
+
+
+def test_two_pvcs_in_one_repository_are_never_confused(client, restic_live):
+    left = local_pvc(restic_live, "e2e-restic2", "left", marker="left")
+    local_pvc(restic_live, "e2e-restic2", "right", marker="right")
+    _, left_snapshot = backed_up(client, "e2e-restic2", "left")
+    _, right_snapshot = backed_up(client, "e2e-restic2", "right")  # newer, same repository
+    assert [b["name"] for b in backups(client, "e2e-restic2", "left")] == [left_snapshot["name"]]
+    wrong = post(client, "/v1/restores", {"namespace": "e2e-restic2", "pvc": "left",
+                                          "snapshot": right_snapshot["name"], "target_pvc": "nope"})
+    assert wrong.status_code == 404 and wrong.json()["field"] == "snapshot"
+    result, target = restored(client, restic_live, "e2e-restic2", "left", "left-latest")
+    assert result["backup"] == left_snapshot["name"]
+    assert tree(target) == tree(left)
