@@ -72,7 +72,9 @@ def test_backup_list_and_restore_round_trip_byte_for_byte(client, restic_live):
 
     job = batch(restic_live).read_namespaced_job(body["backup"], "e2e-restic")
     container = job.spec.template.spec.containers[0]
-    assert job.spec.backoff_limit == 0 and job.spec.ttl_seconds_after_finished == 3600
+    # ttlSecondsAfterFinished is dropped by the sandbox's 1.20 apiserver (TTLAfterFinished is alpha
+    # there); the unit tests check that Soteria sends it.
+    assert job.spec.backoff_limit == 0 and job.spec.active_deadline_seconds > 0
     assert job.spec.template.spec.automount_service_account_token is False
     assert not any("secret" in arg.lower() or "password" in arg.lower()
                    for c in job.spec.template.spec.init_containers + [container] for arg in c.args)
@@ -86,7 +88,7 @@ def test_backup_list_and_restore_round_trip_byte_for_byte(client, restic_live):
     assert result["driver"] == "restic" and result["backup"] == snapshot["name"]
     assert result["storage_class"] == "local-path" and result["size"] == "1Gi"
     assert tree(target) == tree(source)
-    assert len(tree(source)) == 10
+    assert len(tree(source)) == 9  # 3 directories, 5 files, 1 symlink
 
 
 def test_copied_secret_goes_with_its_job(client, restic_live):
