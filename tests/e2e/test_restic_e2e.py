@@ -147,3 +147,65 @@ def test_two_pvcs_in_one_repository_are_never_confused(client, restic_live):
     result, target = restored(client, restic_live, "e2e-restic2", "left", "left-latest")
     assert result["backup"] == left_snapshot["name"]
     assert tree(target) == tree(left)
+
+
+def _host_restic(cfg, repository: str, *args: str):
+    """restic on this machine against the test's repository (as an operator would run it)."""
+    import subprocess
+
+    from sandbox import s3, seed
+
+    env = {**s3.restic_env(cfg), "RESTIC_REPOSITORY": repository, "RESTIC_PASSWORD": seed.RESTIC_PASSWORD,
+           "PATH": "/usr/bin:/bin", "HOME": "/tmp", "RESTIC_CACHE_DIR": "/tmp/restic-e2e-cache"}
+    return subprocess.run(["restic", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_stale_lock_does_not_block_the_next_backup(client, restic_live, settings, tmp_path):
+    from sandbox import seed
+
+    from .restic_support import plant_stale_lock_s3
+
+    local_pvc(restic_live, "e2e-restic3", "locked")
+    backed_up(client, "e2e-restic3", "locked")
+    bucket_and_prefix = settings.SOTERIA_RESTIC_REPOSITORY.split(f"{restic_live.s3_endpoint}/", 1)[1]
+    bucket, prefix = bucket_and_prefix.split("/", 1)
+    plant_stale_lock_s3(restic_live.s3_endpoint, bucket, prefix, seed.RESTIC_PASSWORD)
+    blocked = _host_restic(restic_live, settings.SOTERIA_RESTIC_REPOSITORY, "backup", str(tmp_path))
+    assert blocked.returncode != 0 and "locked exclusively" in blocked.stderr  # it does block restic
+    body, snapshot = backed_up(client, "e2e-restic3", "locked")  # the Job's `unlock` removed it first
+    assert snapshot["labels"]["soteria.io/job"] == body["backup"]
+    assert len([b for b in backups(client, "e2e-restic3", "locked") if b["state"] == "Completed"]) == 2
+
+
+def test_restore_refuses_an_existing_target_and_creates_nothing(client, restic_live):
+    local_pvc(restic_live, "e2e-restic4", "keep")
+    backed_up(client, "e2e-restic4", "keep")
+    response = post(client, "/v1/restores", {"namespace": "e2e-restic4", "pvc": "keep", "target_pvc": "keep"})
+    assert response.status_code == 409 and response.json()["existing"] == "e2e-restic4/keep"
+    assert not [j for j in batch(restic_live).list_namespaced_job("e2e-restic4").items
+                if j.metadata.labels.get("soteria.io/operation") == "restore"]
+
+
+@pytest.mark.parametrize("failing", ["job", "secret"])
+def test_restore_deletes_what_it_created_when_a_step_fails(client, restic_live, monkeypatch, failing):
+    from soteria_site.core import kubernetes, workloads
+    from soteria_site.core.errors import UpstreamError
+
+    local_pvc(restic_live, "e2e-restic5", f"src-{failing}")
+    backed_up(client, "e2e-restic5", f"src-{failing}")
+
+    def refuse(*args, **kwargs):
+        raise UpstreamError("kubernetes", "Kubernetes rejected the create: admission webhook denied the request")
+    monkeypatch.setattr(workloads if failing == "job" else kubernetes,
+                        "create_job" if failing == "job" else "create_secret", refuse)
+    target = f"dst-{failing}"
+    response = post(client, "/v1/restores", {"namespace": "e2e-restic5", "pvc": f"src-{failing}",
+                                             "target_pvc": target})
+    assert response.status_code == 502 and "admission webhook" in response.json()["detail"]
+    cleanup = response.json()["cleanup"]
+    assert cleanup["succeeded"] is True
+    assert [d.split()[0] for d in cleanup["deleted"]] == (["pvc"] if failing == "job" else ["job", "pvc"])
+    assert kubernetes.find_pvc("e2e-restic5", target) is None or kubernetes.find_pvc("e2e-restic5", target).deleting
+    wait_for(lambda: not [j for j in batch(restic_live).list_namespaced_job("e2e-restic5").items
+                          if j.metadata.labels.get("soteria.io/operation") == "restore"], 60,
+             what="the restore Job to be deleted", interval=0.5)
