@@ -12,6 +12,8 @@ their pods when some failed (for restic's error).
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -19,7 +21,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from soteria_site.core import kubernetes, workloads
-from soteria_site.core.errors import Conflict, InvalidInput, NotFound, SoteriaError
+from soteria_site.core.errors import Conflict, InvalidInput, NotFound, SoteriaError, UpstreamTimeout
 from soteria_site.core.kubernetes import Pvc
 from soteria_site.core.workloads import COMPLETE, FAILED, RUNNING, Job, Pod
 
@@ -99,16 +101,33 @@ def backup_facts(volume: str, snapshots: list[Snapshot], backup_jobs: list[Job],
                        last_failure_error=newest.error if newest else "", in_progress=running)
 
 
+_init_lock = threading.Lock()
+
+
 def ensure_repository(creds: restic.Credentials) -> None:
-    """Initialise the repository only when it does not exist (remembered once seen)."""
+    """Initialise the repository only when it does not exist (remembered once seen). One
+    initialiser at a time, across threads and processes (the shared database cache as a
+    mutex): two concurrent `restic init` would each write a config and a key, and the
+    repository would be unreadable."""
     repo = jobs.repository()
-    key = f"soteria:restic:repository:{repo}"
-    if cache.get(key):
+    known, mutex = f"soteria:restic:repository:{repo}", f"soteria:restic:init:{repo}"
+    if cache.get(known):
         return
-    if not restic.repository_exists(repo, creds):
-        log.info("initialising restic repository %s", repo)
-        restic.init(repo, creds)
-    cache.set(key, True, timeout=_REPOSITORY_KNOWN)
+    deadline = time.monotonic() + settings.SOTERIA_RESTIC_TIMEOUT_SECONDS
+    with _init_lock:
+        while not cache.add(mutex, True, timeout=int(settings.SOTERIA_RESTIC_TIMEOUT_SECONDS) + 30):
+            if cache.get(known):
+                return
+            if time.monotonic() > deadline:
+                raise UpstreamTimeout("restic", f"another Soteria process is still initialising {repo}")
+            time.sleep(0.2)
+        try:
+            if not cache.get(known) and not restic.repository_exists(repo, creds):
+                log.info("initialising restic repository %s", repo)
+                restic.init(repo, creds)
+            cache.set(known, True, timeout=_REPOSITORY_KNOWN)
+        finally:
+            cache.delete(mutex)
 
 
 class ResticDriver:
