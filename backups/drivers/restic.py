@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 NAME = "restic"
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 _REPOSITORY_KNOWN = 24 * 3600  # seconds Soteria remembers that the repository exists
+LOGS_READ = 3  # one PVC's listing reads the logs of its newest failed Jobs, at most this many
 
 
 def volume_of(claim: Claim) -> str:
@@ -82,9 +83,11 @@ def backup_facts(volume: str, snapshots: list[Snapshot], backup_jobs: list[Job],
     last_success = max((s.time for s in snapshots if s.time), default=None)
     ledger = failure_ledger.current()
     known = ledger.known(volume) if ledger else {}
+    # A Job whose backup step succeeded and whose `forget` failed saved its snapshot: not a failed backup.
     failures = [failure_ledger.Failure(job.name, jobs.failure_text(job, pods.get((job.namespace, job.name), [])),
                                        job.finished or job.started or job.created)
-                for job in backup_jobs if job.state == FAILED]
+                for job in backup_jobs if job.state == FAILED
+                and not jobs.backup_step_succeeded(pods.get((job.namespace, job.name), []))]
     listed = {f.backup for f in failures}
 
     def counts(f: failure_ledger.Failure) -> bool:
@@ -178,10 +181,12 @@ class ResticDriver:
         claim_jobs = [j for j in self._claim_jobs(claim) if j.state != COMPLETE]
         if claim_jobs:
             pods = _pods_by_job(workloads.list_pods(jobs.selector("backup"), namespace=claim.pvc.namespace))
-            for job in claim_jobs:
+            logs_left = LOGS_READ
+            for job in sorted(claim_jobs, key=lambda j: j.started or j.created or _EPOCH, reverse=True):
                 job_pods = pods.get((job.namespace, job.name), [])
                 record = job_record(job, job_pods, volume)
-                if job.state == FAILED and not any(e.message for p in job_pods for e in p.containers):
+                if job.state == FAILED and logs_left:  # the log's end: restic's whole last words
+                    logs_left -= 1
                     record = _with_log(record, job_pods)
                 records.append(record)
         records.sort(key=lambda r: r.created or _EPOCH, reverse=True)
@@ -270,7 +275,8 @@ def _single_node(claim: Claim) -> bool:
 
 
 def _with_log(record: BackupRecord, pods: list[Pod]) -> BackupRecord:
-    """A failed Job without a termination message: the end of its failed container's log."""
+    """A failed Job's error from the end of its failed container's log (the termination message
+    may be cut, or empty when restic died before writing); kept as it was when the log is gone."""
     for pod in pods:
         for end in pod.containers:
             if end.exit_code not in (None, 0):

@@ -215,6 +215,11 @@ def node_of(namespace: str, claim_name: str) -> str:
     return ""
 
 
+def backup_step_succeeded(pods: list[Pod]) -> bool:
+    """Whether the `backup` container of a Job's pod exited 0 (the snapshot was saved)."""
+    return any(end.container == "backup" and end.exit_code == 0 for pod in pods for end in pod.containers)
+
+
 def failure_text(job: Job, pods: list[Pod]) -> str:
     """Why a Job failed, in restic's words when it said any: the failed container's termination
     message (its log's end, FallbackToLogsOnError), else a waiting reason, else the Job's condition."""

@@ -1,7 +1,7 @@
-"""restic restores: choose one of the source PVC's own snapshots, then create the new claim
-(the source's class, size and access modes, provisioned by its storage class), a Job that
-mounts it and runs `restic restore <snapshot id>`, and the Job's copy of the restic
-Secret; if a step fails, what was created is deleted, newest first."""
+"""restic restores: choose one of the source PVC's own snapshots, then create a Job that mounts
+the new claim and runs `restic restore <snapshot id>` into it, the Job's copy of the restic
+Secret, and last the claim itself (the source's class, size and access modes, provisioned by
+its storage class); if a step fails, the Job is deleted and takes its Secret with it."""
 
 from __future__ import annotations
 
@@ -47,11 +47,11 @@ def plan(claim: Claim, backup: BackupRecord, target_namespace: str, target_pvc: 
     storage_class = pvc.storage_class or ""
     job = jobs.fit_name("soteria-restore-", target_pvc, f"{now.astimezone(timezone.utc):%Y%m%d-%H%M%S}")
     calls = (
-        PlannedCall("kubernetes.createPersistentVolumeClaim", f"{target_namespace}/{target_pvc}",
-                    {"storageClassName": storage_class, "storage": size, "accessModes": list(pvc.access_modes)}),
         PlannedCall("kubernetes.createJob", f"{target_namespace}/{job}",
                     {"args": ["restore", backup.name, "--target", jobs.RESTORE_MOUNT]}),
         PlannedCall("kubernetes.createSecret", f"{target_namespace}/{job}", {"ownerReference": f"Job {job}"}),
+        PlannedCall("kubernetes.createPersistentVolumeClaim", f"{target_namespace}/{target_pvc}",
+                    {"storageClassName": storage_class, "storage": size, "accessModes": list(pvc.access_modes)}),
     )
     return RestorePlan(driver="restic", namespace=pvc.namespace, pvc=pvc.name, source_volume=pvc.volume_name or "",
                        backup=backup, target_namespace=target_namespace, target_pvc=target_pvc, volume="", pv="",
@@ -75,36 +75,33 @@ def pvc_body(p: RestorePlan, requested_by: str) -> dict:
 
 
 def execute(p: RestorePlan, creds: Credentials, requested_by: str) -> RestorePlan:
-    """Create the claim, the Job and its Secret; on failure delete what was created."""
+    """Create the Job, its Secret, then the claim (last, so a failed restore never has to delete a
+    PVC: the Job's pod waits for the claim); on failure delete the Job (its Secret goes with it)."""
     created: list[tuple[str, str]] = []
     try:
-        kubernetes.create_pvc(p.target_namespace, pvc_body(p, requested_by))
-        created.append(("pvc", p.target_pvc))
         body = jobs.restore_job(p.job, p.target_namespace, p.target_pvc, p.backup.name, f"{p.namespace}/{p.pvc}",
                                 requested_by)
         job = workloads.create_job(p.target_namespace, body)
         created.append(("job", p.job))
         kubernetes.create_secret(p.target_namespace, jobs.secret_body(job, creds))
+        kubernetes.create_pvc(p.target_namespace, pvc_body(p, requested_by))
         return p
     except SoteriaError as exc:
         cleanup = undo(p.target_namespace, created)
         exc.extra["cleanup"] = cleanup
         exc.detail = f"{exc.detail} (cleanup {'succeeded' if cleanup['succeeded'] else 'FAILED'}: " \
                      f"{', '.join(cleanup['deleted']) or 'nothing to delete'})"
-        if isinstance(exc, Conflict) and "already exists" in exc.detail and not created:
+        if isinstance(exc, Conflict) and "already exists" in exc.detail:
             exc.code = "target_exists"
         raise
 
 
 def undo(namespace: str, created: list[tuple[str, str]]) -> dict:
-    """Delete what a restore created, newest first (a Job takes its pods and Secret with it)."""
+    """Delete what a restore created: its Job, which takes its pods and Secret with it."""
     deleted, errors = [], []
     for kind, name in reversed(created):
         try:
-            if kind == "job":
-                workloads.delete_job(namespace, name)
-            else:
-                kubernetes.delete_pvc(namespace, name)
+            workloads.delete_job(namespace, name)
             deleted.append(f"{kind} {namespace}/{name}")
         except SoteriaError as exc:
             log.error("cleanup of %s %s/%s failed: %s", kind, namespace, name, exc.detail)

@@ -186,7 +186,7 @@ def test_restore_refuses_an_existing_target_and_creates_nothing(client, restic_l
                 if j.metadata.labels.get("soteria.io/operation") == "restore"]
 
 
-@pytest.mark.parametrize("failing", ["job", "secret"])
+@pytest.mark.parametrize("failing", ["job", "secret", "pvc"])
 def test_restore_deletes_what_it_created_when_a_step_fails(client, restic_live, monkeypatch, failing):
     from soteria_site.core import kubernetes, workloads
     from soteria_site.core.errors import UpstreamError
@@ -196,16 +196,15 @@ def test_restore_deletes_what_it_created_when_a_step_fails(client, restic_live, 
 
     def refuse(*args, **kwargs):
         raise UpstreamError("kubernetes", "Kubernetes rejected the create: admission webhook denied the request")
-    monkeypatch.setattr(workloads if failing == "job" else kubernetes,
-                        "create_job" if failing == "job" else "create_secret", refuse)
+    monkeypatch.setattr(workloads if failing == "job" else kubernetes, f"create_{failing}", refuse)
     target = f"dst-{failing}"
     response = post(client, "/v1/restores", {"namespace": "e2e-restic5", "pvc": f"src-{failing}",
                                              "target_pvc": target})
     assert response.status_code == 502 and "admission webhook" in response.json()["detail"]
     cleanup = response.json()["cleanup"]
     assert cleanup["succeeded"] is True
-    assert [d.split()[0] for d in cleanup["deleted"]] == (["pvc"] if failing == "job" else ["job", "pvc"])
-    assert kubernetes.find_pvc("e2e-restic5", target) is None or kubernetes.find_pvc("e2e-restic5", target).deleting
+    assert [d.split()[0] for d in cleanup["deleted"]] == ([] if failing == "job" else ["job"])
+    assert kubernetes.find_pvc("e2e-restic5", target) is None
     wait_for(lambda: not [j for j in batch(restic_live).list_namespaced_job("e2e-restic5").items
                           if j.metadata.labels.get("soteria.io/operation") == "restore"], 60,
              what="the restore Job to be deleted", interval=0.5)
