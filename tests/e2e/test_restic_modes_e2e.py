@@ -124,3 +124,12 @@ def test_policy_backups_and_retention_never_forget_the_newest(client, live, sett
     assert not report.started and len(report.retention_deleted["e2e-rpol/data"]) == 1
     assert [b["name"] for b in policy_snapshots()] == [newest]
     assert any(b["labels"].get("soteria.io/job") == manual["backup"] for b in backups(client, "e2e-rpol", "data"))
+
+
+def test_the_demo_shows_its_restic_backed_pvc_with_auto(client, live, settings):
+    """sandbox/seed.py takes one restic snapshot of the demo's non-Longhorn PVC."""
+    settings.SOTERIA_BACKUP_DRIVER = "auto"
+    row = _rows(client, "media")["transcode-cache"]
+    assert row["driver"] == "restic" and row["backup_count"] >= 1 and row["health_reason"] == "fresh"
+    page = client.get("/").content.decode()
+    assert "transcode-cache" in page and "restic" in page
