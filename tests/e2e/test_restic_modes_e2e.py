@@ -85,13 +85,13 @@ def test_a_namespace_batch_backs_up_every_pvc_with_restic(client, live, settings
     settings.SOTERIA_BACKUP_DRIVER = "restic"
     settings.SOTERIA_RESTIC_REPOSITORY = f"s3:{live.s3_endpoint}/e2e-{uuid.uuid4().hex[:10]}/repo"
     for name in ("a", "b", "c"):
-        local_pvc(live, "e2e-batch", name)
-    response = post(client, "/v1/backup/namespace", {"namespace": "e2e-batch", "tags": ["before-upgrade"]})
+        local_pvc(live, "e2e-rbatch", name)
+    response = post(client, "/v1/backup/namespace", {"namespace": "e2e-rbatch", "tags": ["before-upgrade"]})
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["driver"] == "restic" and body["totals"]["success"] == 3
     for name in ("a", "b", "c"):
-        wait_for(lambda n=name: [b for b in backups(client, "e2e-batch", n) if b["state"] == "Completed"
+        wait_for(lambda n=name: [b for b in backups(client, "e2e-rbatch", n) if b["state"] == "Completed"
                                  and b["labels"].get("before-upgrade") == "true"], JOB_SECONDS,
                  what=f"snapshot of {name}", interval=0.5)
 
