@@ -133,3 +133,31 @@ def test_the_demo_shows_its_restic_backed_pvc_with_auto(client, live, settings):
     assert row["driver"] == "restic" and row["backup_count"] >= 1 and row["health_reason"] == "fresh"
     page = client.get("/").content.decode()
     assert "transcode-cache" in page and "restic" in page
+
+
+def test_a_namespace_restore_brings_back_every_pvc(client, live, settings):
+    from sandbox import seed
+
+    from .restic_support import provision, tree
+
+    settings.SOTERIA_BACKUP_DRIVER = "restic"
+    settings.SOTERIA_RESTIC_REPOSITORY = f"s3:{live.s3_endpoint}/e2e-{uuid.uuid4().hex[:10]}/repo"
+    sources = {name: local_pvc(live, "e2e-rnsr", name, marker=f"pvc {name}") for name in ("one", "two")}
+    for name in sources:
+        backed_up(client, "e2e-rnsr", name)
+    seed.ensure_basics(live, ["e2e-rnsr-to"])
+    request = {"namespace": "e2e-rnsr", "target_namespace": "e2e-rnsr-to", "target_prefix": "r-"}
+    plan = post(client, "/v1/restores/namespace", {**request, "dry_run": True}).json()
+    assert plan["totals"]["planned"] == 2 and batch(live).list_namespaced_job("e2e-rnsr-to").items == []
+    response = post(client, "/v1/restores/namespace", request)
+    assert response.status_code == 200, response.content
+    assert response.json()["totals"]["restored"] == 2, response.json()
+    targets = {name: provision(live, "e2e-rnsr-to", f"r-{name}") for name in sources}
+
+    def done():
+        rows = client.get("/v1/restores?namespace=e2e-rnsr-to").json()["restores"]
+        assert not [r for r in rows if r["state"] == "failed"], rows
+        return len([r for r in rows if r["state"] == "done"]) == 2
+    wait_for(done, JOB_SECONDS, what="both restores", interval=0.5)
+    for name, source in sources.items():
+        assert tree(targets[name]) == tree(source)
