@@ -208,3 +208,23 @@ def test_restore_deletes_what_it_created_when_a_step_fails(client, restic_live, 
     wait_for(lambda: not [j for j in batch(restic_live).list_namespaced_job("e2e-restic5").items
                           if j.metadata.labels.get("soteria.io/operation") == "restore"], 60,
              what="the restore Job to be deleted", interval=0.5)
+
+
+def test_a_claim_in_use_is_backed_up_on_its_pods_node(client, restic_live):
+    """A ReadWriteOnce claim a running pod mounts can only be mounted on that pod's node."""
+    local_pvc(restic_live, "e2e-restic6", "in-use")
+    core = kube(restic_live)
+    core.create_namespaced_pod("e2e-restic6", {
+        "metadata": {"name": "app"},
+        "spec": {"containers": [{"name": "app", "image": "busybox:1.36", "args": ["sleep", "600"],
+                                 "volumeMounts": [{"name": "data", "mountPath": "/srv"}]}],
+                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "in-use"}}]}})
+    node = wait_for(lambda: (p := core.read_namespaced_pod("app", "e2e-restic6")).status.phase == "Running"
+                    and p.spec.node_name, 60, what="the workload pod to run", interval=0.5)
+    try:
+        body, _ = backed_up(client, "e2e-restic6", "in-use")
+        spec = batch(restic_live).read_namespaced_job(body["backup"], "e2e-restic6").spec.template.spec
+        term = spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution.node_selector_terms[0]
+        assert term.match_fields[0].key == "metadata.name" and term.match_fields[0].values == [node]
+    finally:
+        core.delete_namespaced_pod("app", "e2e-restic6", grace_period_seconds=0)
