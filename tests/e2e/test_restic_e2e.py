@@ -228,3 +228,22 @@ def test_a_claim_in_use_is_backed_up_on_its_pods_node(client, restic_live):
         assert term.match_fields[0].key == "metadata.name" and term.match_fields[0].values == [node]
     finally:
         core.delete_namespaced_pod("app", "e2e-restic6", grace_period_seconds=0)
+
+
+def test_forget_after_a_backup_touches_only_that_pvcs_snapshots(client, restic_live, settings):
+    settings.SOTERIA_RESTIC_FORGET_ARGS = ["--keep-last", "1"]
+    local_pvc(restic_live, "e2e-restic7", "kept")
+    local_pvc(restic_live, "e2e-restic7", "pruned")
+    _, other = backed_up(client, "e2e-restic7", "kept")
+    first, _ = backed_up(client, "e2e-restic7", "pruned")
+    # The snapshot is saved before the Job's forget step ends; a new backup waits for the Job.
+    wait_for(lambda: batch(restic_live).read_namespaced_job(first["backup"], "e2e-restic7").status.succeeded,
+             JOB_SECONDS, what="the first Job to finish", interval=0.5)
+    body, newest = backed_up(client, "e2e-restic7", "pruned")
+
+    def forgotten():
+        job = batch(restic_live).read_namespaced_job(body["backup"], "e2e-restic7")
+        return job.status.succeeded and [b["name"] for b in backups(client, "e2e-restic7", "pruned")
+                                         if b["state"] == "Completed"] == [newest["name"]]
+    wait_for(forgotten, JOB_SECONDS, what="forget --keep-last 1 of that PVC", interval=0.5)
+    assert [b["name"] for b in backups(client, "e2e-restic7", "kept")] == [other["name"]]
