@@ -164,8 +164,8 @@ class ResticDriver:
         return views
 
     def _claim_jobs(self, claim: Claim, operation: str = "backup") -> list[Job]:
-        namespace, pvc = claim.key
-        return [job for job in workloads.list_jobs(jobs.selector(operation), namespace=namespace)
+        """The claim's Jobs: one list of Soteria's Jobs in its namespace."""
+        return [job for job in workloads.list_jobs(jobs.selector(operation), namespace=claim.pvc.namespace)
                 if job_key(job) == claim.key]
 
     def own_snapshots(self, claim: Claim) -> list[Snapshot]:
