@@ -156,3 +156,18 @@ def test_restores_choose_only_among_the_claims_own_snapshots(world):
     with pytest.raises(NotFound) as caught:
         DRIVER.plan_restore(claim("ai", "empty"), "latest", "", "ai", "r")
     assert caught.value.code == "no_backup"
+
+
+def test_restore_progress_follows_each_claims_job_in_two_calls(world):
+    world["jobs"] = [job("ai", "r1", "restore-1", "Running", 0.1), job("ai", "r2", "restore-2", "Complete", 0.1),
+                     job("ai", "r3", "restore-3", "Failed", 0.1)]
+    world["pods"] = [pod("ai", "restore-3", ContainerEnd("restore", 1, "Error", "Fatal: no such snapshot"))]
+
+    def restored(name, job_name):
+        return Pvc("ai", name, "u", "Bound", "sc", "pv", (), "1Gi", "1Gi", labels={"soteria.io/driver": "restic"},
+                   annotations={"soteria.io/restore-job": job_name})
+    progress = DRIVER.restore_progress([restored("r1", "restore-1"), restored("r2", "restore-2"),
+                                        restored("r3", "restore-3"), restored("r4", "restore-gone")])
+    assert world["calls"] == ["jobs.list", "pods.list"]
+    assert [progress[("ai", f"r{i}")].state for i in range(1, 5)] == ["restoring", "done", "failed", "unknown"]
+    assert progress[("ai", "r3")].detail == "restore: Fatal: no such snapshot"
