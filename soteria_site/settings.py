@@ -143,6 +143,9 @@ SOTERIA_JOB_NODE_SELECTOR = env_key_values(ENV, "SOTERIA_JOB_NODE_SELECTOR")
 SOTERIA_JOB_SERVICE_ACCOUNT = env_str(ENV, "SOTERIA_JOB_SERVICE_ACCOUNT")
 # Beyond the contract: how long a restic Job may run, and one restic run in Soteria's own process.
 SOTERIA_JOB_ACTIVE_DEADLINE_SECONDS = env_int(ENV, "SOTERIA_JOB_ACTIVE_DEADLINE_SECONDS", 21600, minimum=60)
+# The non-root user and group restic Jobs run as (restricted Pod Security Standard: never 0).
+SOTERIA_JOB_RUN_AS_USER = env_int(ENV, "SOTERIA_JOB_RUN_AS_USER", 65532, minimum=1)
+SOTERIA_JOB_RUN_AS_GROUP = env_int(ENV, "SOTERIA_JOB_RUN_AS_GROUP", 65532, minimum=1)
 SOTERIA_RESTIC_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_RESTIC_TIMEOUT_SECONDS", 120.0, minimum=1, maximum=3600)
 SOTERIA_LISTEN_ADDR = env_listen_addr(ENV, "SOTERIA_LISTEN_ADDR", ":8080")
 SOTERIA_AUTH_REQUIRED = env_bool(ENV, "SOTERIA_AUTH_REQUIRED", False)

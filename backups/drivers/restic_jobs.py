@@ -39,7 +39,6 @@ RESTORE_JOB_ANNOTATION = "soteria.io/restore-job"
 SNAPSHOT_ANNOTATION = "soteria.io/snapshot"
 DATA_MOUNT = "/data"
 RESTORE_MOUNT = "/restore"
-_UID = 65532  # a non-root user (distroless' "nonroot")
 _NAME_OK = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -107,9 +106,11 @@ def labels(operation: str, pvc: str) -> dict[str, str]:
 
 
 def _security() -> tuple[dict, dict]:
-    """The restricted Pod Security Standard: non-root, no privilege escalation, no capabilities,
-    the runtime's seccomp profile, a read-only root filesystem."""
-    pod = {"runAsNonRoot": True, "runAsUser": _UID, "runAsGroup": _UID, "fsGroup": _UID,
+    """The restricted Pod Security Standard: non-root (SOTERIA_JOB_RUN_AS_USER/GROUP), no privilege
+    escalation, no capabilities, the runtime's seccomp profile, a read-only root filesystem. The
+    backup's claim is mounted read-only, so the kubelet applies no fsGroup ownership change to it."""
+    user, group = settings.SOTERIA_JOB_RUN_AS_USER, settings.SOTERIA_JOB_RUN_AS_GROUP
+    pod = {"runAsNonRoot": True, "runAsUser": user, "runAsGroup": group, "fsGroup": group,
            "seccompProfile": {"type": "RuntimeDefault"}}
     container = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
                  "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}

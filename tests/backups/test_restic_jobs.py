@@ -20,6 +20,7 @@ def _restic_settings(settings):
     settings.SOTERIA_JOB_NODE_SELECTOR = {}
     settings.SOTERIA_JOB_SERVICE_ACCOUNT = ""
     settings.SOTERIA_S3_REGION = ""
+    settings.SOTERIA_JOB_RUN_AS_USER = settings.SOTERIA_JOB_RUN_AS_GROUP = 65532
 
 
 def test_names_fit_63_characters_stable_and_distinct():
@@ -54,7 +55,8 @@ def test_backup_job_runs_unlock_then_backup_with_the_claim_read_only():
     assert backup["envFrom"] == [{"secretRef": {"name": "soteria-backup-data-1"}}]
     assert {"name": "RESTIC_REPOSITORY", "value": "s3:https://s3.example.com/bucket/soteria"} in backup["env"]
     assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
-    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                      "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}}
     assert backup["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert backup["securityContext"]["allowPrivilegeEscalation"] is False
     assert body["metadata"]["labels"] == {
@@ -67,7 +69,9 @@ def test_forget_runs_last_for_this_pvc_only_when_configured(settings):
     settings.SOTERIA_JOB_SERVICE_ACCOUNT = "restic-runner"
     settings.SOTERIA_JOB_NODE_SELECTOR = {"disk": "ssd"}
     settings.SOTERIA_S3_REGION = "eu-west-1"
+    settings.SOTERIA_JOB_RUN_AS_USER, settings.SOTERIA_JOB_RUN_AS_GROUP = 999, 998
     pod = jobs.backup_job("j", "ai", "data", {}, "brad", node="node-2")["spec"]["template"]["spec"]
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["fsGroup"]) == (999, 998)
     assert [c["name"] for c in pod["initContainers"]] == ["unlock", "backup"]
     [forget] = pod["containers"]
     assert forget["args"] == ["forget", "--host", "soteria", "--tag", "soteria.io/namespace=ai,soteria.io/pvc=data",
