@@ -189,7 +189,9 @@ def test_restic_use_cases_work_with_only_the_shipped_roles(client, as_soteria, s
 
     good = _post(client, "/v1/backup", {"namespace": "media", "pvc": "transcode-cache"})
     assert good.status_code == 200, good.content
-    wait_for(lambda: any(b["state"] == "Completed" for b in listed()), 120, what="restic snapshot", interval=0.5)
+    wait_for(lambda: not any(b["name"] == good.json()["backup"] for b in listed())  # the Job has ended
+             and any(b["labels"].get("soteria.io/job") == good.json()["backup"] for b in listed()), 120,
+             what="restic snapshot", interval=0.5)
     settings.SOTERIA_RESTIC_BACKUP_ARGS = ["--no-such-flag"]
     bad = _post(client, "/v1/backup", {"namespace": "media", "pvc": "transcode-cache"})
     assert bad.status_code == 200, bad.content
