@@ -109,9 +109,11 @@ def test_policy_backups_and_retention_never_forget_the_newest(client, live, sett
     policy, _ = services.save_policy("e2e-rpol", "", 1, True, 1, [], "test")
     _forget_lease(live)
 
-    def policy_snapshots():
-        return [b for b in backups(client, "e2e-rpol", "data")
-                if b["state"] == "Completed" and b["labels"].get("policy") == policy.id]
+    def policy_snapshots():  # once no Job of the PVC runs any more
+        listed = backups(client, "e2e-rpol", "data")
+        if any(b["state"] == "InProgress" for b in listed):
+            return []
+        return [b for b in listed if b["state"] == "Completed" and b["labels"].get("policy") == policy.id]
 
     now = datetime.now(timezone.utc)
     for hours, count in ((2, 1), (4, 2)):  # each time more than the interval after the last backup
