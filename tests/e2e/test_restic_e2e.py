@@ -152,14 +152,15 @@ def test_two_pvcs_in_one_repository_are_never_confused(client, restic_live):
     assert tree(target) == tree(left)
 
 
-def _host_restic(cfg, repository: str, *args: str):
+def _host_restic(cfg, repository: str, home, *args: str):
     """restic on this machine against the test's repository (as an operator would run it)."""
+    import os
     import subprocess
 
     from sandbox import s3, seed
 
     env = {**s3.restic_env(cfg), "RESTIC_REPOSITORY": repository, "RESTIC_PASSWORD": seed.RESTIC_PASSWORD,
-           "PATH": "/usr/bin:/bin", "HOME": "/tmp", "RESTIC_CACHE_DIR": "/tmp/restic-e2e-cache"}
+           "PATH": os.environ.get("PATH", ""), "HOME": str(home), "RESTIC_CACHE_DIR": str(home / "cache")}
     return subprocess.run(["restic", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -173,7 +174,8 @@ def test_a_stale_lock_does_not_block_the_next_backup(client, restic_live, settin
     bucket_and_prefix = settings.SOTERIA_RESTIC_REPOSITORY.split(f"{restic_live.s3_endpoint}/", 1)[1]
     bucket, prefix = bucket_and_prefix.split("/", 1)
     plant_stale_lock_s3(restic_live.s3_endpoint, bucket, prefix, seed.RESTIC_PASSWORD)
-    blocked = _host_restic(restic_live, settings.SOTERIA_RESTIC_REPOSITORY, "backup", str(tmp_path))
+    (tmp_path / "data").mkdir()
+    blocked = _host_restic(restic_live, settings.SOTERIA_RESTIC_REPOSITORY, tmp_path, "backup", str(tmp_path / "data"))
     assert blocked.returncode != 0 and "locked exclusively" in blocked.stderr  # it does block restic
     body, snapshot = backed_up(client, "e2e-restic3", "locked")  # the Job's `unlock` removed it first
     assert snapshot["labels"]["soteria.io/job"] == body["backup"]
