@@ -5,8 +5,7 @@ Configured in STORAGES["policies"]. Besides Django's Storage API it offers
 resourceVersion, so a read-modify-write of one file by many writers loses
 nothing (see policies.store.update). Other keys of the Secret are preserved.
 The Secret is created on first write, labelled as owned by Soteria, where RBAC
-allows it (deploy/ ships the Secret itself; its `create` on Secrets is for the restic
-driver's per-Job copies).
+allows it; deploy/ ships the Secret itself and grants no `create` on Secrets.
 """
 
 from __future__ import annotations
