@@ -64,20 +64,27 @@ def result_label(exc: SoteriaError) -> str:
     return "error"
 
 
+class _CountedAs:
+    """The `driver` label a request is counted under: the configured driver until the caller
+    knows the claim's own (with `auto`, Longhorn or restic) and sets it."""
+
+    def __init__(self, driver: str) -> None:
+        self.driver = driver
+
+
 @contextmanager
 def counted(counter, dry_run: bool):
-    """Count one request in `counter` by driver and outcome, whatever happens. The driver is the
-    configured one, or the claim's once the caller knows it (`label["driver"] = ...`)."""
-    label = {"driver": settings.SOTERIA_BACKUP_DRIVER}
+    """Count one request in `counter` by driver and outcome, whatever happens."""
+    counted_as = _CountedAs(settings.SOTERIA_BACKUP_DRIVER)
     try:
-        yield label
+        yield counted_as
     except SoteriaError as exc:
-        counter.labels(label["driver"], result_label(exc)).inc()
+        counter.labels(counted_as.driver, result_label(exc)).inc()
         raise
     except Exception:
-        counter.labels(label["driver"], "error").inc()
+        counter.labels(counted_as.driver, "error").inc()
         raise
-    counter.labels(label["driver"], "dry_run" if dry_run else "success").inc()
+    counter.labels(counted_as.driver, "dry_run" if dry_run else "success").inc()
 
 
 def backup_claim(claim: claims.Claim, labels: dict[str, str], requested_by: str, dry_run: bool,
@@ -102,7 +109,7 @@ def backup_pvc(namespace: str, pvc: str, tags: list[str], requested_by: str, dry
 
     `tags` are the user's (Soteria's own label keys refused); the policy evaluator names
     its policy in `policy_id`, which becomes the `policy` label retention selects by."""
-    with counted(BACKUP_REQUESTS, dry_run) as label:
+    with counted(BACKUP_REQUESTS, dry_run) as counted_as:
         require_dns_label(namespace, "namespace")
         require_dns_label(pvc, "pvc")
         labels = tags_to_labels(tags)
@@ -112,7 +119,7 @@ def backup_pvc(namespace: str, pvc: str, tags: list[str], requested_by: str, dry
                 raise InvalidInput(f"policy_id: {problem}", field="policy_id")
             labels[POLICY_LABEL] = policy_id
         claim = claims.get_claim(namespace, pvc)
-        label["driver"] = drivers.for_claim(claim).name
+        counted_as.driver = drivers.for_claim(claim).name
         return backup_claim(claim, labels, requested_by, dry_run)
 
 
@@ -154,8 +161,8 @@ def _backup_each(claim_list, driver, labels, requested_by, dry_run) -> list[PvcO
 
     def one(claim) -> PvcOutcome:
         try:
-            with counted(BACKUP_REQUESTS, dry_run) as label:
-                label["driver"] = drivers.for_claim(claim).name
+            with counted(BACKUP_REQUESTS, dry_run) as counted_as:
+                counted_as.driver = drivers.for_claim(claim).name
                 result = backup_claim(claim, labels, requested_by, dry_run)
         except SoteriaError as exc:
             return PvcOutcome(claim.pvc.name, "failed", error=exc.code, detail=exc.detail)

@@ -74,3 +74,16 @@ def test_restore_progress_goes_to_the_driver_that_restored_the_claim(auto, monke
     by_longhorn = Pvc("ai", "r2", "u", "Bound", "sc", "pv", (), "1Gi", "1Gi")
     progress = auto.restore_progress([by_restic, by_longhorn])
     assert progress[("ai", "r1")].detail == "restic" and progress[("ai", "r2")].detail == "longhorn"
+
+
+def test_requests_are_counted_under_the_claims_own_driver(auto, monkeypatch):
+    from backups.metrics import BACKUP_REQUESTS
+    from backups.services import backup, claims
+    from backups.types import BackupResult
+
+    monkeypatch.setattr(claims, "get_claim", lambda namespace, name: claim(name, "nfs.csi.k8s.io"))
+    monkeypatch.setattr(restic.DRIVER, "backup", lambda c, labels, by, dry_run, now: BackupResult(
+        driver="restic", namespace="ai", pvc=c.pvc.name, volume="pv", backup="job", requested_by=by, dry_run=dry_run))
+    before = BACKUP_REQUESTS.labels("restic", "dry_run")._value.get()
+    assert backup.backup_pvc("ai", "nfs-data", [], "brad", dry_run=True).driver == "restic"
+    assert BACKUP_REQUESTS.labels("restic", "dry_run")._value.get() == before + 1
