@@ -1,9 +1,16 @@
 # Soteria's image: web (gunicorn) and worker (manage.py qcluster) share it.
+# The restic binary (a static build) comes from the official image, the same version the
+# restic driver's Jobs run by default (SOTERIA_RESTIC_IMAGE): Soteria runs it itself to list
+# snapshots for the inventory and to initialise the repository (docs/restic.md).
+FROM restic/restic:0.16.4 AS restic
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     SOTERIA_DATA_DIR=/app/data
+
+COPY --from=restic /usr/bin/restic /usr/local/bin/restic
 
 WORKDIR /app
 COPY requirements.txt .

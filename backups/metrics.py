@@ -27,7 +27,8 @@ INVENTORY_REFRESH_FAILURES = Counter(
     "Inventory refreshes that failed (the previous snapshot stays published).",
 )
 
-DRIVERS = ("longhorn", "restic")
+# `auto` labels only what is refused before the claim's own driver is known.
+DRIVERS = ("longhorn", "restic", "auto")
 REQUEST_RESULTS = ("success", "dry_run", "conflict", "rejected", "denied", "error")
 BATCH_RESULTS = ("success", "partial", "error", "dry_run", "conflict", "rejected", "denied")
 

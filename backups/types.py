@@ -161,6 +161,8 @@ class RestorePlan:
     source_size: str = ""
     expand_to: str = ""
     size_note: str = ""
+    # The restic driver's restore Job ("" for Longhorn).
+    job: str = ""
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ from django.core.checks import Error, Warning, register
 
 @register()
 def restic_settings(app_configs, **kwargs):
-    if settings.SOTERIA_BACKUP_DRIVER != "restic":
+    if settings.SOTERIA_BACKUP_DRIVER not in ("restic", "auto"):
         return []
     errors = []
     if not settings.SOTERIA_RESTIC_REPOSITORY:
         errors.append(Error(
-            "SOTERIA_RESTIC_REPOSITORY is required when SOTERIA_BACKUP_DRIVER=restic",
+            f"SOTERIA_RESTIC_REPOSITORY is required when SOTERIA_BACKUP_DRIVER={settings.SOTERIA_BACKUP_DRIVER}",
             hint="Set it to the restic repository, e.g. s3:https://s3.example.com/bucket/soteria",
             id="soteria.E001",
         ))

@@ -134,7 +134,8 @@ def _admin_group() -> str:
 
 
 # --- The contract's configuration -----------------------------------------------
-SOTERIA_BACKUP_DRIVER = env_choice(ENV, "SOTERIA_BACKUP_DRIVER", "longhorn", ("longhorn", "restic"))
+# `auto` (an extension): Longhorn for PVCs on Longhorn volumes, restic for every other PVC.
+SOTERIA_BACKUP_DRIVER = env_choice(ENV, "SOTERIA_BACKUP_DRIVER", "longhorn", ("longhorn", "restic", "auto"))
 SOTERIA_LONGHORN_URL = env_url(ENV, "SOTERIA_LONGHORN_URL", "http://longhorn-backend.longhorn-system.svc:9500")
 SOTERIA_LONGHORN_BACKUP_MODE = env_choice(ENV, "SOTERIA_LONGHORN_BACKUP_MODE", "incremental", ("incremental", "full"))
 # How long a backup waits for Longhorn's snapshot to be ready (attaching a detached volume
@@ -153,6 +154,12 @@ SOTERIA_S3_REGION = env_str(ENV, "SOTERIA_S3_REGION")
 SOTERIA_JOB_TTL_SECONDS = env_int(ENV, "SOTERIA_JOB_TTL_SECONDS", 86400, minimum=0)
 SOTERIA_JOB_NODE_SELECTOR = env_key_values(ENV, "SOTERIA_JOB_NODE_SELECTOR")
 SOTERIA_JOB_SERVICE_ACCOUNT = env_str(ENV, "SOTERIA_JOB_SERVICE_ACCOUNT")
+# Beyond the contract: how long a restic Job may run, and one restic run in Soteria's own process.
+SOTERIA_JOB_ACTIVE_DEADLINE_SECONDS = env_int(ENV, "SOTERIA_JOB_ACTIVE_DEADLINE_SECONDS", 21600, minimum=60)
+# The non-root user and group restic Jobs run as (restricted Pod Security Standard: never 0).
+SOTERIA_JOB_RUN_AS_USER = env_int(ENV, "SOTERIA_JOB_RUN_AS_USER", 65532, minimum=1)
+SOTERIA_JOB_RUN_AS_GROUP = env_int(ENV, "SOTERIA_JOB_RUN_AS_GROUP", 65532, minimum=1)
+SOTERIA_RESTIC_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_RESTIC_TIMEOUT_SECONDS", 120.0, minimum=1, maximum=3600)
 SOTERIA_LISTEN_ADDR = env_listen_addr(ENV, "SOTERIA_LISTEN_ADDR", ":8080")
 SOTERIA_AUTH_REQUIRED = env_bool(ENV, "SOTERIA_AUTH_REQUIRED", False)
 SOTERIA_ALLOWED_GROUPS = _groups("SOTERIA_ALLOWED_GROUPS", "admin,maintenance")

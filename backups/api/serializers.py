@@ -280,7 +280,7 @@ class RestoreStatusOut(serializers.Serializer):
     source = serializers.CharField(allow_blank=True, help_text="namespace/pvc restored from; blank when the "
                                                                 "caller may not view that namespace")
     backup = serializers.CharField(allow_blank=True)
-    state = serializers.ChoiceField(choices=["restoring", "done", "failed", "volume missing"])
+    state = serializers.ChoiceField(choices=["restoring", "done", "failed", "volume missing", "unknown"])
     progress = serializers.IntegerField(allow_null=True)
     detail = serializers.CharField(allow_blank=True)
 

@@ -20,6 +20,8 @@ class VolumeView:
     missing: bool = False
     facts: BackupFacts = BackupFacts()
     detail: str = ""
+    # The driver that handles the claim ("" = the configured one): SOTERIA_BACKUP_DRIVER=auto mixes two.
+    driver: str = ""
 
 
 class Driver(Protocol):

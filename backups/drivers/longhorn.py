@@ -206,10 +206,10 @@ class LonghornDriver:
                 continue
             volume = volumes.get(name)
             if volume is None:
-                views[claim.key] = VolumeView(volume=name, supported=True, missing=True,
+                views[claim.key] = VolumeView(volume=name, supported=True, missing=True, driver=NAME,
                                               detail=f"Longhorn has no volume {name}")
                 continue
-            views[claim.key] = VolumeView(volume=name, supported=True,
+            views[claim.key] = VolumeView(volume=name, supported=True, driver=NAME,
                                           facts=backup_facts(volume, by_volume.get(name), now))
         return views
 

@@ -59,7 +59,7 @@ def pvc_lock(namespace: str, pvc: str, operation: str = "backup"):
 def backup_claim(claim: claims.Claim, labels: dict[str, str], requested_by: str, dry_run: bool,
                  now: datetime | None = None) -> BackupResult:
     """Back up (or plan) one resolved claim: the per-PVC step of single and namespace backups."""
-    driver = drivers.current()
+    driver = drivers.for_claim(claim)
     now = now or datetime.now(tz.utc)
     if dry_run:  # a plan changes nothing, so it needs no lock
         return driver.backup(claim, labels, requested_by, dry_run, now)
@@ -78,7 +78,7 @@ def backup_pvc(namespace: str, pvc: str, tags: list[str], requested_by: str, dry
 
     `tags` are the user's (Soteria's own label keys refused); the policy evaluator names
     its policy in `policy_id`, which becomes the `policy` label retention selects by."""
-    with counted(BACKUP_REQUESTS, dry_run):
+    with counted(BACKUP_REQUESTS, dry_run) as counted_as:
         require_dns_label(namespace, "namespace")
         require_dns_subdomain(pvc, "pvc")
         labels = tags_to_labels(tags)
@@ -86,6 +86,7 @@ def backup_pvc(namespace: str, pvc: str, tags: list[str], requested_by: str, dry
             # A policy id (`<namespace>.<pvc>`) may pass 63 characters: the label holds it shortened.
             labels[POLICY_LABEL] = label_value(policy_id)
         claim = claims.get_claim(namespace, pvc)
+        counted_as.driver = drivers.for_claim(claim).name
         return backup_claim(claim, labels, requested_by, dry_run)
 
 
@@ -120,7 +121,8 @@ def _backup_each(claim_list, driver, labels, requested_by, dry_run) -> list[PvcO
 
     def one(claim) -> PvcOutcome:
         try:
-            with counted(BACKUP_REQUESTS, dry_run):
+            with counted(BACKUP_REQUESTS, dry_run) as counted_as:
+                counted_as.driver = drivers.for_claim(claim).name
                 result = backup_claim(claim, labels, requested_by, dry_run)
         except SoteriaError as exc:
             return PvcOutcome(claim.pvc.name, "failed", error=exc.code, detail=exc.detail)
@@ -142,5 +144,5 @@ def _backup_each(claim_list, driver, labels, requested_by, dry_run) -> list[PvcO
 def list_backups(namespace: str, pvc: str) -> PvcBackups:
     """GET /v1/backups: the PVC's volume and its backups, newest first."""
     claim = claims.get_claim(namespace, pvc)
-    volume, records = drivers.current().list_backups(claim)
+    volume, records = drivers.for_claim(claim).list_backups(claim)
     return PvcBackups(namespace=namespace, pvc=pvc, volume=volume, backups=records)

@@ -1,8 +1,9 @@
 """The contract's request counters (docs/metrics.md), counted in one place.
 
-Every backup and restore request is counted once, by the configured driver and its
-result, whoever made it (the API, the console, a policy). The services wrap each request
-in `counted`: one PVC (a namespace batch counts each of its PVCs too) or a whole batch.
+Every backup and restore request is counted once, by its driver (the configured one, or
+with `auto` the claim's own once the service knows it) and its result, whoever made it
+(the API, the console, a policy). The services wrap each request in `counted`: one PVC
+(a namespace batch counts each of its PVCs too) or a whole batch.
 A request refused before a service is called (an invalid body, a namespace outside the
 caller's scope) is passed to `refused` by the API.
 """
@@ -40,8 +41,12 @@ def refused(counter: Counter, exc: Exception) -> None:
 
 
 class _Outcome:
+    """How the request is counted: its `result`, and its `driver`, the configured driver until
+    the service knows the claim's own (with `auto`: longhorn or restic) and sets it."""
+
     def __init__(self, result: str) -> None:
         self.result = result
+        self.driver = settings.SOTERIA_BACKUP_DRIVER
 
 
 @contextmanager
@@ -52,9 +57,9 @@ def counted(counter: Counter, dry_run: bool):
     try:
         yield outcome
     except Exception as exc:
-        refused(counter, exc)
+        counter.labels(outcome.driver, result_of(exc)).inc()
         raise
-    counter.labels(settings.SOTERIA_BACKUP_DRIVER, outcome.result).inc()
+    counter.labels(outcome.driver, outcome.result).inc()
 
 
 def batch_result(dry_run: bool, failed: int, done: int) -> str:

@@ -62,13 +62,14 @@ def build(namespace: str | None = None, now: datetime | None = None,
         view = views.get(claim.key)
         if not claim.bound or view is None:
             items.append(InventoryItem(**base, volume=claim.pvc.volume_name or "",
-                                       driver=driver.name if driver.supports(claim) else t.NO_DRIVER,
+                                       driver=drivers.for_claim(claim).name if driver.supports(claim) else t.NO_DRIVER,
                                        last_backup_at=None, last_backup_age_hours=None, backup_count=0,
                                        healthy=False, health_reason=t.NOT_BOUND,
                                        detail=f"PVC phase {claim.pvc.phase}"))
             continue
         if not view.supported or view.missing:
-            items.append(InventoryItem(**base, volume=view.volume, driver=driver.name if view.supported else t.NO_DRIVER,
+            items.append(InventoryItem(**base, volume=view.volume,
+                                       driver=(view.driver or driver.name) if view.supported else t.NO_DRIVER,
                                        last_backup_at=None, last_backup_age_hours=None, backup_count=0,
                                        healthy=False,
                                        health_reason=t.VOLUME_MISSING if view.missing else t.UNSUPPORTED_DRIVER,
@@ -77,7 +78,7 @@ def build(namespace: str | None = None, now: datetime | None = None,
         facts = view.facts
         healthy, reason = assess(facts, now, max_age, stuck)
         items.append(InventoryItem(
-            **base, volume=view.volume, driver=driver.name, last_backup_at=facts.last_success_at,
+            **base, volume=view.volume, driver=view.driver or driver.name, last_backup_at=facts.last_success_at,
             last_backup_age_hours=_age_hours(facts.last_success_at, now), backup_count=facts.success_count,
             healthy=healthy, health_reason=reason, detail=facts.last_failure_error,
             in_progress=tuple(name for name, _ in facts.in_progress),

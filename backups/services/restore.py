@@ -39,7 +39,7 @@ def _refuse_existing_target(namespace: str, name: str) -> None:
 def restore_pvc(namespace: str, pvc: str, target_pvc: str, requested_by: str, *, target_namespace: str = "",
                 snapshot: str = "latest", backup_url: str = "", dry_run: bool = False) -> RestoreResult:
     """POST /v1/restores: validate, plan, refuse conflicts, then create volume, PV and PVC."""
-    with counted(RESTORE_REQUESTS, dry_run):
+    with counted(RESTORE_REQUESTS, dry_run) as counted_as:
         require_dns_label(namespace, "namespace")
         require_dns_subdomain(pvc, "pvc")
         require_dns_subdomain(target_pvc, "target_pvc")
@@ -49,6 +49,7 @@ def restore_pvc(namespace: str, pvc: str, target_pvc: str, requested_by: str, *,
             raise InvalidInput("give either snapshot or backup_url, not both", field="backup_url")
         driver = drivers.current()
         claim = claims.get_claim(namespace, pvc)
+        counted_as.driver = drivers.for_claim(claim).name
         if backup_url:  # refused before anything else is looked up
             driver.refuse_foreign_backup_url(claim, backup_url)
         claims.require_namespace(target_namespace, "target_namespace")
@@ -79,7 +80,8 @@ def _execute(driver, plan: RestorePlan, claim: claims.Claim, requested_by: str) 
     if target is not None:
         events.emit_on_pvc(target, "RestoredFromBackup",
                      f"Created from backup {plan.backup.name} of {plan.namespace}/{plan.pvc} ({created_at}), "
-                     f"requested by {requested_by}; Longhorn is restoring volume {plan.volume}")
+                     f"requested by {requested_by}; " + (f"restic Job {plan.job} is restoring it" if plan.job
+                                                         else f"Longhorn is restoring volume {plan.volume}"))
     return plan
 
 
@@ -133,7 +135,8 @@ def _execute_all(driver, outcomes, claim_by_name, requested_by) -> list[RestoreO
         if outcome.status != "planned":
             return outcome
         try:
-            with counted(RESTORE_REQUESTS, dry_run=False):
+            with counted(RESTORE_REQUESTS, dry_run=False) as counted_as:
+                counted_as.driver = outcome.plan.driver
                 plan = _execute(driver, outcome.plan, claim_by_name[outcome.pvc], requested_by)
         except SoteriaError as exc:
             return RestoreOutcome(outcome.pvc, outcome.target_pvc, "failed", exc.code, exc.detail, outcome.plan)

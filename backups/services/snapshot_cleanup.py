@@ -8,9 +8,9 @@ from django.conf import settings
 
 
 def prune(now: datetime | None = None) -> dict[str, int]:
-    """With the Longhorn driver: Soteria's remembered snapshots whose backup is Completed or
-    failed, or that have no backup and are older than the snapshot timeout."""
-    if settings.SOTERIA_BACKUP_DRIVER != "longhorn":
+    """With the Longhorn driver (alone or in `auto`): Soteria's remembered snapshots whose backup
+    is Completed or failed, or that have no backup and are older than the snapshot timeout."""
+    if settings.SOTERIA_BACKUP_DRIVER not in ("longhorn", "auto"):
         return {"checked": 0}
     from ..drivers import longhorn_snapshots
 

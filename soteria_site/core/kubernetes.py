@@ -177,8 +177,9 @@ def _timeout(timeout: float | None) -> tuple[float, float]:
 
 
 def _call(operation: str, fn: Callable[..., Any], *args: Any, timeout: float | None = None, count: bool = True,
-          **kwargs: Any) -> Any:
-    """Run one API call; return its parsed JSON body or raise a Soteria error.
+          text: bool = False, **kwargs: Any) -> Any:
+    """Run one API call; return its parsed JSON body (with `text`, its body as text) or raise a
+    Soteria error.
 
     Failures are always counted; a success only with `count` (list_pages counts a whole list once)."""
     try:
@@ -204,6 +205,8 @@ def _call(operation: str, fn: Callable[..., Any], *args: Any, timeout: float | N
         raise UpstreamUnavailable(SYSTEM, f"Kubernetes API is unreachable: {exc}") from None
     if count:
         UPSTREAM_REQUESTS.labels(SYSTEM, operation, "ok").inc()
+    if text:
+        return (data or b"").decode("utf-8", "replace")
     if not data:
         return {}
     try:
@@ -245,6 +248,10 @@ def _storage() -> k8s.StorageV1Api:
 
 def _custom() -> k8s.CustomObjectsApi:
     return k8s.CustomObjectsApi(_api_client())
+
+
+def _batch() -> k8s.BatchV1Api:
+    return k8s.BatchV1Api(_api_client())
 
 
 # --- Paginated lists ------------------------------------------------------------
@@ -404,6 +411,14 @@ def create_lease(namespace: str, body: dict) -> Lease:
 def replace_lease(namespace: str, name: str, body: dict) -> Lease:
     """Compare-and-swap on metadata.resourceVersion: a stale one raises Conflict."""
     return _lease(_call("leases.replace", _coordination().replace_namespaced_lease, name, namespace, body))
+
+
+def delete_secret(namespace: str, name: str) -> None:
+    """Delete a Secret; one that is already gone counts as deleted."""
+    try:
+        _call("secrets.delete", _core().delete_namespaced_secret, name, namespace)
+    except NotFound:
+        return
 
 
 def find_secret(namespace: str, name: str) -> Secret | None:

@@ -6,7 +6,7 @@ from prometheus_client import Counter
 # Beyond the contract: every call to Kubernetes or Longhorn, by operation and outcome.
 UPSTREAM_REQUESTS = Counter(
     "soteria_upstream_requests_total",
-    "Calls Soteria made to Kubernetes or Longhorn.",
+    "Calls Soteria made to Kubernetes or Longhorn, and restic runs in its own process.",
     ["system", "operation", "outcome"],
 )
 AUTHZ_DENIALS = Counter(

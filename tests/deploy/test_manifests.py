@@ -166,17 +166,22 @@ def test_the_policy_secret_is_shipped_without_data_and_labelled_like_soteria_lab
     assert OWNER_LABELS.items() <= secret["metadata"]["labels"].items()
 
 
-def test_rbac_grants_secrets_only_by_name_and_nothing_for_jobs_or_pods(built, overlaid):
+def test_rbac_reads_secrets_only_by_name_and_grants_restic_jobs_only_what_they_need(built, overlaid):
+    """Secrets: read and written only by name; the one unnamed rule is `create` (each restic Job's
+    copy, deleted by the garbage collector with its Job). Jobs, pods and logs: only the verbs the
+    restic driver uses (docs/restic.md)."""
+    allowed = {"jobs": {"create", "list", "delete"}, "pods": {"list"}, "pods/log": {"get"}}
     for docs in (built, overlaid):
         rules = [rule for d in docs if d["kind"] in ("Role", "ClusterRole") for rule in d["rules"]]
         assert rules
         for rule in rules:
-            if "secrets" in rule["resources"] or "*" in rule["resources"]:
-                assert rule.get("resourceNames"), rule
-            assert not {"pods", "pods/log", "jobs", "*"} & set(rule["resources"]), rule
-            assert "*" not in rule["verbs"] and "*" not in rule["apiGroups"], rule
+            if ("secrets" in rule["resources"] or "*" in rule["resources"]) and not rule.get("resourceNames"):
+                assert rule["resources"] == ["secrets"] and rule["verbs"] == ["create"], rule
+            for resource in set(rule["resources"]) & set(allowed):
+                assert set(rule["verbs"]) <= allowed[resource], rule
+            assert "*" not in rule["resources"] and "*" not in rule["verbs"] and "*" not in rule["apiGroups"], rule
         cluster_rules = [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]]
-        assert not any("secrets" in r["resources"] for r in cluster_rules)
+        assert [r["verbs"] for r in cluster_rules if "secrets" in r["resources"]] == [["create"]]
 
 
 def test_rbac_names_the_policy_secret_and_the_lease_soteria_uses(built):
@@ -186,6 +191,7 @@ def test_rbac_names_the_policy_secret_and_the_lease_soteria_uses(built):
     [role] = [d for d in built if d["kind"] == "Role" and d["metadata"]["namespace"] == "soteria"]
     named = {(r["resources"][0], n): sorted(r["verbs"]) for r in role["rules"] for n in r.get("resourceNames", [])}
     assert named == {("secrets", config["SOTERIA_POLICY_SECRET_NAME"]): ["get", "update"],
+                     ("secrets", config["SOTERIA_RESTIC_SECRET_NAME"]): ["get"],
                      ("leases", LEASE_NAME): ["get", "update"]}
     unnamed = [r for r in role["rules"] if not r.get("resourceNames")]
     assert unnamed == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}]

@@ -54,7 +54,7 @@ def test_readyz_is_503_naming_what_failed(client, monkeypatch):
     assert "http://lh" not in response.content.decode() and "refused" not in response.content.decode()
 
 
-def test_readyz_skips_longhorn_with_the_restic_driver(client, monkeypatch, settings):
+def test_readyz_probes_restic_not_longhorn_with_the_restic_driver(client, monkeypatch, settings):
     settings.SOTERIA_BACKUP_DRIVER = "restic"
 
     def slow(timeout=None):
@@ -63,7 +63,7 @@ def test_readyz_skips_longhorn_with_the_restic_driver(client, monkeypatch, setti
     monkeypatch.setattr(kubernetes, "server_version", slow)
     response = client.get("/readyz")
     assert response.status_code == 503
-    assert set(response.json()["checks"]) == {"kubernetes"}
+    assert set(response.json()["checks"]) == {"kubernetes", "restic"}
 
 
 def test_readyz_uses_the_short_ready_timeout(client, monkeypatch, settings):

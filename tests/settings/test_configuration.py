@@ -103,7 +103,7 @@ def test_every_contract_variable_is_read(load):
 
 
 @pytest.mark.parametrize("variable,value,message", [
-    ("SOTERIA_BACKUP_DRIVER", "tape", "use one of longhorn, restic"),
+    ("SOTERIA_BACKUP_DRIVER", "tape", "use one of longhorn, restic, auto"),
     ("SOTERIA_LONGHORN_URL", "longhorn:9500", "http:// or https://"),
     ("SOTERIA_LONGHORN_BACKUP_MODE", "differential", "use one of incremental, full"),
     ("SOTERIA_LONGHORN_NAMESPACE", "Longhorn_System", "namespace name"),

@@ -42,11 +42,13 @@ def test_manage_py_refuses_a_bad_variable_in_one_line(tmp_path, variable, value)
     assert lines[0].startswith("soteria: configuration error: " + variable)
 
 
-def test_restic_driver_without_repository_fails_the_system_check(tmp_path):
+@pytest.mark.parametrize("driver", ["restic", "auto"])
+def test_restic_driver_without_repository_fails_the_system_check(tmp_path, driver):
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
-                            env=_env(tmp_path, SOTERIA_BACKUP_DRIVER="restic"), timeout=60)
+                            env=_env(tmp_path, SOTERIA_BACKUP_DRIVER=driver), timeout=60)
     assert result.returncode != 0
-    assert "soteria.E001" in result.stderr and "SOTERIA_RESTIC_REPOSITORY" in result.stderr
+    assert "soteria.E001" in result.stderr and f"SOTERIA_RESTIC_REPOSITORY is required when SOTERIA_BACKUP_DRIVER={driver}" \
+        in result.stderr
 
 
 def test_check_deploy_passes_with_production_settings(tmp_path):

@@ -1,0 +1,226 @@
+"""The restic driver's Kubernetes objects: Job and per-Job Secret bodies, their names and
+labels, the restic Secret's credentials, and how a Job's outcome reads.
+
+A backup Job runs, as init containers then a container of the restic image (only
+`args`: the image's entrypoint is restic): `unlock` (removes stale locks only),
+`backup .` in the claim's mount (so a snapshot's tree holds the claim's files at
+its root, whatever restic version restores it), then `forget` of that PVC's
+snapshots when SOTERIA_RESTIC_FORGET_ARGS is set. Credentials come from a copy of
+the restic Secret in the Job's namespace, owned by the Job (garbage-collected
+with it), through `envFrom`; never through arguments.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+
+from soteria_site.core import kubernetes, names, workloads
+from soteria_site.core.errors import NotFound, UpstreamUnavailable
+from soteria_site.core.workloads import Job, Pod
+
+from ..clients import restic
+from ..clients.restic import Credentials
+
+HOST = "soteria"  # restic's --host for every snapshot Soteria takes: stable across Job pods
+MANAGED_BY = "app.kubernetes.io/managed-by"
+DRIVER_LABEL = "soteria.io/driver"
+OPERATION_LABEL = "soteria.io/operation"
+PVC_LABEL = "soteria.io/pvc"
+PVC_ANNOTATION = "soteria.io/pvc"
+# Snapshot tags naming the PVC (always selected together, never by host alone), the Job
+# that took it, and Soteria's own keys: users cannot set soteria.io/ tags (core.names).
+NAMESPACE_TAG = "soteria.io/namespace"
+PVC_TAG = "soteria.io/pvc"
+JOB_TAG = "soteria.io/job"
+RESTORE_JOB_ANNOTATION = "soteria.io/restore-job"
+SNAPSHOT_ANNOTATION = "soteria.io/snapshot"
+DATA_MOUNT = "/data"
+RESTORE_MOUNT = "/restore"
+_NAME_OK = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def selector(operation: str) -> str:
+    return f"{MANAGED_BY}=soteria,{DRIVER_LABEL}=restic,{OPERATION_LABEL}={operation}"
+
+
+def pvc_tags(namespace: str, pvc: str) -> list[str]:
+    return [f"{NAMESPACE_TAG}={namespace}", f"{PVC_TAG}={pvc}"]
+
+
+def repository() -> str:
+    """SOTERIA_RESTIC_REPOSITORY; an `s3:bucket/prefix` without a host gets SOTERIA_S3_ENDPOINT."""
+    repo = settings.SOTERIA_RESTIC_REPOSITORY
+    endpoint = settings.SOTERIA_S3_ENDPOINT.rstrip("/")
+    if endpoint and repo.startswith("s3:") and "://" not in repo:
+        return f"s3:{endpoint}/{repo[3:].lstrip('/')}"
+    return repo
+
+
+def credentials() -> Credentials:
+    """The restic Secret's three keys; a missing Secret or key is a clear error naming it."""
+    namespace, name = settings.SOTERIA_SECRET_NAMESPACE, settings.SOTERIA_RESTIC_SECRET_NAME
+    where = f"Secret {namespace}/{name} (SOTERIA_RESTIC_SECRET_NAME)"
+    try:
+        secret = kubernetes.get_secret(namespace, name)
+    except NotFound:
+        raise _misconfigured(f"the restic driver needs {where}, which does not exist; it must hold "
+                             f"{', '.join(restic.CREDENTIAL_KEYS)}", "restic_secret_missing") from None
+    missing = [key for key in restic.CREDENTIAL_KEYS if key not in secret.data]
+    if missing:
+        raise _misconfigured(f"{where} has no key {', '.join(missing)}; it must hold "
+                             f"{', '.join(restic.CREDENTIAL_KEYS)}", "restic_secret_incomplete", missing=missing)
+    return Credentials({key: secret.data[key].decode("utf-8", "replace") for key in restic.CREDENTIAL_KEYS})
+
+
+def _misconfigured(detail: str, code: str, **extra) -> UpstreamUnavailable:
+    exc = UpstreamUnavailable("restic", detail, **extra)
+    exc.code = code
+    return exc
+
+
+def labels(operation: str, pvc: str) -> dict[str, str]:
+    return {MANAGED_BY: "soteria", DRIVER_LABEL: "restic", OPERATION_LABEL: operation, PVC_LABEL: names.label_value(pvc)}
+
+
+def _security() -> tuple[dict, dict]:
+    """The restricted Pod Security Standard: non-root (SOTERIA_JOB_RUN_AS_USER/GROUP), no privilege
+    escalation, no capabilities, the runtime's seccomp profile, a read-only root filesystem. The
+    backup's claim is mounted read-only, so the kubelet applies no fsGroup ownership change to it."""
+    user, group = settings.SOTERIA_JOB_RUN_AS_USER, settings.SOTERIA_JOB_RUN_AS_GROUP
+    pod = {"runAsNonRoot": True, "runAsUser": user, "runAsGroup": group, "fsGroup": group,
+           "seccompProfile": {"type": "RuntimeDefault"}}
+    container = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    return pod, container
+
+
+def _container(name: str, args: list[str], secret: str, mounts: list[dict], working_dir: str = "") -> dict:
+    env = [{"name": "RESTIC_REPOSITORY", "value": repository()},
+           {"name": "RESTIC_CACHE_DIR", "value": "/cache"}, {"name": "HOME", "value": "/cache"},
+           {"name": "TMPDIR", "value": "/tmp"}]
+    if settings.SOTERIA_S3_REGION:
+        env.append({"name": "AWS_DEFAULT_REGION", "value": settings.SOTERIA_S3_REGION})
+    container = {
+        "name": name, "image": settings.SOTERIA_RESTIC_IMAGE, "imagePullPolicy": "IfNotPresent", "args": args,
+        "env": env, "envFrom": [{"secretRef": {"name": secret}}],
+        "volumeMounts": mounts + [{"name": "cache", "mountPath": "/cache"}, {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": _security()[1],
+        # restic's own last words become the termination message when it fails.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if working_dir:
+        container["workingDir"] = working_dir
+    return container
+
+
+def _job(name: str, namespace: str, job_labels: dict, annotations: dict, steps: list[dict], claim: dict,
+         node: str = "") -> dict:
+    """A Job running `steps` in order (all but the last as init containers), once (no retries)."""
+    spec: dict = {
+        "restartPolicy": "Never", "securityContext": _security()[0], "enableServiceLinks": False,
+        "initContainers": steps[:-1], "containers": steps[-1:],
+        "volumes": [claim, {"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+    }
+    if settings.SOTERIA_JOB_SERVICE_ACCOUNT:
+        spec["serviceAccountName"] = settings.SOTERIA_JOB_SERVICE_ACCOUNT
+    else:
+        spec["automountServiceAccountToken"] = False
+    if settings.SOTERIA_JOB_NODE_SELECTOR:
+        spec["nodeSelector"] = dict(settings.SOTERIA_JOB_NODE_SELECTOR)
+    if node:  # where a ReadWriteOnce claim is mounted now: only that node can mount it too
+        spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}}
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": job_labels, "annotations": annotations},
+        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": settings.SOTERIA_JOB_ACTIVE_DEADLINE_SECONDS,
+                 "ttlSecondsAfterFinished": settings.SOTERIA_JOB_TTL_SECONDS,
+                 "template": {"metadata": {"labels": job_labels}, "spec": spec}},
+    }
+
+
+def backup_args(namespace: str, pvc: str, job: str, tags: dict[str, str]) -> list[str]:
+    args = ["backup", ".", "--host", HOST]
+    for tag in pvc_tags(namespace, pvc) + [f"{JOB_TAG}={job}"] + [f"{k}={v}" for k, v in sorted(tags.items())]:
+        args += ["--tag", tag]
+    return args + list(settings.SOTERIA_RESTIC_BACKUP_ARGS)
+
+
+def forget_args(namespace: str, pvc: str) -> list[str]:
+    """`forget` of this PVC's snapshots only: both tags together (restic ANDs a comma list)."""
+    return ["forget", "--host", HOST, "--tag", ",".join(pvc_tags(namespace, pvc)),
+            *settings.SOTERIA_RESTIC_FORGET_ARGS]
+
+
+def backup_job(name: str, namespace: str, pvc: str, tags: dict[str, str], requested_by: str, node: str = "") -> dict:
+    mount = [{"name": "data", "mountPath": DATA_MOUNT, "readOnly": True}]
+    steps = [_container("unlock", ["unlock"], name, []),
+             _container("backup", backup_args(namespace, pvc, name, tags), name, mount, working_dir=DATA_MOUNT)]
+    if settings.SOTERIA_RESTIC_FORGET_ARGS:
+        steps.append(_container("forget", forget_args(namespace, pvc), name, []))
+    claim = {"name": "data", "persistentVolumeClaim": {"claimName": pvc, "readOnly": True}}
+    return _job(name, namespace, labels("backup", pvc),
+                {PVC_ANNOTATION: pvc, "soteria.io/requested-by": requested_by}, steps, claim, node)
+
+
+def restore_job(name: str, namespace: str, target_pvc: str, snapshot_id: str, source: str,
+                requested_by: str) -> dict:
+    mount = [{"name": "data", "mountPath": RESTORE_MOUNT}]
+    steps = [_container("unlock", ["unlock"], name, []),
+             _container("restore", ["restore", snapshot_id, "--target", RESTORE_MOUNT], name, mount)]
+    claim = {"name": "data", "persistentVolumeClaim": {"claimName": target_pvc}}
+    return _job(name, namespace, labels("restore", target_pvc),
+                {PVC_ANNOTATION: target_pvc, SNAPSHOT_ANNOTATION: snapshot_id, "soteria.io/source": source,
+                 "soteria.io/requested-by": requested_by}, steps, claim)
+
+
+def secret_body(job: Job, creds: Credentials) -> dict:
+    """The per-Job copy of the restic Secret, owned by the Job (garbage-collected with it)."""
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": names.job_secret_name(job.name), "namespace": job.namespace, "labels": dict(job.labels),
+                     "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job.name,
+                                          "uid": job.uid, "controller": True}]},
+        "stringData": creds.env(),
+    }
+
+
+def node_of(namespace: str, claim_name: str) -> str:
+    """The node of a running pod that mounts the claim, or "" (one list of the namespace's pods)."""
+    for pod in workloads.list_pods(namespace=namespace):
+        if claim_name in pod.claims and pod.phase == "Running" and pod.node_name:
+            return pod.node_name
+    return ""
+
+
+def backup_step_succeeded(pods: list[Pod]) -> bool:
+    """Whether the `backup` container of a Job's pod exited 0 (the snapshot was saved)."""
+    return any(end.container == "backup" and end.exit_code == 0 for pod in pods for end in pod.containers)
+
+
+def failure_text(job: Job, pods: list[Pod]) -> str:
+    """Why a Job failed, in restic's words when it said any: the failed container's termination
+    message (its log's end, FallbackToLogsOnError), else a waiting reason, else the Job's condition."""
+    for pod in pods:
+        for end in pod.containers:
+            if end.exit_code not in (None, 0):
+                words = tail(end.message) or f"exit code {end.exit_code}"
+                return f"{end.container}: {words}"
+    for pod in pods:
+        for end in pod.containers:
+            if end.exit_code is None and end.reason and end.message:
+                return f"{end.container}: {end.reason}: {end.message}"
+        if pod.reason or pod.message:
+            return f"{pod.reason}: {pod.message}".strip(": ")
+    if job.reason or job.message:
+        return f"{job.reason}: {job.message}".strip(": ")
+    return "the restic Job failed"
+
+
+def tail(text: str, limit: int = 600) -> str:
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
+    # restic's error is its last lines; progress or listing lines come before.
+    text = " ".join(lines[-4:])
+    return text if len(text) <= limit else "..." + text[-limit:]
