@@ -3,7 +3,7 @@
 import pytest
 import time_machine
 
-from .fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,7 @@ import time_machine
 
 from backups import types as t
 from backups.drivers.longhorn import NEW_STATE_LIMIT, backup_facts
-
-from .fake_cluster import NOW, FakeCluster
+from tests.support.fake_cluster import NOW, FakeCluster
 
 pytestmark = pytest.mark.django_db
 OLD_SNAPSHOT = "soteria-backup-ai-llm-cache-20260412-140000"  # 90 minutes before NOW

@@ -8,8 +8,7 @@ import time_machine
 from backups import types as t
 from backups.services.inventory import assess
 from backups.types import BackupFacts
-
-from .fake_cluster import NOW, FakeCluster
+from tests.support.fake_cluster import NOW, FakeCluster
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,7 @@ import time_machine
 from backups.clients.longhorn import BackupVolume
 from backups.drivers import longhorn_features
 from backups.drivers.longhorn import backup_facts
-
-from .fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db
 

@@ -6,8 +6,7 @@ import time_machine
 
 from backups.services import backup as backup_service
 from policies import evaluate, services
-
-from .fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

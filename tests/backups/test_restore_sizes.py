@@ -6,8 +6,7 @@ import time_machine
 
 from soteria_site.core.errors import UpstreamError
 from tests.support.clock import SleeplessClock
-
-from .fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db
 GI = 2**30

@@ -7,8 +7,7 @@ from backups.drivers import longhorn_snapshots
 from backups.models import OwnSnapshot
 from backups.services import snapshot_cleanup
 from backups.tasks import SCHEDULES
-
-from .fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db
 VOLUME = "pvc-ai-llm-cache"

@@ -24,8 +24,8 @@ from sandbox import cluster, faults
 from sandbox.config import SandboxConfig
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import UpstreamError
-from tests.conftest import TEST_PORT_BASE
-from tests.polling import wait_for
+from tests.support.polling import wait_for
+from tests.support.ports import TEST_PORT_BASE
 
 pytestmark = pytest.mark.django_db(transaction=True)
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import pytest
 import time_machine
 
 from policies import evaluate, leader, services
-from tests.backups.fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

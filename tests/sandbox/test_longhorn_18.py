@@ -6,10 +6,8 @@ import hashlib
 
 import pytest
 
-from tests.sandbox.conftest import wait_for
-from tests.sandbox.test_longhorn_emulator import error_body
-
-pytestmark = pytest.mark.sandbox
+from tests.support.emulator import error_body
+from tests.support.polling import wait_for
 
 
 @pytest.fixture(autouse=True)

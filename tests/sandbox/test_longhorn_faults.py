@@ -8,10 +8,8 @@ import time
 import pytest
 import requests
 
-from tests.sandbox.conftest import wait_for
-from tests.sandbox.test_longhorn_emulator import error_body
-
-pytestmark = pytest.mark.sandbox
+from tests.support.emulator import error_body
+from tests.support.polling import wait_for
 
 
 @pytest.fixture(autouse=True)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sandbox.conftest import wait_for
-
-pytestmark = pytest.mark.sandbox
+from tests.support.polling import wait_for
 
 
 @pytest.fixture(autouse=True)

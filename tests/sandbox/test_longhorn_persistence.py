@@ -9,9 +9,7 @@ import time
 import pytest
 import requests
 
-from tests.sandbox.conftest import wait_for
-
-pytestmark = pytest.mark.sandbox
+from tests.support.polling import wait_for
 
 
 @pytest.fixture(autouse=True)
