@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import TEST_PORT_BASE
+
 REPO = Path(__file__).resolve().parents[2]
-PORT_BASE = int(os.environ.get("SOTERIA_TEST_PORT_BASE", "27440")) + 30
+PORT_BASE = TEST_PORT_BASE + 30
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,7 @@
 """Loopback ports for the servers the tests start.
 
 Every session's fixed ports are offsets from SOTERIA_TEST_PORT_BASE (27440 by
-default), so sessions with different bases keep apart:
-base+0..9 the session's sandbox (the `sandbox` fixture), base+10..19 the
+default): base+0..9 the session's sandbox (the `sandbox` fixture), base+10..19 the
 Longhorn emulator's tests, base+20..29 the kubelet stand-in's tests,
 base+30..39 the sandbox lifecycle test, base+3000.. the RBAC sandbox.
 Servers that need no fixed port take a free one (`free_port`).
