@@ -14,12 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import time_machine
 
 # The helpers assert as tests do; pytest rewrites their asserts only if told before they are imported.
 pytest.register_assert_rewrite("tests.support")
 
 from sandbox.config import SandboxConfig, default_cache_dir  # noqa: E402
-from tests.support.fake_cluster import FakeCluster  # noqa: E402
+from tests.support.fake_cluster import NOW, FakeCluster  # noqa: E402
 from tests.support.ports import CLOSED_URL, TEST_PORT_BASE  # noqa: E402
 from tests.support.soteria import SoteriaServer, start_soteria, stop_soteria  # noqa: E402
 
@@ -76,6 +77,13 @@ def _isolated_upstreams(settings, tmp_path):
 def cluster(monkeypatch) -> FakeCluster:
     """Kubernetes and Longhorn at the client seam, as an in-process fake (tests/support/fake_cluster.py)."""
     return FakeCluster().install(monkeypatch)
+
+
+@pytest.fixture
+def frozen():
+    """Time stands still at the fake cluster's NOW."""
+    with time_machine.travel(NOW, tick=False):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,8 @@
 """POST /v1/backup and GET /v1/backups at the client seam."""
 
 import pytest
-import time_machine
-
-from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 def _post(client, path, body):

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-import time_machine
 
 from backups import types as t
 from backups.services.inventory import assess
@@ -14,12 +13,6 @@ pytestmark = pytest.mark.django_db
 
 FIELDS = {"namespace", "pvc", "volume", "storage_class", "capacity", "driver", "last_backup_at",
           "last_backup_age_hours", "backup_count", "healthy", "health_reason"}
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 def _rows(client):

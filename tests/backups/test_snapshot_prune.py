@@ -21,12 +21,6 @@ FOREIGN = "snap-from-a-recurring-job"
 
 
 @pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-@pytest.fixture
 def volume(cluster):
     cluster.add_pvc("ai", "llm-cache", backups=[("Completed", 3.5, DONE), ("Error", 2.5, FAILED),
                                                 ("Unknown", 2.3, UNKNOWN), ("Completed", 3, FOREIGN)])

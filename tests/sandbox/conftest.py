@@ -26,6 +26,12 @@ from tests.support.ports import port_free
 from tests.support.processes import alive, processes_mentioning
 
 
+@pytest.fixture(autouse=True)
+def _isolated_upstreams():
+    """These tests drive the sandbox's own programs, never Soteria's clients: skip the repo-wide reset."""
+    yield
+
+
 @pytest.fixture(scope="session")
 def emulator_17(tmp_path_factory):
     process = EmulatorProcess(PORT_17, tmp_path_factory.mktemp("lh17") / "state").start()

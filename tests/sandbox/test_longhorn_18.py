@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
-
 from tests.support.emulator import error_body
 from tests.support.polling import wait_for
-
-
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients: skip the repo-wide reset (no Django app code)."""
-    yield
 
 
 def bv_name(volume: str) -> str:

@@ -15,12 +15,6 @@ BACKUP_URL = re.compile(r"^s3://backupbucket@us-east-1/\?backup=(backup-[0-9a-f]
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients: skip the repo-wide reset (no Django app code)."""
-    yield
-
-
 @pytest.fixture
 def state_dir(emulator_17):
     return emulator_17.state_dir

@@ -13,12 +13,6 @@ from tests.support.polling import wait_for
 GROUP, VERSION = "longhorn.io", "v1beta2"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients."""
-    yield
-
-
 @pytest.fixture(scope="module")
 def api(kube_cluster):
     return config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))

@@ -12,12 +12,6 @@ from tests.support.polling import wait_for
 GO_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000 UTC$")
 
 
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients: skip the repo-wide reset (no Django app code)."""
-    yield
-
-
 # Envelope ---------------------------------------------------------------------------
 def test_discovery_links_are_built_from_the_request_host(lh):
     response = lh.get("/v1", headers={"Host": "longhorn-backend.longhorn-system.svc:9500"})

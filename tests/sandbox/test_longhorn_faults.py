@@ -12,12 +12,6 @@ from tests.support.emulator import error_body
 from tests.support.polling import wait_for
 
 
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients: skip the repo-wide reset (no Django app code)."""
-    yield
-
-
 def add_fault(lh, **fault) -> dict:
     response = lh.post("/sandbox/faults", fault)
     assert response.status_code == 201, response.text

@@ -3,15 +3,7 @@ snapshot-max-count, restore size and expand, failed-backup TTL, the volume list'
 
 from __future__ import annotations
 
-import pytest
-
 from tests.support.polling import wait_for
-
-
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients."""
-    yield
 
 
 def attached_volume(lh, name: str, **fields) -> dict:

@@ -11,12 +11,6 @@ from tests.support.emulator import PORT_KUBE, EmulatorProcess, error_body
 from tests.support.polling import wait_for
 
 
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients: skip the repo-wide reset (no Django app code)."""
-    yield
-
-
 @pytest.fixture(scope="module")
 def core(kube_cluster):
     return client.CoreV1Api(config.new_client_from_config(config_file=str(kube_cluster.kubeconfig)))

@@ -12,12 +12,6 @@ import requests
 from tests.support.polling import wait_for
 
 
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients: skip the repo-wide reset (no Django app code)."""
-    yield
-
-
 def test_volumes_backups_and_running_work_survive_a_kill(spare_emulator):
     lh = spare_emulator.start().client
     state = spare_emulator.state_dir
