@@ -80,6 +80,13 @@ def cluster(monkeypatch) -> FakeCluster:
 
 
 @pytest.fixture
+def policy_secret_settings(settings):
+    """Soteria keeps its policies in the Secret soteria/soteria-policies."""
+    settings.SOTERIA_SECRET_NAMESPACE = "soteria"
+    settings.SOTERIA_POLICY_SECRET_NAME = "soteria-policies"
+
+
+@pytest.fixture
 def frozen():
     """Time stands still at the fake cluster's NOW."""
     with time_machine.travel(NOW, tick=False):

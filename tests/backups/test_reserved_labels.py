@@ -8,7 +8,7 @@ from backups.services import backup as backup_service
 from policies import evaluate, services
 from tests.support.fake_cluster import NOW
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("policy_secret_settings")]
 
 RESERVED = ["policy=ai.db", "policy", "policy = ai", "soteria.io/source=ai", "soteria.io/restored",
             "backup.soteria.io/owner=me"]
@@ -16,12 +16,6 @@ RESERVED = ["policy=ai.db", "policy", "policy = ai", "soteria.io/source=ai", "so
 
 def _post(client, path, body):
     return client.post(path, body, content_type="application/json")
-
-
-@pytest.fixture(autouse=True)
-def policy_secret(settings):
-    settings.SOTERIA_SECRET_NAMESPACE = "soteria"
-    settings.SOTERIA_POLICY_SECRET_NAME = "soteria-policies"
 
 
 @pytest.mark.parametrize("tag", RESERVED)
