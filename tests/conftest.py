@@ -38,7 +38,7 @@ def pytest_collection_modifyitems(items):
     for item in items:
         parts = item.path.relative_to(TESTS).parts if item.path.is_relative_to(TESTS) else ()
         top = parts[0] if len(parts) > 1 else ""
-        if top in SANDBOX_DIRS or "sandbox" in item.fixturenames:
+        if top in SANDBOX_DIRS or "sandbox" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.sandbox)
         if top in BROWSER_DIRS:
             item.add_marker(pytest.mark.browser)
