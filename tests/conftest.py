@@ -1,30 +1,47 @@
-"""Fixtures shared by every test.
+"""Fixtures and hooks shared by every test; the helpers they use live in tests/support.
 
 Unit tests never reach anything: upstream URLs point at a closed port unless a
 test asks for the sandbox. End-to-end tests use `sandbox` (one loopback cluster
 for the whole session, with the demo data) and `live` (Soteria's settings
 pointed at it).
+
+Markers come from where a test lives (and what it uses), not from each file:
+see `pytest_collection_modifyitems`.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import time_machine
 
-from sandbox.config import SandboxConfig, default_cache_dir
+# The helpers assert as tests do; pytest rewrites their asserts only if told before they are imported.
+pytest.register_assert_rewrite("tests.support")
 
-# A port nothing listens on (discard); unit tests that forget a fake fail fast.
-CLOSED_URL = "http://127.0.0.1:9"
-TEST_PORT_BASE = int(os.environ.get("SOTERIA_TEST_PORT_BASE", "27440"))
-ROOT = Path(__file__).resolve().parent.parent
+from sandbox.config import SandboxConfig, default_cache_dir  # noqa: E402
+from tests.support.fake_cluster import NOW, FakeCluster  # noqa: E402
+from tests.support.ports import CLOSED_URL, TEST_PORT_BASE  # noqa: E402
+from tests.support.soteria import SoteriaServer, start_soteria, stop_soteria  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+# Directories whose every test needs the sandbox (its cluster, the Longhorn emulator, the
+# kubelet stand-in, or Soteria under gunicorn pointed at them) or real Chromium.
+SANDBOX_DIRS = {"e2e", "metrics_e2e", "sandbox", "security", "browser"}
+BROWSER_DIRS = {"browser"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    """`sandbox` on every test under SANDBOX_DIRS or using the `sandbox` fixture; `browser`
+    on every test under BROWSER_DIRS. `-m "not sandbox"` then starts no cluster."""
+    for item in items:
+        parts = item.path.relative_to(TESTS).parts if item.path.is_relative_to(TESTS) else ()
+        top = parts[0] if len(parts) > 1 else ""
+        if top in SANDBOX_DIRS or "sandbox" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.sandbox)
+        if top in BROWSER_DIRS:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(autouse=True)
@@ -54,6 +71,26 @@ def _isolated_upstreams(settings, tmp_path):
     yield
     kubernetes.reset()
     longhorn.reset()
+
+
+@pytest.fixture
+def cluster(monkeypatch) -> FakeCluster:
+    """Kubernetes and Longhorn at the client seam, as an in-process fake (tests/support/fake_cluster.py)."""
+    return FakeCluster().install(monkeypatch)
+
+
+@pytest.fixture
+def policy_secret_settings(settings):
+    """Soteria keeps its policies in the Secret soteria/soteria-policies."""
+    settings.SOTERIA_SECRET_NAMESPACE = "soteria"
+    settings.SOTERIA_POLICY_SECRET_NAME = "soteria-policies"
+
+
+@pytest.fixture
+def frozen():
+    """Time stands still at the fake cluster's NOW."""
+    with time_machine.travel(NOW, tick=False):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -91,60 +128,7 @@ def live(sandbox, settings):
 
 @pytest.fixture
 def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class SoteriaServer:
-    url: str
-    data_dir: Path
-    env: dict
-    process: subprocess.Popen
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_soteria(sandbox: SandboxConfig, data_dir: Path, workers: int = 2, **extra_env) -> SoteriaServer:
-    """Real gunicorn (web) on a loopback port, pointed at the sandbox, with its own data dir."""
-    from sandbox import cluster
-
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOTERIA_") and k != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update(cluster.exports(sandbox))
-    # Many tests share one server and its per-identity request rates: off unless asked for.
-    env.update(SOTERIA_THROTTLE_MUTATIONS="off", SOTERIA_THROTTLE_INVENTORY="off")
-    env.update(SOTERIA_DATA_DIR=str(data_dir), SOTERIA_LISTEN_ADDR=f"127.0.0.1:{port}",
-               SOTERIA_WEB_WORKERS=str(workers), SOTERIA_SECURE_COOKIES="false", DJANGO_SETTINGS_MODULE="soteria_site.settings")
-    env.update({k: str(v) for k, v in extra_env.items()})
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
-    subprocess.run([sys.executable, "manage.py", "createcachetable"], cwd=ROOT, env=env, check=True, timeout=120)
-    log = open(data_dir / "gunicorn.log", "ab")
-    process = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "-c", "soteria_site/gunicorn.conf.py",
-                                "soteria_site.wsgi"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((data_dir / "gunicorn.log").read_text()[-3000:]) from None
-            time.sleep(0.2)
-    return SoteriaServer(url=url, data_dir=data_dir, env=env, process=process)
-
-
-def stop_soteria(server: SoteriaServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    return TESTS.parent
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from .conftest import CAST
+from tests.support.cast import CAST
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from .conftest import CAST
+from tests.support.cast import CAST
 
 pytestmark = pytest.mark.django_db
 

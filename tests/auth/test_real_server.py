@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOTERIA_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(SOTERIA_DATA_DIR=str(data), SOTERIA_AUTH_REQUIRED="true", SOTERIA_ALLOWED_GROUPS="admin",
                SOTERIA_TRUSTED_PROXIES="127.0.0.1/32",

@@ -5,7 +5,7 @@ import pytest
 
 from tests.support import cast
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("policy_secret_settings")]
 
 
 def meta(identity) -> dict:
@@ -15,12 +15,6 @@ def meta(identity) -> dict:
 
 def post(client, identity, path, body):
     return client.post(path, body, content_type="application/json", **meta(identity))
-
-
-@pytest.fixture(autouse=True)
-def policy_secret(settings):
-    settings.SOTERIA_SECRET_NAMESPACE = "soteria"
-    settings.SOTERIA_POLICY_SECRET_NAME = "soteria-policies"
 
 
 @pytest.fixture

@@ -1,28 +1,17 @@
 """POST /v1/backup and GET /v1/backups at the client seam."""
 
 import pytest
-import time_machine
 
-from .fake_cluster import NOW
+from tests.support.http import post
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-def _post(client, path, body):
-    return client.post(path, body, content_type="application/json")
 
 
 def test_backup_snapshots_then_backs_up_with_labels_and_mode(client, cluster, frozen, settings):
     settings.SOTERIA_LONGHORN_BACKUP_MODE = "full"
     cluster.add_pvc("ai", "llm-cache")
-    response = _post(client, "/v1/backup", {"namespace": "ai", "pvc": "llm-cache",
-                                            "tags": ["namespace=ai", "service=llm", "pre-upgrade"], "dry_run": False})
+    response = post(client, "/v1/backup", {"namespace": "ai", "pvc": "llm-cache",
+                                           "tags": ["namespace=ai", "service=llm", "pre-upgrade"], "dry_run": False})
     assert response.status_code == 200, response.content
     assert response.json() == {"driver": "longhorn", "volume": "pvc-ai-llm-cache",
                                "backup": "soteria-backup-ai-llm-cache-20260412-153000", "namespace": "ai",
@@ -36,7 +25,7 @@ def test_backup_snapshots_then_backs_up_with_labels_and_mode(client, cluster, fr
 
 def test_backup_records_an_event_on_the_pvc(client, cluster, frozen):
     cluster.add_pvc("ai", "llm-cache")
-    _post(client, "/v1/backup", {"namespace": "ai", "pvc": "llm-cache"})
+    post(client, "/v1/backup", {"namespace": "ai", "pvc": "llm-cache"})
     [event] = cluster.events
     assert event["involvedObject"]["name"] == "llm-cache" and event["reason"] == "BackupStarted"
     assert "soteria-backup-ai-llm-cache-20260412-153000" in event["message"]
@@ -45,7 +34,7 @@ def test_backup_records_an_event_on_the_pvc(client, cluster, frozen):
 
 def test_dry_run_returns_the_plan_and_mutates_nothing(client, cluster, frozen):
     cluster.add_pvc("ai", "llm-cache")
-    response = _post(client, "/v1/backup", {"namespace": "ai", "pvc": "llm-cache", "tags": ["a=b"], "dry_run": True})
+    response = post(client, "/v1/backup", {"namespace": "ai", "pvc": "llm-cache", "tags": ["a=b"], "dry_run": True})
     assert response.status_code == 200
     body = response.json()
     assert body["dry_run"] is True
@@ -57,7 +46,7 @@ def test_dry_run_returns_the_plan_and_mutates_nothing(client, cluster, frozen):
 
 def test_a_second_backup_while_one_runs_is_409_naming_it(client, cluster, frozen):
     cluster.add_pvc("ai", "llm-cache", backups=[("InProgress", None, "soteria-backup-ai-llm-cache-20260412-152000")])
-    response = _post(client, "/v1/backup", {"namespace": "ai", "pvc": "llm-cache"})
+    response = post(client, "/v1/backup", {"namespace": "ai", "pvc": "llm-cache"})
     assert response.status_code == 409
     assert response.json()["error"] == "backup_in_progress"
     assert response.json()["running"] == "backup-pvc-ai-llm-cache-0"
@@ -78,7 +67,7 @@ def test_a_second_backup_while_one_runs_is_409_naming_it(client, cluster, frozen
 ])
 def test_bad_input_is_400_naming_the_field_before_any_call(client, cluster, body, field):
     cluster.add_pvc("ai", "x")
-    response = _post(client, "/v1/backup", body)
+    response = post(client, "/v1/backup", body)
     assert response.status_code == 400, response.content
     assert response.json()["field"] == field
     assert sum(cluster.calls.values()) == 0
@@ -92,19 +81,19 @@ def test_non_json_body_is_400(client, cluster):
 
 
 def test_unknown_pvc_is_404(client, cluster):
-    response = _post(client, "/v1/backup", {"namespace": "ai", "pvc": "nope"})
+    response = post(client, "/v1/backup", {"namespace": "ai", "pvc": "nope"})
     assert response.status_code == 404 and "ai/nope" in response.json()["detail"]
 
 
 def test_pending_pvc_is_409_not_bound(client, cluster):
     cluster.add_pvc("ai", "waiting", bound=False)
-    response = _post(client, "/v1/backup", {"namespace": "ai", "pvc": "waiting"})
+    response = post(client, "/v1/backup", {"namespace": "ai", "pvc": "waiting"})
     assert response.status_code == 409 and response.json()["error"] == "pvc_not_bound"
 
 
 def test_non_longhorn_pvc_is_422_naming_the_driver(client, cluster):
     cluster.add_pvc("ai", "local", storage_class="local-path", csi_driver=None)
-    response = _post(client, "/v1/backup", {"namespace": "ai", "pvc": "local"})
+    response = post(client, "/v1/backup", {"namespace": "ai", "pvc": "local"})
     assert response.status_code == 422
     assert response.json()["error"] == "unsupported_driver" and response.json()["driver"] == "longhorn"
 
@@ -115,7 +104,7 @@ def test_longhorn_failure_is_502_with_longhorns_message(client, cluster):
     cluster.add_pvc("ai", "x")
     cluster.fail["backup_snapshot"] = UpstreamError("longhorn", "Longhorn failed volumes.snapshotBackup: "
                                                     "failed to backup snapshot: disk full")
-    response = _post(client, "/v1/backup", {"namespace": "ai", "pvc": "x"})
+    response = post(client, "/v1/backup", {"namespace": "ai", "pvc": "x"})
     assert response.status_code == 502
     assert response.json()["error"] == "longhorn_error" and "disk full" in response.json()["detail"]
 

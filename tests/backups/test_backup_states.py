@@ -4,21 +4,13 @@ only for a while (backups pulled from the store keep it until synced)."""
 from datetime import timedelta
 
 import pytest
-import time_machine
 
 from backups import types as t
 from backups.drivers.longhorn import NEW_STATE_LIMIT, backup_facts
-
-from .fake_cluster import NOW, FakeCluster
+from tests.support.fake_cluster import NOW, FakeCluster
 
 pytestmark = pytest.mark.django_db
 OLD_SNAPSHOT = "soteria-backup-ai-llm-cache-20260412-140000"  # 90 minutes before NOW
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 def _post(client, body):

@@ -13,8 +13,7 @@ from backups.clients.longhorn import Snapshot
 from backups.drivers import longhorn as driver_module
 from backups.models import OwnSnapshot
 from tests.support.clock import SleeplessClock
-
-from .fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db
 ATTACHING = ("failed to take snapshot because the volume engine pvc-ai-llm-cache-e-0 is not running. "

@@ -12,8 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from backups import types as t
 from backups.models import BackupFailure
 from backups.services import inventory_cache
-
-from .fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db
 VOLUME = "pvc-ai-llm-cache"

@@ -3,24 +3,16 @@
 from datetime import timedelta
 
 import pytest
-import time_machine
 
 from backups import types as t
 from backups.services.inventory import assess
 from backups.types import BackupFacts
-
-from .fake_cluster import NOW, FakeCluster
+from tests.support.fake_cluster import NOW, FakeCluster
 
 pytestmark = pytest.mark.django_db
 
 FIELDS = {"namespace", "pvc", "volume", "storage_class", "capacity", "driver", "last_backup_at",
           "last_backup_age_hours", "backup_count", "healthy", "health_reason"}
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 def _rows(client):

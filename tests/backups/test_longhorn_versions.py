@@ -10,16 +10,9 @@ import time_machine
 from backups.clients.longhorn import BackupVolume
 from backups.drivers import longhorn_features
 from backups.drivers.longhorn import backup_facts
+from tests.support.fake_cluster import NOW
 
-from .fake_cluster import NOW
-
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen")]
 
 
 def _post(client, pvc="llm-cache"):

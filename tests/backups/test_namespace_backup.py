@@ -4,8 +4,7 @@ import pytest
 import time_machine
 
 from soteria_site.core.errors import UpstreamError
-
-from .fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,29 +6,19 @@ import time_machine
 
 from backups.services import backup as backup_service
 from policies import evaluate, services
+from tests.support.fake_cluster import NOW
+from tests.support.http import post
 
-from .fake_cluster import NOW
-
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("policy_secret_settings")]
 
 RESERVED = ["policy=ai.db", "policy", "policy = ai", "soteria.io/source=ai", "soteria.io/restored",
             "backup.soteria.io/owner=me"]
 
 
-def _post(client, path, body):
-    return client.post(path, body, content_type="application/json")
-
-
-@pytest.fixture(autouse=True)
-def policy_secret(settings):
-    settings.SOTERIA_SECRET_NAMESPACE = "soteria"
-    settings.SOTERIA_POLICY_SECRET_NAME = "soteria-policies"
-
-
 @pytest.mark.parametrize("tag", RESERVED)
 def test_backup_refuses_soteria_label_keys_naming_the_tag(client, cluster, tag):
     cluster.add_pvc("ai", "db")
-    response = _post(client, "/v1/backup", {"namespace": "ai", "pvc": "db", "tags": ["reason=upgrade", tag]})
+    response = post(client, "/v1/backup", {"namespace": "ai", "pvc": "db", "tags": ["reason=upgrade", tag]})
     assert response.status_code == 400, response.content
     body = response.json()
     assert body["error"] == "invalid_input" and body["field"] == "tags"
@@ -39,7 +29,7 @@ def test_backup_refuses_soteria_label_keys_naming_the_tag(client, cluster, tag):
 @pytest.mark.parametrize("tag", RESERVED)
 def test_namespace_backup_refuses_soteria_label_keys(client, cluster, tag):
     cluster.add_pvc("ai", "db")
-    response = _post(client, "/v1/backup/namespace", {"namespace": "ai", "tags": [tag]})
+    response = post(client, "/v1/backup/namespace", {"namespace": "ai", "tags": [tag]})
     assert response.status_code == 400 and response.json()["field"] == "tags"
     assert repr(tag) in response.json()["detail"]
     assert cluster.mutating_calls == {}
@@ -48,7 +38,7 @@ def test_namespace_backup_refuses_soteria_label_keys(client, cluster, tag):
 @pytest.mark.parametrize("tag", ["policy-note=x", "mypolicy", "example.org/policy=x", "notsoteria.io/x=y"])
 def test_keys_that_only_look_alike_are_accepted(client, cluster, tag):
     cluster.add_pvc("ai", "db")
-    response = _post(client, "/v1/backup", {"namespace": "ai", "pvc": "db", "tags": [tag], "dry_run": True})
+    response = post(client, "/v1/backup", {"namespace": "ai", "pvc": "db", "tags": [tag], "dry_run": True})
     assert response.status_code == 200, response.content
 
 
@@ -62,7 +52,7 @@ def test_console_backup_form_refuses_a_policy_tag(client, cluster):
 
 @pytest.mark.parametrize("tag", ["policy=ai", "soteria.io/owner=me"])
 def test_policy_api_refuses_soteria_label_keys_and_writes_nothing(client, cluster, tag):
-    response = _post(client, "/v1/policies", {"namespace": "ai", "interval_hours": 6, "tags": ["tier=gold", tag]})
+    response = post(client, "/v1/policies", {"namespace": "ai", "interval_hours": 6, "tags": ["tier=gold", tag]})
     assert response.status_code == 400, response.content
     assert response.json()["field"] == "tags" and repr(tag) in response.json()["detail"]
     assert cluster.secrets == {}

@@ -2,21 +2,12 @@
 and a source that grew since the backup gets its restored volume expanded."""
 
 import pytest
-import time_machine
 
 from soteria_site.core.errors import UpstreamError
 from tests.support.clock import SleeplessClock
 
-from .fake_cluster import NOW
-
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen")]
 GI = 2**30
-
-
-@pytest.fixture(autouse=True)
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 def _restore(client, dry_run=False):

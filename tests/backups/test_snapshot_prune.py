@@ -7,8 +7,7 @@ from backups.drivers import longhorn_snapshots
 from backups.models import OwnSnapshot
 from backups.services import snapshot_cleanup
 from backups.tasks import SCHEDULES
-
-from .fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db
 VOLUME = "pvc-ai-llm-cache"
@@ -19,12 +18,6 @@ RUNNING = "soteria-backup-ai-llm-cache-20260412-140000"
 ORPHAN_OLD = "soteria-backup-ai-llm-cache-20260412-150000"   # 30 minutes old, no backup
 ORPHAN_NEW = "soteria-backup-ai-llm-cache-20260412-152930"   # 30 seconds old, no backup
 FOREIGN = "snap-from-a-recurring-job"
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 @pytest.fixture

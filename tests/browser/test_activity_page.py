@@ -2,10 +2,7 @@
 
 import re
 
-import pytest
 from playwright.sync_api import expect
-
-pytestmark = [pytest.mark.browser, pytest.mark.sandbox]
 
 
 def _entries(page, action: str, target: str):

@@ -3,12 +3,9 @@
 import re
 from datetime import datetime
 
-import pytest
 from playwright.sync_api import expect
 
-from .conftest import reload_until
-
-pytestmark = [pytest.mark.browser, pytest.mark.sandbox]
+from tests.support.browser import reload_until
 
 SUCCESS = re.compile(r"Backup (soteria-backup-ai-llm-cache-\d{8}-\d{6}) of volume (pvc-[0-9a-f-]+) started\.")
 

@@ -12,9 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import ADMIN, VIEWER, reload_until
-
-pytestmark = [pytest.mark.browser, pytest.mark.sandbox]
+from tests.support.browser import ADMIN, VIEWER, reload_until
 
 
 def test_without_identity_headers_the_console_asks_to_sign_in(new_context, auth_server):

@@ -3,8 +3,6 @@
 import pytest
 from playwright.sync_api import expect
 
-pytestmark = [pytest.mark.browser, pytest.mark.sandbox]
-
 PAGES = ["/", "/pvc/ai/llm-cache/", "/restores/", "/policies/", "/activity/", "/namespace/ai/restore"]
 
 

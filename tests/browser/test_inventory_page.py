@@ -5,8 +5,6 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-pytestmark = [pytest.mark.browser, pytest.mark.sandbox]
-
 SEEDED = {
     "ai": {"llm-cache": "fresh", "model-store": "stale", "notebooks": "never backed up"},
     "databases": {"analytics-warehouse": "not bound", "postgres-data": "last backup failed", "redis-data": "fresh"},

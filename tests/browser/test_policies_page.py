@@ -1,10 +1,7 @@
 """Backup policies from the console: create one with the form, see it listed, delete it."""
 
 
-import pytest
 from playwright.sync_api import expect
-
-pytestmark = [pytest.mark.browser, pytest.mark.sandbox]
 
 
 def _create_form(page):

@@ -2,12 +2,10 @@
 
 import re
 
-import pytest
 from playwright.sync_api import expect
 
-from .conftest import pvc_exists, reload_until
-
-pytestmark = [pytest.mark.browser, pytest.mark.sandbox]
+from tests.support.browser import reload_until
+from tests.support.kube import pvc_exists
 
 
 def _restore_form(page):

@@ -3,7 +3,7 @@
 import pytest
 
 from soteria_site.core import kubernetes
-from tests.fakes import FakeServer
+from tests.support.fakes import FakeServer
 
 
 @pytest.fixture

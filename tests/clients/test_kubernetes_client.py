@@ -5,7 +5,7 @@ from werkzeug.wrappers import Response
 
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import Conflict, NotFound, UpstreamError, UpstreamUnavailable
-from tests.fakes import json_response
+from tests.support.fakes import json_response
 
 PVC = {
     "metadata": {"name": "llm-cache", "namespace": "ai", "uid": "u-1", "creationTimestamp": "2024-05-01T10:00:00Z"},

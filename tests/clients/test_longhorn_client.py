@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response
 
 from backups.clients import longhorn
 from soteria_site.core.errors import NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from tests.fakes import FakeServer, json_response
+from tests.support.fakes import FakeServer, json_response
 
 VOLUME = {
     "id": "pvc-1", "name": "pvc-1", "type": "volume", "size": "53687091200", "state": "attached",

@@ -12,7 +12,7 @@ from backups.clients import longhorn_crd
 from backups.clients.longhorn import BackupStatus, BackupVolume, Volume
 from soteria_site.core.errors import UpstreamError
 from soteria_site.core.metrics import UPSTREAM_REQUESTS
-from tests.fakes import json_response
+from tests.support.fakes import json_response
 
 BASE = "/apis/longhorn.io/v1beta2/namespaces/longhorn-system"
 

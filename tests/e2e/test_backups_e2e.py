@@ -11,8 +11,9 @@ from sandbox import faults, procs, seed
 from sandbox.config import SandboxConfig
 from soteria_site.core import kubernetes as kubernetes_client
 from soteria_site.core.metrics import UPSTREAM_REQUESTS
-
-from .conftest import kube, post, wait_for
+from tests.support.http import post
+from tests.support.kube import kube
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,8 +6,7 @@ from backups.clients import longhorn
 from sandbox import cluster, faults
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import Conflict, NotFound, UpstreamError, UpstreamUnavailable
-
-from .conftest import wait_for
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.django_db
 

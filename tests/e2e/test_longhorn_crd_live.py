@@ -6,7 +6,7 @@ import pytest
 from backups.clients import longhorn, longhorn_crd
 from sandbox import faults
 from soteria_site.core import kubernetes
-from tests.polling import wait_for
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

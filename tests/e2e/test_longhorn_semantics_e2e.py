@@ -9,8 +9,9 @@ import pytest
 from backups.clients import longhorn as longhorn_client
 from backups.services import inventory_cache
 from sandbox import faults, seed
-
-from .conftest import kube, post, wait_for
+from tests.support.http import post
+from tests.support.kube import kube
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 GI = 2**30

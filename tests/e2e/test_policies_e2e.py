@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from policies import evaluate, store
 from sandbox import faults, seed
-
-from .conftest import kube, post, wait_for
+from tests.support.http import post
+from tests.support.kube import kube
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -24,8 +24,9 @@ from sandbox import cluster, faults
 from sandbox.config import SandboxConfig
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import UpstreamError
-from tests.conftest import TEST_PORT_BASE
-from tests.polling import wait_for
+from tests.support.http import post
+from tests.support.polling import wait_for
+from tests.support.ports import TEST_PORT_BASE
 
 pytestmark = pytest.mark.django_db(transaction=True)
 REPO = Path(__file__).resolve().parents[2]
@@ -94,10 +95,6 @@ def as_soteria(rbac_sandbox, settings):
     return rbac_sandbox
 
 
-def _post(client, path, body):
-    return client.post(path, body, content_type="application/json")
-
-
 def test_every_use_case_works_with_only_the_shipped_roles(client, as_soteria):
     assert client.get("/readyz").status_code == 200
     faults.reset_calls(as_soteria)
@@ -106,14 +103,14 @@ def test_every_use_case_works_with_only_the_shipped_roles(client, as_soteria):
     # Longhorn's side came from its custom resources (the Role in longhorn-system), not the manager.
     assert faults.calls(as_soteria) == {}
     assert any(p["backup_count"] for ns in inventory["namespaces"] for p in ns["pvcs"])
-    assert _post(client, "/v1/backup", {"namespace": "ai", "pvc": "notebooks"}).status_code == 200
+    assert post(client, "/v1/backup", {"namespace": "ai", "pvc": "notebooks"}).status_code == 200
     wait_for(lambda: any(b["state"] == "Completed" for b in
                          client.get("/v1/backups?namespace=ai&pvc=notebooks").json()["backups"]), what="backup")
-    restore = _post(client, "/v1/restores", {"namespace": "ai", "pvc": "llm-cache", "target_namespace": "media",
-                                             "target_pvc": "rbac-restore"})
+    restore = post(client, "/v1/restores", {"namespace": "ai", "pvc": "llm-cache", "target_namespace": "media",
+                                            "target_pvc": "rbac-restore"})
     assert restore.status_code == 200, restore.content
     assert client.get("/v1/restores").status_code == 200
-    assert _post(client, "/v1/policies", {"namespace": "ai", "interval_hours": 12}).status_code == 201
+    assert post(client, "/v1/policies", {"namespace": "ai", "interval_hours": 12}).status_code == 201
     from policies import evaluate
     assert evaluate.evaluate(holder="rbac-test").leader is True  # creates the Lease
     assert evaluate.evaluate(holder="rbac-test").leader is True  # renews it
@@ -124,7 +121,7 @@ def test_a_failed_restore_can_clean_up_after_itself(client, as_soteria, monkeypa
     def refuse(namespace, body):
         raise UpstreamError("kubernetes", "refused for the test")
     monkeypatch.setattr(kubernetes, "create_pvc", refuse)
-    response = _post(client, "/v1/restores", {"namespace": "ai", "pvc": "llm-cache", "target_pvc": "rbac-cleanup"})
+    response = post(client, "/v1/restores", {"namespace": "ai", "pvc": "llm-cache", "target_pvc": "rbac-cleanup"})
     assert response.status_code == 502 and response.json()["cleanup"]["succeeded"] is True
     _passed.add("failed_restore_cleanup")
 

@@ -10,8 +10,9 @@ from django.test import Client
 from sandbox import faults, seed
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import UpstreamError
-
-from .conftest import kube, post, wait_for
+from tests.support.http import post
+from tests.support.kube import kube
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 FILES = {"README.txt": "restore me\n", "data/rows.csv": "id,v\n" + "".join(f"{i},{i * i}\n" for i in range(500)),

@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from policies.services import refresh_inventory
 from soteria_site.core.errors import UpstreamUnavailable
-from tests.backups.fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ import pytest
 import time_machine
 
 from policies.services import refresh_inventory
-from tests.backups.fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db
 # Contract names kept despite promtool's naming lint (docs/metrics.md).

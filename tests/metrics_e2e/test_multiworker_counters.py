@@ -13,12 +13,13 @@ import signal
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
-from .conftest import alive, gunicorn_workers, http, http_json, scrape, wait_for
-
-pytestmark = pytest.mark.sandbox
+from tests.support.http import http, http_json
+from tests.support.metrics import scrape
+from tests.support.polling import wait_for_passing
+from tests.support.processes import alive
+from tests.support.soteria import gunicorn_workers
 
 # The bound Longhorn PVCs of the demo data. One thread per PVC: a dry run holds the
 # PVC's lock too, so two at once on one PVC would (rightly) answer 409.
@@ -75,7 +76,7 @@ def test_counters_are_summed_over_workers_and_kept_when_one_dies(sandbox, soteri
         posts = Counter(pid for pid, method, path, _ in _served(server) if (method, path) == ("POST", "/v1/backup"))
         return sum(posts.values()) == TOTAL and posts
 
-    posts = wait_for(posts_logged, 10, f"{TOTAL} POST lines in the access log")
+    posts = wait_for_passing(posts_logged, 10, f"{TOTAL} POST lines in the access log")
     assert len(posts) > 1, f"every request went to one worker: {posts}"
     assert set(posts) <= gunicorn_workers(server)
 
@@ -93,13 +94,13 @@ def test_counters_are_summed_over_workers_and_kept_when_one_dies(sandbox, soteri
     assert scrape(server).one("soteria_e2e_probe") == 1
     before = gunicorn_workers(server)
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: not alive(victim), 10, f"worker {victim} to die")
-    after = wait_for(lambda: (w := gunicorn_workers(server)) and len(w) == 3 and victim not in w and w, 30,
-                     "gunicorn to replace the killed worker")
+    wait_for_passing(lambda: not alive(victim), 10, f"worker {victim} to die")
+    after = wait_for_passing(lambda: (w := gunicorn_workers(server)) and len(w) == 3 and victim not in w and w,
+                             30, "gunicorn to replace the killed worker")
     (new_worker,) = after - before
     gunicorn_log = server.data_dir / "gunicorn.log"
-    wait_for(lambda: f"Booting worker with pid: {new_worker}" in gunicorn_log.read_text(), 30,
-             "the new worker to boot")
+    wait_for_passing(lambda: f"Booting worker with pid: {new_worker}" in gunicorn_log.read_text(), 30,
+                     "the new worker to boot")
     log = gunicorn_log.read_text()
     assert "Traceback" not in log, log[-3000:]
     assert server.process.poll() is None
@@ -130,8 +131,8 @@ def test_counters_never_go_down_when_a_container_restarts(sandbox, soteria, work
     assert statuses == [200] * 30
     victim = Counter(pid for pid, method, path, _ in _served(server) if method == "POST").most_common(1)[0][0]
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: (w := gunicorn_workers(server)) and len(w) == 2 and victim not in w, 30,
-             "gunicorn to replace the killed worker")
+    wait_for_passing(lambda: (w := gunicorn_workers(server)) and len(w) == 2 and victim not in w, 30,
+                     "gunicorn to replace the killed worker")
     assert _scrape_many(server, 4) == [30] * 4
 
     # The worker container (re)starts while a web worker's counts are only in a dead PID's file.

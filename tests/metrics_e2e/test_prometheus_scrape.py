@@ -6,11 +6,10 @@ through django-q2. A backup of a PVC never backed up must show in Prometheus as
 one more backup once the backup completed and the snapshot was refreshed.
 """
 
-import pytest
 
-from .conftest import http_json, scrape, wait_for
-
-pytestmark = pytest.mark.sandbox
+from tests.support.http import http_json
+from tests.support.metrics import scrape
+from tests.support.polling import wait_for_passing
 
 NS, PVC = "ai", "notebooks"  # seeded without any backup
 
@@ -37,8 +36,8 @@ def test_prometheus_sees_the_contracts_metrics_change_with_a_real_backup(sandbox
 
     # Before anything: the counters' families exist at zero, the snapshot is the seeded world.
     stamp = _refresh(queue, server)
-    wait_for(lambda: prom.value('up{job="soteria"}') == 1, 20, "Prometheus's first scrape of Soteria")
-    wait_for(lambda: _prometheus_has_scraped(prom, stamp), 20, "a scrape after the first refresh")
+    wait_for_passing(lambda: prom.value('up{job="soteria"}') == 1, 20, "Prometheus's first scrape of Soteria")
+    wait_for_passing(lambda: _prometheus_has_scraped(prom, stamp), 20, "a scrape after the first refresh")
     assert prom.value('soteria_backup_requests_total{driver="longhorn",result="success"}') == 0
     assert prom.value('soteria_backup_requests_total{driver="longhorn",result="rejected"}') == 0
     count_before = prom.value(f'pvc_backup_count{{namespace="{NS}",pvc="{PVC}"}}')
@@ -68,10 +67,10 @@ def test_prometheus_sees_the_contracts_metrics_change_with_a_real_backup(sandbox
         assert mine[0]["state"] not in ("Error", "Failed"), mine[0]
         return mine[0]["state"] == "Completed"
 
-    wait_for(completed, 60, f"backup {answer['backup']} to complete")
+    wait_for_passing(completed, 60, f"backup {answer['backup']} to complete")
 
     stamp = _refresh(queue, server)
-    wait_for(lambda: _prometheus_has_scraped(prom, stamp), 20, "a scrape after the refresh")
+    wait_for_passing(lambda: _prometheus_has_scraped(prom, stamp), 20, "a scrape after the refresh")
     assert prom.value(f'pvc_backup_count{{namespace="{NS}",pvc="{PVC}"}}') == count_before + 1
     assert prom.value(f'pvc_backup_health{{namespace="{NS}",pvc="{PVC}"}}') == 1
     assert prom.value(f'pvc_backup_age_hours{{namespace="{NS}",pvc="{PVC}"}}') < 0.1

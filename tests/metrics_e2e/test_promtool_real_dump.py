@@ -4,11 +4,9 @@ only the two findings docs/metrics.md documents (the contract's names are kept).
 import shutil
 import subprocess
 
-import pytest
-
-from .conftest import POLICY_SECRET, http, http_json, refresh_in_shell, scrape
-
-pytestmark = pytest.mark.sandbox
+from tests.support.http import http, http_json
+from tests.support.metrics import POLICY_SECRET, scrape
+from tests.support.soteria import refresh_in_shell
 
 # docs/metrics.md, "Known promtool check metrics findings".
 KNOWN = {"pvc_backup_age_hours", "pvc_backup_count"}

@@ -5,12 +5,10 @@ invalid name, Kubernetes unreachable while the PVC is looked up), so that
 SoteriaBackupsFailing sees backups failing because Kubernetes is down.
 """
 
-import pytest
 import yaml
 
-from .conftest import http_json, scrape
-
-pytestmark = pytest.mark.sandbox
+from tests.support.http import http_json
+from tests.support.metrics import scrape
 
 
 def _count(server, result: str) -> float:

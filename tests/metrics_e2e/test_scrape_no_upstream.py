@@ -6,13 +6,10 @@ real kube-apiserver stopped, /metrics still answers with the freshness gauges,
 and a failed refresh keeps the previous values and is counted.
 """
 
-import pytest
 
 from sandbox import cluster, faults
-
-from .conftest import refresh_in_shell, scrape
-
-pytestmark = pytest.mark.sandbox
+from tests.support.metrics import scrape
+from tests.support.soteria import refresh_in_shell
 
 SNAPSHOT_FAMILIES = ("pvc_backup_age_hours", "pvc_backup_health", "pvc_backup_last_success_timestamp_seconds",
                      "pvc_backup_count", "pvc_backup_stuck", "soteria_inventory_refresh_timestamp_seconds")

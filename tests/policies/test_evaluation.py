@@ -6,15 +6,9 @@ import pytest
 import time_machine
 
 from policies import evaluate, leader, services
-from tests.backups.fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def namespace(settings):
-    settings.SOTERIA_SECRET_NAMESPACE = "soteria"
-    settings.SOTERIA_POLICY_SECRET_NAME = "soteria-policies"
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("policy_secret_settings")]
 
 
 def _policy(namespace, pvc="", hours=6.0, enabled=True, retain=None, when=NOW - timedelta(days=30)):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("policy_secret_settings")]
 
 
 def _post(client, body):
@@ -14,12 +14,6 @@ def _post(client, body):
 def _stored(cluster):
     secret = cluster.secrets[("soteria", "soteria-policies")]
     return json.loads(secret.data["policies.json"])
-
-
-@pytest.fixture(autouse=True)
-def namespace(settings):
-    settings.SOTERIA_SECRET_NAMESPACE = "soteria"
-    settings.SOTERIA_POLICY_SECRET_NAME = "soteria-policies"
 
 
 def test_create_list_update_delete_round_trip(client, cluster):

@@ -6,25 +6,12 @@ import base64
 import os
 from datetime import datetime, timezone
 
-import pytest
 from kubernetes.client.exceptions import ApiException
 
 from sandbox.config import NODE_NAME
-
-pytest.register_assert_rewrite("tests.sandbox.conftest_kubelet")
-from tests.sandbox.conftest_kubelet import (  # noqa: E402 - after the rewrite registration
-    claim_volume,
-    job_body,
-    job_log,
-    job_pods,
-    processes_mentioning,
-    run_job,
-    tree_hashes,
-    wait_for,
-)
-
-pytest_plugins = ["tests.sandbox.conftest_kubelet"]
-pytestmark = pytest.mark.sandbox
+from tests.support.jobs import claim_volume, job_body, job_log, job_pods, run_job, tree_hashes
+from tests.support.polling import wait_for
+from tests.support.processes import processes_mentioning
 
 
 def _terminated(pod):

@@ -5,16 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.support.ports import TEST_PORT_BASE
 
 REPO = Path(__file__).resolve().parents[2]
-PORT_BASE = int(os.environ.get("SOTERIA_TEST_PORT_BASE", "27440")) + 30
-
-
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests need neither Django nor Soteria's clients."""
-    yield
+PORT_BASE = TEST_PORT_BASE + 30
 
 
 def _sandbox(state_dir, *args, timeout=300):

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
-
-from tests.sandbox.conftest import wait_for
-from tests.sandbox.test_longhorn_emulator import error_body
-
-pytestmark = pytest.mark.sandbox
-
-
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients: skip the repo-wide reset (no Django app code)."""
-    yield
+from tests.support.emulator import error_body
+from tests.support.polling import wait_for
 
 
 def bv_name(volume: str) -> str:

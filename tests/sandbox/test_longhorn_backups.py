@@ -8,19 +8,11 @@ import re
 
 import pytest
 
-from tests.sandbox.conftest import wait_for
-from tests.sandbox.test_longhorn_emulator import error_body
+from tests.support.emulator import error_body
+from tests.support.polling import wait_for
 
 BACKUP_URL = re.compile(r"^s3://backupbucket@us-east-1/\?backup=(backup-[0-9a-f]{16})&volume=([a-z0-9-]+)$")
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-
-pytestmark = pytest.mark.sandbox
-
-
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients: skip the repo-wide reset (no Django app code)."""
-    yield
 
 
 @pytest.fixture

@@ -7,17 +7,10 @@ import signal
 import pytest
 from kubernetes import client, config
 
-from tests.sandbox.conftest import PORT_KUBE, PORT_SPARE, EmulatorProcess, wait_for
-
-pytestmark = pytest.mark.sandbox
+from tests.support.emulator import PORT_KUBE, PORT_SPARE, EmulatorProcess
+from tests.support.polling import wait_for
 
 GROUP, VERSION = "longhorn.io", "v1beta2"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients."""
-    yield
 
 
 @pytest.fixture(scope="module")

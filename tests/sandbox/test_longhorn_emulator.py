@@ -6,29 +6,10 @@ import re
 
 import pytest
 
-from tests.sandbox.conftest import wait_for
+from tests.support.emulator import error_body
+from tests.support.polling import wait_for
 
 GO_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000 UTC$")
-
-pytestmark = pytest.mark.sandbox
-
-
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients: skip the repo-wide reset (no Django app code)."""
-    yield
-
-
-def error_body(response, status: int, message_part: str) -> dict:
-    """Assert a Longhorn error answer and return its body."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"type", "status", "code", "message", "detail", "links", "actions"}
-    assert body["type"] == "error" and body["status"] == status and body["detail"] == "" and body["actions"] == {}
-    assert body["code"] == {500: "Internal Server Error", 404: "Not Found"}[status]
-    assert body["links"]["self"] == response.url.split("?")[0]
-    assert message_part in body["message"], body["message"]
-    return body
 
 
 # Envelope ---------------------------------------------------------------------------

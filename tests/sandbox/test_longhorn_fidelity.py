@@ -3,17 +3,7 @@ snapshot-max-count, restore size and expand, failed-backup TTL, the volume list'
 
 from __future__ import annotations
 
-import pytest
-
-from tests.sandbox.conftest import wait_for
-
-pytestmark = pytest.mark.sandbox
-
-
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients."""
-    yield
+from tests.support.polling import wait_for
 
 
 def attached_volume(lh, name: str, **fields) -> dict:

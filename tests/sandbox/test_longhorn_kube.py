@@ -7,16 +7,8 @@ import json
 import pytest
 from kubernetes import client, config
 
-from tests.sandbox.conftest import PORT_KUBE, EmulatorProcess, wait_for
-from tests.sandbox.test_longhorn_emulator import error_body
-
-pytestmark = pytest.mark.sandbox
-
-
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients: skip the repo-wide reset (no Django app code)."""
-    yield
+from tests.support.emulator import PORT_KUBE, EmulatorProcess, error_body
+from tests.support.polling import wait_for
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,7 @@ import signal
 import pytest
 import requests
 
-from tests.sandbox.conftest import wait_for
-
-pytestmark = pytest.mark.sandbox
-
-
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients: skip the repo-wide reset (no Django app code)."""
-    yield
+from tests.support.polling import wait_for
 
 
 def test_volumes_backups_and_running_work_survive_a_kill(spare_emulator):

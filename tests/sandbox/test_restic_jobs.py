@@ -14,11 +14,7 @@ import uuid
 
 import pytest
 
-pytest.register_assert_rewrite("tests.sandbox.conftest_kubelet")
-from tests.sandbox.conftest_kubelet import claim_volume, job_body, job_log, job_pods, run_job, tree_hashes  # noqa: E402 - after the rewrite registration
-
-pytest_plugins = ["tests.sandbox.conftest_kubelet"]
-pytestmark = pytest.mark.sandbox
+from tests.support.jobs import claim_volume, job_body, job_log, job_pods, run_job, tree_hashes
 
 IMAGE = "restic/restic:0.16.4"
 

@@ -2,27 +2,14 @@
 
 `secure_server` trusts one proxy address (PROXY); a request from any other loopback
 address (POD) plays an ordinary pod of the cluster. `default_server` runs with the
-shipped defaults: auth required, no trusted proxy configured.
+shipped defaults: auth required, no trusted proxy configured. PROXY, POD and SECURE_ENV
+are in tests/support/cast.py.
 """
 
 import pytest
 
-from tests.conftest import start_soteria, stop_soteria
-from tests.support.cast import TOKEN, TOKEN_NAME
-
-PROXY = "127.0.0.2"  # the trusted proxy in front of Soteria
-POD = "127.0.0.1"    # any other pod that can reach Soteria's port
-
-SECURE_ENV = {
-    "SOTERIA_AUTH_REQUIRED": "true",
-    "SOTERIA_TRUSTED_PROXIES": f"{PROXY}/32",
-    "SOTERIA_ALLOWED_GROUPS": "admin",
-    "SOTERIA_READONLY_GROUPS": "viewers",
-    "SOTERIA_BACKUP_SCOPES": "team-ai=ai",
-    "SOTERIA_RESTORE_SCOPES": "team-ai=ai",
-    "SOTERIA_AUTH_BEARER_TOKENS": f"{TOKEN_NAME}:{TOKEN}",
-    "SOTERIA_ALLOWED_HOSTS": "127.0.0.1,localhost",
-}
+from tests.support.cast import SECURE_ENV
+from tests.support.soteria import start_soteria, stop_soteria
 
 
 @pytest.fixture(scope="session")

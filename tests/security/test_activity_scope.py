@@ -1,13 +1,9 @@
 """Finding 7: the Activity page shows a scoped identity only the actions of its namespaces."""
 
-import pytest
 
 from tests.support import cast
+from tests.support.cast import PROXY
 from tests.support.http import call
-
-from .conftest import PROXY
-
-pytestmark = pytest.mark.sandbox
 
 
 def test_activity_shows_a_scoped_identity_only_its_namespaces(secure_server):

@@ -8,13 +8,11 @@ from http.cookies import SimpleCookie
 
 import pytest
 
-from tests.conftest import start_soteria, stop_soteria
 from tests.support import cast
+from tests.support.cast import POD, PROXY, SECURE_ENV
 from tests.support.http import call
+from tests.support.soteria import start_soteria, stop_soteria
 
-from .conftest import POD, PROXY, SECURE_ENV
-
-pytestmark = pytest.mark.sandbox
 ODD_TOKEN = "odd:token with spaces:and-colons-0123456789abcdef"
 
 

@@ -3,14 +3,9 @@ paths do no identity work at all (real gunicorn, the server's own SQLite file)."
 
 import sqlite3
 
-import pytest
-
 from tests.support import cast
+from tests.support.cast import PROXY
 from tests.support.http import call
-
-from .conftest import PROXY
-
-pytestmark = pytest.mark.sandbox
 
 
 class Database:

@@ -3,13 +3,11 @@ header is refused (real gunicorn joins repeats with a comma, so they must be cau
 
 import pytest
 
-from tests.conftest import start_soteria, stop_soteria
 from tests.support import cast
+from tests.support.cast import PROXY, SECURE_ENV
 from tests.support.http import call, metric
+from tests.support.soteria import start_soteria, stop_soteria
 
-from .conftest import PROXY, SECURE_ENV
-
-pytestmark = pytest.mark.sandbox
 DRY_BACKUP = {"namespace": "ai", "pvc": "llm-cache", "dry_run": True}
 
 

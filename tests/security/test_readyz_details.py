@@ -7,13 +7,10 @@ import socket
 
 import pytest
 
-from tests.conftest import start_soteria, stop_soteria
-from tests.polling import wait_for
+from tests.support.cast import POD, SECURE_ENV
 from tests.support.http import call
-
-from .conftest import POD, SECURE_ENV
-
-pytestmark = pytest.mark.sandbox
+from tests.support.polling import wait_for
+from tests.support.soteria import start_soteria, stop_soteria
 
 BROKEN_SECRET = "readyz-probe-policies"
 

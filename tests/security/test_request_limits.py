@@ -7,14 +7,12 @@ import threading
 import pytest
 
 from sandbox import faults
-from tests.conftest import start_soteria, stop_soteria
-from tests.polling import wait_for
 from tests.support import cast
+from tests.support.cast import POD, PROXY, SECURE_ENV
 from tests.support.http import call, metric
+from tests.support.polling import wait_for
+from tests.support.soteria import start_soteria, stop_soteria
 
-from .conftest import POD, PROXY, SECURE_ENV
-
-pytestmark = pytest.mark.sandbox
 DRY_BACKUP = {"namespace": "ai", "pvc": "llm-cache", "dry_run": True}
 
 

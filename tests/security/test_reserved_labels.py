@@ -12,11 +12,8 @@ import pytest
 
 from sandbox import faults
 from tests.support import cast
+from tests.support.cast import PROXY
 from tests.support.http import call
-
-from .conftest import PROXY
-
-pytestmark = pytest.mark.sandbox
 
 RESERVED = ["policy=ai.llm-cache", "policy=ai", "soteria.io/restored-from=media.photos", "soteria.io/owner"]
 

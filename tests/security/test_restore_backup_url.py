@@ -9,11 +9,8 @@ import pytest
 
 from sandbox import faults
 from tests.support import cast
+from tests.support.cast import PROXY
 from tests.support.http import call
-
-from .conftest import PROXY
-
-pytestmark = pytest.mark.sandbox
 
 
 def _backup_urls(server, namespace, pvc) -> list[str]:

@@ -4,13 +4,10 @@ on the sandbox."""
 
 import pytest
 
-from tests.polling import wait_for
 from tests.support import cast
+from tests.support.cast import PROXY
 from tests.support.http import call
-
-from .conftest import PROXY
-
-pytestmark = pytest.mark.sandbox
+from tests.support.polling import wait_for
 
 PROBE = "scoped-view-probe"  # a PVC name no seeded namespace has: the policies govern nothing
 

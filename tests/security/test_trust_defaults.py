@@ -1,14 +1,11 @@
 """Finding 1 and 5: identity headers count only from trusted proxies, and what an identity may
 do follows from how it authenticated, never from its name (real gunicorn, auth required)."""
 
-import pytest
 
 from tests.support import cast
+from tests.support.cast import POD, PROXY
 from tests.support.http import call, metric
 
-from .conftest import POD, PROXY
-
-pytestmark = pytest.mark.sandbox
 FORGED_ADMIN = (("X-Auth-Request-User", "x"), ("X-Auth-Request-Groups", "admin"))
 
 

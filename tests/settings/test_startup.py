@@ -1,7 +1,6 @@
 """Start-up as an operator sees it: real processes, real exit codes, one clear line."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,6 +9,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -20,12 +21,6 @@ def _env(tmp_path, **extra):
     env.update(SOTERIA_DATA_DIR=str(tmp_path / "data"), DJANGO_SETTINGS_MODULE="soteria_site.settings")
     env.update(extra)
     return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("variable,value", [
@@ -67,14 +62,14 @@ def test_check_deploy_passes_with_production_settings(tmp_path):
 def test_gunicorn_refuses_to_start_on_bad_configuration(tmp_path, variable, value, expected):
     result = subprocess.run([str(GUNICORN), "-c", "soteria_site/gunicorn.conf.py", "soteria_site.wsgi"],
                             cwd=ROOT, capture_output=True, text=True, timeout=60,
-                            env=_env(tmp_path, SOTERIA_LISTEN_ADDR=f"127.0.0.1:{_free_port()}", **{variable: value}))
+                            env=_env(tmp_path, SOTERIA_LISTEN_ADDR=f"127.0.0.1:{free_port()}", **{variable: value}))
     assert result.returncode != 0
     assert expected in result.stderr
 
 
 def _serving(tmp_path, **env):
     """gunicorn started with `env`, once it answers /healthz on SOTERIA_LISTEN_ADDR."""
-    port = _free_port()
+    port = free_port()
     env.setdefault("SOTERIA_LISTEN_ADDR", f"127.0.0.1:{port}")
     proc = subprocess.Popen([str(GUNICORN), "-c", "soteria_site/gunicorn.conf.py", "soteria_site.wsgi"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -114,7 +109,7 @@ def _status(url: str) -> int:
 
 
 def test_a_metrics_listener_serves_only_metrics_and_probes(tmp_path):
-    main, metrics = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+    main, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=_env(tmp_path), check=True,
                    timeout=120)
     proc = _serving(tmp_path, SOTERIA_LISTEN_ADDR=main, SOTERIA_METRICS_LISTEN_ADDR=metrics,

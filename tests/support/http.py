@@ -1,15 +1,20 @@
-"""Raw HTTP against a real server: any header (repeated ones too), any body, any source address.
+"""HTTP in tests.
 
-urllib and requests merge or normalise what an attacker would not; these tests need the
-bytes as sent. `peer` picks the loopback address the connection comes from, so one
-machine can play both the trusted proxy and an ordinary pod.
+`call`: raw HTTP against a real server: any header (repeated ones too), any body, any
+source address. urllib and requests merge or normalise what an attacker would not; these
+tests need the bytes as sent. `peer` picks the loopback address the connection comes
+from, so one machine can play both the trusted proxy and an ordinary pod.
+`http`, `http_json`: one plain request on a new connection. `post`: JSON through
+Django's test client.
 """
 
 from __future__ import annotations
 
-import http.client
 import json as jsonlib
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
+from http.client import HTTPConnection
 from urllib.parse import urlsplit
 
 
@@ -35,7 +40,7 @@ def call(base_url: str, method: str, path: str, *, headers=(), json=None, body: 
     if json is not None:
         body = jsonlib.dumps(json).encode()
         pairs.append(("Content-Type", "application/json"))
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout, source_address=(peer, 0))
+    conn = HTTPConnection(url.hostname, url.port, timeout=timeout, source_address=(peer, 0))
     try:
         conn.putrequest(method, path)
         for name, value in pairs:
@@ -59,3 +64,26 @@ def metric(base_url: str, name: str, **labels) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return 0.0
+
+
+def http(url: str, method: str = "GET", body: dict | None = None, timeout: float = 30.0):
+    """One request on a new connection (so gunicorn's workers share them). Returns
+    (status, headers, body bytes); HTTP errors are answers, not exceptions."""
+    data = jsonlib.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 30.0):
+    status, _, raw = http(url, method, body, timeout)
+    return status, jsonlib.loads(raw or b"{}")
+
+
+def post(client, path, body):
+    """A JSON POST through Django's test client."""
+    return client.post(path, body, content_type="application/json")

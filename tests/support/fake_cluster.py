@@ -2,6 +2,7 @@
 
 Replaces the client modules' functions with methods over plain dicts and
 counts every call by name, so unit tests can check behaviour and call costs.
+The `cluster` fixture (tests/conftest.py) installs one for a test.
 """
 
 from __future__ import annotations
@@ -347,8 +348,3 @@ class FakeCluster:
         volume = self.volumes.get(backup_volume)
         if volume:
             self.volumes[backup_volume] = replace(volume, backups=tuple(b for b in volume.backups if b.name != name))
-
-
-@pytest.fixture
-def cluster(monkeypatch) -> FakeCluster:
-    return FakeCluster().install(monkeypatch)

@@ -1,1 +1,0 @@
-from .fake_cluster import cluster  # noqa: F401

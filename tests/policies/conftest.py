@@ -1,1 +1,0 @@
-from tests.backups.fake_cluster import cluster  # noqa: F401
