@@ -19,7 +19,7 @@ import pytest
 import time_machine
 from jsonschema import Draft202012Validator, FormatChecker
 
-from tests.backups.fake_cluster import NOW, cluster  # noqa: F401 - the fixture
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db(transaction=True)  # namespace batches run in threads
 

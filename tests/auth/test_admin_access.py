@@ -5,8 +5,7 @@ from django.contrib.auth.models import User
 from django_q.models import Failure, OrmQ, Schedule, Task
 
 from soteria_site.web.models import AuditEntry
-
-from .conftest import CAST
+from tests.support.cast import CAST
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,7 @@ import time_machine
 from backups.forms import RestoreForm
 from policies.forms import PolicyForm
 from soteria_site.core.names import dns_subdomain_error, label_value_error
-
-from .fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DOTTED = "data.primary-2026"
@@ -19,12 +18,6 @@ LONGEST = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 253 characters
 
 def _post(client, path, body):
     return client.post(path, body, content_type="application/json")
-
-
-@pytest.fixture
-def frozen():
-    with time_machine.travel(NOW, tick=False):
-        yield
 
 
 # Kubernetes limits the whole name to 253, not each dot-separated part to 63.

@@ -10,8 +10,7 @@ import time_machine
 from backups.metrics import BACKUP_REQUESTS, NAMESPACE_BACKUP_REQUESTS, NAMESPACE_RESTORE_REQUESTS, RESTORE_REQUESTS
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import UpstreamError
-
-from .fake_cluster import NOW
+from tests.support.fake_cluster import NOW
 
 pytestmark = pytest.mark.django_db(transaction=True)  # batches run in threads
 

@@ -14,11 +14,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import start_soteria, stop_soteria
-
-from .conftest import ADMIN, VIEWER
-
-pytestmark = [pytest.mark.browser, pytest.mark.sandbox]
+from tests.support.browser import ADMIN, VIEWER
+from tests.support.soteria import start_soteria, stop_soteria
 
 ROOT = Path(__file__).resolve().parents[2]
 # May run backups, restores and policies, but is not in the admin group.

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from playwright.sync_api import expect
 
-from .conftest import ADMIN, VIEWER
-
-pytestmark = [pytest.mark.browser, pytest.mark.sandbox]
+from tests.support.browser import ADMIN, VIEWER
 
 POLICY = {"namespace": "ai", "pvc": "browsable-api-check", "interval_hours": 48}
 POLICY_ID = "ai.browsable-api-check"

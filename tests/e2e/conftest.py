@@ -12,3 +12,11 @@ def _clean_faults(request):
         cfg = request.getfixturevalue("sandbox")
         faults.clear(cfg)
         faults.set_op_seconds(cfg, cfg.longhorn_op_seconds)
+
+
+@pytest.fixture
+def policy_secret(live, settings, request):
+    """A policy Secret of this test's own in the service namespace."""
+    name = f"e2e-policies-{abs(hash(request.node.nodeid)) % 10 ** 8}"
+    settings.SOTERIA_POLICY_SECRET_NAME = name
+    return name

@@ -10,8 +10,9 @@ import pytest
 
 from sandbox import faults, seed
 from soteria_site.core.names import dns_subdomain_error, label_value_error
-
-from .conftest import kube, post, wait_for
+from tests.support.http import post
+from tests.support.kube import kube
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 NAMESPACE = "e2e-names"
@@ -81,13 +82,6 @@ def test_a_pvc_with_a_kubernetes_name_is_inventoried_backed_up_and_restored(clie
     # The apiserver took Soteria's Events on both claims, whatever their names' length.
     reasons = {(e.involved_object.name, e.reason) for e in kube(live).list_namespaced_event(NAMESPACE).items}
     assert {(pvc, "BackupStarted"), (pvc, "RestoreStarted"), (target, "RestoredFromBackup")} <= reasons
-
-
-@pytest.fixture
-def policy_secret(live, settings, request):
-    name = f"e2e-policies-names-{abs(hash(request.node.name)) % 10 ** 6}"
-    settings.SOTERIA_POLICY_SECRET_NAME = name
-    return name
 
 
 def _policy_ids(client) -> list[str]:

@@ -19,14 +19,6 @@ from tests.support.polling import wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def policy_secret(live, settings, request):
-    """A Secret of this test's own in the service namespace."""
-    name = f"e2e-policies-{abs(hash(request.node.name)) % 10 ** 8}"
-    settings.SOTERIA_POLICY_SECRET_NAME = name
-    return name
-
-
 def _secret_json(cfg, name):
     secret = kube(cfg).read_namespaced_secret(name, "soteria")
     return json.loads(base64.b64decode(secret.data["policies.json"])), secret

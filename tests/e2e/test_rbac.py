@@ -183,20 +183,20 @@ def test_restic_use_cases_work_with_only_the_shipped_roles(client, as_soteria, s
         assert response.status_code == 200, response.content
         return response.json()["backups"]
 
-    good = _post(client, "/v1/backup", {"namespace": "media", "pvc": "transcode-cache"})
+    good = post(client, "/v1/backup", {"namespace": "media", "pvc": "transcode-cache"})
     assert good.status_code == 200, good.content
     wait_for(lambda: not any(b["name"] == good.json()["backup"] for b in listed())  # the Job has ended
              and any(b["labels"].get("soteria.io/job") == good.json()["backup"] for b in listed()), 120,
              what="restic snapshot", interval=0.5)
     settings.SOTERIA_RESTIC_BACKUP_ARGS = ["--no-such-flag"]
-    bad = _post(client, "/v1/backup", {"namespace": "media", "pvc": "transcode-cache"})
+    bad = post(client, "/v1/backup", {"namespace": "media", "pvc": "transcode-cache"})
     assert bad.status_code == 200, bad.content
     wait_for(lambda: any(b["name"] == bad.json()["backup"] and "no-such-flag" in b["error"] for b in listed()), 120,
              what="the failed Job's error", interval=0.5)
     row = next(p for ns in client.get("/v1/inventory?namespace=media").json()["namespaces"] for p in ns["pvcs"]
                if p["pvc"] == "transcode-cache")
     assert row["driver"] == "restic" and row["health_reason"] == "last backup failed"
-    restore = _post(client, "/v1/restores", {"namespace": "media", "pvc": "transcode-cache",
+    restore = post(client, "/v1/restores", {"namespace": "media", "pvc": "transcode-cache",
                                              "target_pvc": "rbac-restic-restore"})
     assert restore.status_code == 200, restore.content
     assert client.get("/v1/restores?namespace=media").status_code == 200
@@ -204,7 +204,7 @@ def test_restic_use_cases_work_with_only_the_shipped_roles(client, as_soteria, s
     def refuse(namespace, body):
         raise UpstreamError("kubernetes", "refused for the test")
     monkeypatch.setattr(kubernetes, "create_pvc", refuse)
-    failed = _post(client, "/v1/restores", {"namespace": "media", "pvc": "transcode-cache",
+    failed = post(client, "/v1/restores", {"namespace": "media", "pvc": "transcode-cache",
                                             "target_pvc": "rbac-restic-cleanup"})
     assert failed.status_code == 502 and failed.json()["cleanup"]["succeeded"] is True
     assert [d.split()[0] for d in failed.json()["cleanup"]["deleted"]] == ["job"]

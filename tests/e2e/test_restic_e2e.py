@@ -9,8 +9,10 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from .conftest import kube, post, wait_for
-from .restic_support import local_pvc, provision, tree
+from tests.support.http import post
+from tests.support.kube import kube
+from tests.support.polling import wait_for
+from tests.support.restic import local_pvc, provision, tree
 
 pytestmark = pytest.mark.django_db(transaction=True)
 JOB_SECONDS = 120
@@ -166,8 +168,7 @@ def _host_restic(cfg, repository: str, home, *args: str):
 
 def test_a_stale_lock_does_not_block_the_next_backup(client, restic_live, settings, tmp_path):
     from sandbox import seed
-
-    from .restic_support import plant_stale_lock_s3
+    from tests.support.restic import plant_stale_lock_s3
 
     local_pvc(restic_live, "e2e-restic3", "locked")
     backed_up(client, "e2e-restic3", "locked")

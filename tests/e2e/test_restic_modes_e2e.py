@@ -9,9 +9,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from soteria_site.core.metrics import UPSTREAM_REQUESTS
+from tests.support.http import post
+from tests.support.polling import wait_for
+from tests.support.restic import local_pvc
 
-from .conftest import post, wait_for
-from .restic_support import local_pvc
 from .test_restic_e2e import JOB_SECONDS, backed_up, backups, batch
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -139,8 +140,7 @@ def test_the_demo_shows_its_restic_backed_pvc_with_auto(client, live, settings):
 
 def test_a_namespace_restore_brings_back_every_pvc(client, live, settings):
     from sandbox import seed
-
-    from .restic_support import provision, tree
+    from tests.support.restic import provision, tree
 
     settings.SOTERIA_BACKUP_DRIVER = "restic"
     settings.SOTERIA_RESTIC_REPOSITORY = f"s3:{live.s3_endpoint}/e2e-{uuid.uuid4().hex[:10]}/repo"

@@ -8,12 +8,7 @@ from policies.services import refresh_inventory
 from soteria_site.core.errors import UpstreamUnavailable
 from tests.support.fake_cluster import NOW
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def namespace(settings):
-    settings.SOTERIA_SECRET_NAMESPACE = "soteria"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("policy_secret_settings")]
 
 
 def scrape(client) -> dict:

@@ -4,16 +4,11 @@ import pytest
 import time_machine
 
 from policies.services import refresh_inventory
-from tests.backups.fake_cluster import NOW
 from tests.metrics.test_freshness_metrics import pvc, scrape
+from tests.support.fake_cluster import NOW
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("policy_secret_settings")]
 LONGEST = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 253 characters
-
-
-@pytest.fixture(autouse=True)
-def namespace(settings):
-    settings.SOTERIA_SECRET_NAMESPACE = "soteria"
 
 
 def test_dotted_and_long_pvc_names_are_metric_labels_in_full(client, cluster):

@@ -6,15 +6,9 @@ import pytest
 from policies.types import policy_id, policy_namespace, validate
 from soteria_site.core.errors import InvalidInput
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("policy_secret_settings")]
 DOTTED = "data.primary-2026"
 LONGEST = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 253 characters
-
-
-@pytest.fixture(autouse=True)
-def namespace(settings):
-    settings.SOTERIA_SECRET_NAMESPACE = "soteria"
-    settings.SOTERIA_POLICY_SECRET_NAME = "soteria-policies"
 
 
 def _post(client, body):

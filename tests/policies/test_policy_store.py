@@ -17,15 +17,12 @@ from policies.store import OWNER_LABELS, SecretFile, SecretStorage, StaleVersion
 from policies.types import Policy
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import Conflict, UpstreamError
-from tests.backups.fake_cluster import NOW
+from tests.support.fake_cluster import NOW
+
+pytestmark = pytest.mark.usefixtures("policy_secret_settings")
+
 
 KEY = ("soteria", "soteria-policies")
-
-
-@pytest.fixture(autouse=True)
-def namespace(settings):
-    settings.SOTERIA_SECRET_NAMESPACE = "soteria"
-    settings.SOTERIA_POLICY_SECRET_NAME = "soteria-policies"
 
 
 @pytest.fixture(autouse=True)

@@ -3,18 +3,8 @@
 
 from __future__ import annotations
 
-import pytest
-
-from tests.sandbox.conftest import wait_for
 from tests.sandbox.test_longhorn_emulator import error_body
-
-pytestmark = pytest.mark.sandbox
-
-
-@pytest.fixture(autouse=True)
-def _isolated_upstreams():
-    """These tests never touch Soteria's clients: skip the repo-wide reset (no Django app code)."""
-    yield
+from tests.support.polling import wait_for
 
 
 def test_a_snapshot_cr_takes_a_dotted_name_and_refuses_what_the_api_server_would(lh):

@@ -4,19 +4,11 @@ renewed by its holder, taken over once it expires, and a lost race is no leaders
 from dataclasses import replace
 from datetime import timedelta
 
-import pytest
-
 from soteria_site.core import kubernetes, leases
 from soteria_site.core.errors import Conflict
-from tests.backups.fake_cluster import NOW, FakeCluster
+from tests.support.fake_cluster import NOW
 
 LEASE = ("soteria", "evaluator")
-
-
-@pytest.fixture
-def cluster(monkeypatch) -> FakeCluster:
-    """The fake cluster's Leases, with resourceVersion compare-and-swap, stand in for the apiserver's."""
-    return FakeCluster().install(monkeypatch)
 
 
 def _acquire(holder, at=NOW, duration=60):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sandbox import seed
 from sandbox.config import SandboxConfig
-
-from .conftest import kube, wait_for
+from tests.support.kube import kube
+from tests.support.polling import wait_for
 
 CLASS = "local-path"
 
