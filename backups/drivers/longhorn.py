@@ -11,7 +11,6 @@ lists whatever the number of volumes, none on the manager: longhorn_crd.py).
 from __future__ import annotations
 
 import logging
-import re
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -20,7 +19,6 @@ from django.core.cache import cache
 
 from soteria_site.core.errors import Conflict, NotFound, SoteriaError, UnsupportedDriver, UpstreamError, UpstreamTimeout
 from soteria_site.core.kubernetes import LONGHORN_CSI_DRIVER, Pvc
-from soteria_site.core.names import fit_name
 
 from ..clients import longhorn, longhorn_crd
 from ..clients.longhorn import BackupStatus, BackupVolume, Volume
@@ -28,6 +26,7 @@ from ..types import BackupFacts, BackupRecord, BackupResult, Claim, PlannedCall,
 from . import failure_memory as failure_ledger
 from . import longhorn_features, longhorn_restore, longhorn_snapshots
 from .base import VolumeView
+from .longhorn_snapshots import snapshot_name, snapshot_time
 
 log = logging.getLogger(__name__)
 NAME = "longhorn"
@@ -39,34 +38,7 @@ FAILED_STATES = frozenset({"Error", "Unknown"})
 # never happen for an old one: "" counts as running only this long after it started (or
 # was first seen), two default backupstore poll intervals.
 NEW_STATE_LIMIT = timedelta(minutes=10)
-SNAPSHOT_PREFIX = longhorn_snapshots.SNAPSHOT_PREFIX
-# Longhorn takes any Kubernetes object name (253) for a Snapshot CR, and the v1 engine keeps
-# each snapshot in files named after it; Soteria stays within 63 so the name also fits a label
-# value and the tighter names Longhorn may copy it into (assumption: docs/longhorn.md, "Names").
-SNAPSHOT_NAME_MAX = 63
-_SNAPSHOT_TIME = re.compile(r"-(\d{8}-\d{6})$")
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
-
-
-def snapshot_name(namespace: str, pvc: str, when: datetime) -> str:
-    """`soteria-backup-<ns>-<pvc>-<UTC yyyymmdd-HHMMSS>`, shortened (`fit_name`) past 63
-    characters: the prefix and the time stay, so `snapshot_time` and pruning still know it."""
-    stamp = f"-{when.astimezone(timezone.utc):%Y%m%d-%H%M%S}"
-    return fit_name(f"{SNAPSHOT_PREFIX}{namespace}-{pvc}", SNAPSHOT_NAME_MAX, suffix=stamp)
-
-
-def snapshot_time(name: str) -> datetime | None:
-    """When Soteria took a snapshot, read from its name; None for other snapshots."""
-    if not name.startswith(SNAPSHOT_PREFIX):
-        return None
-    match = _SNAPSHOT_TIME.search(name)
-    if not match:
-        return None
-    try:
-        return datetime.strptime(match.group(1), "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
-
 
 def volume_of(claim: Claim) -> str | None:
     """The Longhorn volume behind a bound claim, or None if it is not a Longhorn volume."""

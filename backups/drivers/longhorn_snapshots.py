@@ -20,11 +20,13 @@ Facts: docs/longhorn.md.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+import re
+from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
 
 from soteria_site.core.errors import SoteriaError
+from soteria_site.core.names import fit_name
 
 from ..clients import longhorn
 from ..clients.longhorn import BackupStatus, Volume
@@ -32,6 +34,33 @@ from . import longhorn_features
 
 log = logging.getLogger(__name__)
 SNAPSHOT_PREFIX = "soteria-backup-"
+# Longhorn takes any Kubernetes object name (253) for a Snapshot CR, and the v1 engine keeps
+# each snapshot in files named after it; Soteria stays within 63 so the name also fits a label
+# value and the tighter names Longhorn may copy it into (assumption: docs/longhorn.md, "Names").
+SNAPSHOT_NAME_MAX = 63
+_SNAPSHOT_TIME = re.compile(r"-(\d{8}-\d{6})$")
+
+
+def snapshot_name(namespace: str, pvc: str, when: datetime) -> str:
+    """`soteria-backup-<ns>-<pvc>-<UTC yyyymmdd-HHMMSS>`, shortened (`fit_name`) past 63
+    characters: the prefix and the time stay, so `snapshot_time` and pruning still know it."""
+    stamp = f"-{when.astimezone(timezone.utc):%Y%m%d-%H%M%S}"
+    return fit_name(f"{SNAPSHOT_PREFIX}{namespace}-{pvc}", SNAPSHOT_NAME_MAX, suffix=stamp)
+
+
+def snapshot_time(name: str) -> datetime | None:
+    """When Soteria took a snapshot, read from its name; None for other snapshots."""
+    if not name.startswith(SNAPSHOT_PREFIX):
+        return None
+    match = _SNAPSHOT_TIME.search(name)
+    if not match:
+        return None
+    try:
+        return datetime.strptime(match.group(1), "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
 RUNNING = frozenset({"", "Pending", "InProgress"})
 # How many remembered volumes are looked up one by one before one volume list is cheaper.
 SINGLE_LOOKUPS = 20
@@ -93,8 +122,6 @@ def _auto_clean() -> bool:
 
 
 def _taken(name: str, created: datetime | None) -> datetime | None:
-    from .longhorn import snapshot_time
-
     return snapshot_time(name) or created
 
 

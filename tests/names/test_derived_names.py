@@ -6,8 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from backups.drivers.longhorn import SNAPSHOT_NAME_MAX, snapshot_name, snapshot_time
-from backups.drivers.longhorn_snapshots import is_own
+from backups.drivers.longhorn_snapshots import SNAPSHOT_NAME_MAX, is_own, snapshot_name, snapshot_time
 from soteria_site.core.events import event_name
 from soteria_site.core.names import (
     DNS_SUBDOMAIN_MAX,
