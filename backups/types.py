@@ -102,7 +102,7 @@ class BackupSummary:
     files_new: int
     files_changed: int
     files_unmodified: int
-    bytes_added: int  # data restic stored in the repository (after deduplication and compression)
+    bytes_added: int  # restic's data_added: new data after deduplication, before compression
     files_processed: int
     bytes_processed: int
 

@@ -159,8 +159,9 @@ class BackupSummaryOut(serializers.Serializer):
     files_new = serializers.IntegerField()
     files_changed = serializers.IntegerField()
     files_unmodified = serializers.IntegerField()
-    bytes_added = serializers.IntegerField(help_text="bytes stored in the repository by this run (after "
-                                                     "deduplication and compression)")
+    bytes_added = serializers.IntegerField(help_text="new data (file contents and directories) this run "
+                                                     "added to the repository: after deduplication, before "
+                                                     "compression")
     files_processed = serializers.IntegerField()
     bytes_processed = serializers.IntegerField(help_text="bytes of the files read")
 
