@@ -302,14 +302,17 @@ def _single_node(claim: Claim) -> bool:
 
 def _summaries(claim_jobs: list[Job], pods: dict[tuple[str, str], list[Pod]]) -> dict[str, BackupSummary]:
     """The backup step's summary of the newest Jobs (newest first) whose backup step saved a
-    snapshot, by Job name: one log read each, at most SUMMARIES_READ."""
+    snapshot, by Job name: one log read each, at most SUMMARIES_READ reads (a log without a
+    summary, cut or gone, counts)."""
     found: dict[str, BackupSummary] = {}
+    reads = 0
     for job in claim_jobs:
-        if len(found) >= SUMMARIES_READ:
-            break
         pod = jobs.pod_that_saved(pods.get((job.namespace, job.name), []))
         if pod is None:
             continue
+        if reads == SUMMARIES_READ:
+            break
+        reads += 1
         text = workloads.pod_log(pod.namespace, pod.name, "backup", tail_lines=jobs.SUMMARY_LOG_LINES)
         summary = restic.parse_backup_summary(text)
         if summary is not None:
