@@ -95,6 +95,19 @@ class Inventory:
 
 
 @dataclass(frozen=True)
+class BackupSummary:
+    """What one backup run added, in restic's words (`backup --json`'s summary line)."""
+
+    snapshot_id: str  # as restic printed it: short in 0.14, full in 0.16
+    files_new: int
+    files_changed: int
+    files_unmodified: int
+    bytes_added: int  # restic's data_added: new data after deduplication, before compression
+    files_processed: int
+    bytes_processed: int
+
+
+@dataclass(frozen=True)
 class BackupRecord:
     name: str
     snapshot: str
@@ -109,6 +122,8 @@ class BackupRecord:
     volume: str = ""
     # Size of the volume when it was backed up (bytes; "" when the driver does not know).
     volume_size: str = ""
+    # What the run that took it added (None when the driver cannot tell, or no longer can).
+    summary: BackupSummary | None = None
 
     @property
     def completed(self) -> bool:

@@ -153,6 +153,19 @@ class InventoryResponse(serializers.Serializer):
     namespaces = InventoryNamespaceOut(many=True, source="by_namespace")
 
 
+class BackupSummaryOut(serializers.Serializer):
+    """What the run that took a snapshot added, from restic's summary (restic driver only)."""
+
+    files_new = serializers.IntegerField()
+    files_changed = serializers.IntegerField()
+    files_unmodified = serializers.IntegerField()
+    bytes_added = serializers.IntegerField(help_text="new data (file contents and directories) this run "
+                                                     "added to the repository: after deduplication, before "
+                                                     "compression")
+    files_processed = serializers.IntegerField()
+    bytes_processed = serializers.IntegerField(help_text="bytes of the files read")
+
+
 class BackupRecordOut(serializers.Serializer):
     name = serializers.CharField()
     snapshot = serializers.CharField(allow_blank=True)
@@ -164,6 +177,8 @@ class BackupRecordOut(serializers.Serializer):
     labels = serializers.DictField(child=serializers.CharField(allow_blank=True))
     backup_mode = serializers.CharField(allow_blank=True)
     error = serializers.CharField(allow_blank=True)
+    summary = BackupSummaryOut(allow_null=True, help_text="files and bytes the run added, while its restic Job "
+                                                          "exists; null otherwise and for Longhorn")
 
 
 @extend_schema_serializer(many=False)  # one object, though a list action answers it

@@ -27,6 +27,8 @@ from soteria_site.core.errors import SoteriaError, UpstreamError, UpstreamTimeou
 from soteria_site.core.metrics import UPSTREAM_REQUESTS
 from soteria_site.core.timeparse import parse_time
 
+from ..types import BackupSummary
+
 log = logging.getLogger(__name__)
 SYSTEM = "restic"
 BINARY = "restic"
@@ -137,6 +139,63 @@ def parse_snapshots(text: str) -> list[Snapshot]:
                                   tags=tuple(str(t) for t in item.get("tags") or ()),
                                   paths=tuple(str(p) for p in item.get("paths") or ())))
     return snapshots
+
+
+def parse_backup_summary(text: str) -> BackupSummary | None:
+    """The last `"message_type": "summary"` line of `restic backup --json`'s output (0.14 and
+    0.16 print the same fields; 0.14's snapshot id is short), or None when there is none."""
+    for line in reversed((text or "").splitlines()):
+        item = _json_line(line)
+        if item is None or item.get("message_type") != "summary" or not item.get("snapshot_id"):
+            continue
+        try:
+            return BackupSummary(
+                snapshot_id=str(item["snapshot_id"]), files_new=int(item.get("files_new") or 0),
+                files_changed=int(item.get("files_changed") or 0),
+                files_unmodified=int(item.get("files_unmodified") or 0),
+                bytes_added=int(item.get("data_added") or 0),
+                files_processed=int(item.get("total_files_processed") or 0),
+                bytes_processed=int(item.get("total_bytes_processed") or 0))
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def readable(line: str) -> str:
+    """One line of restic's output as a person reads it: `backup --json` prints its progress and
+    summary as JSON (dropped here: "") and each file it could not read as a JSON error, which
+    becomes restic's usual `error: open /data/x: permission denied`. Other lines (restic's
+    `Fatal: ...` and warnings stay text with --json) are kept as they are."""
+    item = _json_line(line)
+    if item is None:
+        return line.strip()
+    if item.get("message_type") != "error":
+        return ""
+    return f"error: {_error_words(item.get('error'), str(item.get('item') or ''))}"
+
+
+def _error_words(error, item: str) -> str:
+    """restic 0.14 and 0.16 marshal Go's error value ({"Op", "Path", "Err": errno} for a file);
+    0.17 prints {"message"}; anything else is shown as restic wrote it."""
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict):
+        if error.get("message"):
+            return str(error["message"])
+        if error.get("Op") and isinstance(error.get("Err"), int):
+            return f"{error['Op']} {item or error.get('Path', '')}: {os.strerror(error['Err']).lower()}"
+    return f"{item}: {json.dumps(error, separators=(',', ':'))}" if item else json.dumps(error)
+
+
+def _json_line(line: str) -> dict | None:
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        item = json.loads(line)
+    except ValueError:
+        return None
+    return item if isinstance(item, dict) else None
 
 
 def snapshots(repository: str, credentials: Credentials, tags: list[str] | None = None,

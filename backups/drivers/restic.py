@@ -27,7 +27,17 @@ from soteria_site.core.workloads import COMPLETE, FAILED, RUNNING, Job, Pod
 
 from ..clients import restic
 from ..clients.restic import Snapshot
-from ..types import BackupFacts, BackupRecord, BackupResult, Claim, PlannedCall, Probe, RestorePlan, RestoreProgress
+from ..types import (
+    BackupFacts,
+    BackupRecord,
+    BackupResult,
+    BackupSummary,
+    Claim,
+    PlannedCall,
+    Probe,
+    RestorePlan,
+    RestoreProgress,
+)
 from . import failure_memory as failure_ledger
 from . import restic_jobs as jobs
 from . import restic_restore
@@ -38,6 +48,7 @@ NAME = "restic"
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 _REPOSITORY_KNOWN = 24 * 3600  # seconds Soteria remembers that the repository exists
 LOGS_READ = 3  # one PVC's listing reads the logs of its newest failed Jobs, at most this many
+SUMMARIES_READ = 3  # and the backup step's log of its newest Jobs that saved a snapshot, at most this many
 
 
 def volume_of(claim: Claim) -> str:
@@ -51,10 +62,17 @@ def snapshot_key(snapshot: Snapshot) -> tuple[str, str] | None:
     return (namespace, pvc) if namespace and pvc else None
 
 
-def to_record(snapshot: Snapshot, volume: str) -> BackupRecord:
+def to_record(snapshot: Snapshot, volume: str, summary: BackupSummary | None = None) -> BackupRecord:
     labels = {k: v for k, v in snapshot.tag_values().items() if k not in (jobs.NAMESPACE_TAG, jobs.PVC_TAG)}
     return BackupRecord(name=snapshot.id, snapshot=snapshot.short_id, url="", state="Completed", progress=100,
-                        created=snapshot.time, size="", labels=labels, volume=volume)
+                        created=snapshot.time, size="", labels=labels, volume=volume, summary=summary)
+
+
+def summary_of(snapshot: Snapshot, summaries: dict[str, BackupSummary]) -> BackupSummary | None:
+    """The summary its Job's log printed: the Job named by the snapshot's tag, and the same id
+    (restic 0.14 prints the short id, 0.16 the full one)."""
+    summary = summaries.get(snapshot.tag_values().get(jobs.JOB_TAG, ""))
+    return summary if summary and snapshot.id.startswith(summary.snapshot_id) else None
 
 
 def job_record(job: Job, pods: list[Pod], volume: str) -> BackupRecord:
@@ -175,20 +193,28 @@ class ResticDriver:
         return sorted(mine, key=lambda s: s.time or _EPOCH, reverse=True)
 
     def list_backups(self, claim: Claim) -> tuple[str, list[BackupRecord]]:
-        """Running and failed backup Jobs, then the snapshots, newest first."""
+        """Running and failed backup Jobs, then the snapshots, newest first. A snapshot whose Job
+        still exists carries its run's summary (read from the Job's log); older ones None.
+        Calls: restic snapshots, one list of Jobs, and when there are Jobs one list of pods
+        and at most LOGS_READ + SUMMARIES_READ logs."""
         volume = volume_of(claim)
-        records = [to_record(s, volume) for s in self.own_snapshots(claim)]
-        claim_jobs = [j for j in self._claim_jobs(claim) if j.state != COMPLETE]
+        snapshots = self.own_snapshots(claim)
+        claim_jobs = sorted(self._claim_jobs(claim), key=lambda j: j.started or j.created or _EPOCH, reverse=True)
+        pods: dict[tuple[str, str], list[Pod]] = {}
         if claim_jobs:
             pods = _pods_by_job(workloads.list_pods(jobs.selector("backup"), namespace=claim.pvc.namespace))
-            logs_left = LOGS_READ
-            for job in sorted(claim_jobs, key=lambda j: j.started or j.created or _EPOCH, reverse=True):
-                job_pods = pods.get((job.namespace, job.name), [])
-                record = job_record(job, job_pods, volume)
-                if job.state == FAILED and logs_left:  # the log's end: restic's whole last words
-                    logs_left -= 1
-                    record = _with_log(record, job_pods)
-                records.append(record)
+        summaries = _summaries(claim_jobs, pods)
+        records = [to_record(s, volume, summary_of(s, summaries)) for s in snapshots]
+        logs_left = LOGS_READ
+        for job in claim_jobs:
+            if job.state == COMPLETE:
+                continue
+            job_pods = pods.get((job.namespace, job.name), [])
+            record = job_record(job, job_pods, volume)
+            if job.state == FAILED and logs_left:  # the log's end: restic's whole last words
+                logs_left -= 1
+                record = _with_log(record, job_pods)
+            records.append(record)
         records.sort(key=lambda r: r.created or _EPOCH, reverse=True)
         return volume, records
 
@@ -272,6 +298,26 @@ class ResticDriver:
 def _single_node(claim: Claim) -> bool:
     modes = set(claim.pvc.access_modes)
     return bool(modes & {"ReadWriteOnce", "ReadWriteOncePod"}) and "ReadWriteMany" not in modes
+
+
+def _summaries(claim_jobs: list[Job], pods: dict[tuple[str, str], list[Pod]]) -> dict[str, BackupSummary]:
+    """The backup step's summary of the newest Jobs (newest first) whose backup step saved a
+    snapshot, by Job name: one log read each, at most SUMMARIES_READ reads (a log without a
+    summary, cut or gone, counts)."""
+    found: dict[str, BackupSummary] = {}
+    reads = 0
+    for job in claim_jobs:
+        pod = jobs.pod_that_saved(pods.get((job.namespace, job.name), []))
+        if pod is None:
+            continue
+        if reads == SUMMARIES_READ:
+            break
+        reads += 1
+        text = workloads.pod_log(pod.namespace, pod.name, "backup", tail_lines=jobs.SUMMARY_LOG_LINES)
+        summary = restic.parse_backup_summary(text)
+        if summary is not None:
+            found[job.name] = summary
+    return found
 
 
 def _with_log(record: BackupRecord, pods: list[Pod]) -> BackupRecord:

@@ -3,7 +3,7 @@ labels, the restic Secret's credentials, and how a Job's outcome reads.
 
 A backup Job runs, as init containers then a container of the restic image (only
 `args`: the image's entrypoint is restic): `unlock` (removes stale locks only),
-`backup .` in the claim's mount (so a snapshot's tree holds the claim's files at
+`backup . --json` (its log ends with restic's summary) in the claim's mount (so a snapshot's tree holds the claim's files at
 its root, whatever restic version restores it), then `forget` of that PVC's
 snapshots when SOTERIA_RESTIC_FORGET_ARGS is set. Credentials come from a copy of
 the restic Secret in the Job's namespace, owned by the Job (garbage-collected
@@ -145,7 +145,9 @@ def backup_args(namespace: str, pvc: str, job: str, tags: dict[str, str]) -> lis
     args = ["backup", ".", "--host", HOST]
     for tag in pvc_tags(namespace, pvc) + [f"{JOB_TAG}={job}"] + [f"{k}={v}" for k, v in sorted(tags.items())]:
         args += ["--tag", tag]
-    return args + list(settings.SOTERIA_RESTIC_BACKUP_ARGS)
+    # --json: the run ends with a summary line (files and bytes added, the snapshot's id) that
+    # GET /v1/backups reads back from the container's log while the Job exists.
+    return args + ["--json"] + list(settings.SOTERIA_RESTIC_BACKUP_ARGS)
 
 
 def forget_args(namespace: str, pvc: str) -> list[str]:
@@ -195,6 +197,20 @@ def node_of(namespace: str, claim_name: str) -> str:
     return ""
 
 
+# restic's exit codes for `backup`: 0 saved, 3 saved without some files it could not read.
+SAVED_EXIT_CODES = (0, 3)
+# The summary is the backup container's last stdout line; at most a warning line follows it.
+SUMMARY_LOG_LINES = 8
+
+
+def pod_that_saved(pods: list[Pod]) -> Pod | None:
+    """The Job's pod whose `backup` container ended having saved a snapshot (its log holds the summary)."""
+    for pod in pods:
+        if any(end.container == "backup" and end.exit_code in SAVED_EXIT_CODES for end in pod.containers):
+            return pod
+    return None
+
+
 def backup_step_succeeded(pods: list[Pod]) -> bool:
     """Whether the `backup` container of a Job's pod exited 0 (the snapshot was saved)."""
     return any(end.container == "backup" and end.exit_code == 0 for pod in pods for end in pod.containers)
@@ -220,7 +236,8 @@ def failure_text(job: Job, pods: list[Pod]) -> str:
 
 
 def tail(text: str, limit: int = 600) -> str:
-    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
-    # restic's error is its last lines; progress or listing lines come before.
+    # restic's error is its last lines; progress or listing lines come before. `backup --json`'s
+    # progress and summary lines say nothing of an error; its JSON error lines become text.
+    lines = [line for line in map(restic.readable, (text or "").strip().splitlines()) if line]
     text = " ".join(lines[-4:])
     return text if len(text) <= limit else "..." + text[-limit:]

@@ -220,11 +220,40 @@ def test_the_answer_matches_the_schema(client, world, settings, schema, case):
             response = getattr(client, case.method)(case.url, case.body, content_type="application/json",
                                                     **case.headers)
     assert response.status_code == case.status, response.content
-    declared = schema["paths"][case.path][case.method]["responses"]
-    assert str(case.status) in declared, f"{case.status} is not in the schema of {case.method.upper()} {case.path}"
-    body_schema = declared[str(case.status)]["content"]["application/json"]["schema"]
+    _assert_valid(schema, case.path, case.method, case.status, response.json())
+
+
+def test_a_backups_run_summary_matches_the_schema(client, world, schema, monkeypatch):
+    """The restic driver's `summary` of a snapshot (null above, where Longhorn answers)."""
+    from dataclasses import replace
+
+    from backups.drivers.longhorn import LonghornDriver
+    from backups.types import BackupSummary
+
+    listed = LonghornDriver.list_backups
+    summary = BackupSummary(snapshot_id="bd6f7d6d", files_new=3, files_changed=1, files_unmodified=5,
+                            bytes_added=1050, files_processed=9, bytes_processed=4096)
+
+    def with_summary(self, claim):
+        volume, records = listed(self, claim)
+        return volume, [replace(r, summary=summary) if r.completed else r for r in records]
+    monkeypatch.setattr(LonghornDriver, "list_backups", with_summary)
+    with time_machine.travel(NOW, tick=False):
+        response = client.get("/v1/backups?namespace=ai&pvc=llm-cache")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert {"files_new": 3, "files_changed": 1, "files_unmodified": 5, "bytes_added": 1050, "files_processed": 9,
+            "bytes_processed": 4096} in [b["summary"] for b in body["backups"]]
+    assert None in [b["summary"] for b in body["backups"]]  # the failed backup's
+    _assert_valid(schema, "/v1/backups", "get", 200, body)
+
+
+def _assert_valid(schema, path: str, method: str, status: int, body) -> None:
+    declared = schema["paths"][path][method]["responses"]
+    assert str(status) in declared, f"{status} is not in the schema of {method.upper()} {path}"
+    body_schema = declared[str(status)]["content"]["application/json"]["schema"]
     validator = Draft202012Validator({**_nullable(body_schema),
                                       "components": {"schemas": _json_schema(schema["components"]["schemas"])}},
                                      format_checker=_formats)
-    errors = sorted(validator.iter_errors(response.json()), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)

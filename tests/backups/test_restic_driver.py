@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from backups.clients import restic
 from backups.clients.restic import Snapshot
 from backups.drivers import restic as driver_module
-from backups.types import Claim
+from backups.types import BackupSummary, Claim
 from soteria_site.core import kubernetes, workloads
 from soteria_site.core.errors import Conflict, NotFound, UpstreamError
 from soteria_site.core.kubernetes import Pv, Pvc, Secret
@@ -50,7 +51,8 @@ def world(monkeypatch, settings):
     settings.SOTERIA_RESTIC_REPOSITORY = "s3:http://s3/bucket/repo"
     settings.SOTERIA_S3_ENDPOINT = ""
     settings.SOTERIA_SECRET_NAMESPACE, settings.SOTERIA_RESTIC_SECRET_NAME = "soteria", "soteria-restic"
-    state = {"snapshots": [], "jobs": [], "pods": [], "calls": [], "created": [], "deleted": [], "fail_secret": False}
+    state = {"snapshots": [], "jobs": [], "pods": [], "logs": {}, "calls": [], "created": [], "deleted": [],
+             "fail_secret": False}
 
     def record(name):
         state["calls"].append(name)
@@ -66,6 +68,10 @@ def world(monkeypatch, settings):
     def list_pods(label_selector=None, namespace=None):
         record("pods.list")
         return [p for p in state["pods"] if namespace in (None, p.namespace)]
+
+    def pod_log(namespace, name, container, tail_lines=40, limit_bytes=8192):
+        record(f"pods.log {name} {container}")
+        return state["logs"].get((name, container), "")
 
     def create_job(namespace, body):
         record("jobs.create")
@@ -83,6 +89,7 @@ def world(monkeypatch, settings):
     monkeypatch.setattr(restic, "repository_exists", lambda repo, creds, timeout=None: True)
     monkeypatch.setattr(workloads, "list_jobs", list_jobs)
     monkeypatch.setattr(workloads, "list_pods", list_pods)
+    monkeypatch.setattr(workloads, "pod_log", pod_log)
     monkeypatch.setattr(workloads, "create_job", create_job)
     monkeypatch.setattr(workloads, "delete_job", lambda ns, name: state["deleted"].append(name))
     monkeypatch.setattr(kubernetes, "create_secret", create_secret)
@@ -171,3 +178,77 @@ def test_restore_progress_follows_each_claims_job_in_two_calls(world):
     assert world["calls"] == ["jobs.list", "pods.list"]
     assert [progress[("ai", f"r{i}")].state for i in range(1, 5)] == ["restoring", "done", "failed", "unknown"]
     assert progress[("ai", "r3")].detail == "restore: Fatal: no such snapshot"
+
+
+def summary_line(snapshot_id: str, files_new: int, data_added: int) -> str:
+    return json.dumps({"message_type": "summary", "files_new": files_new, "files_changed": 1, "files_unmodified": 2,
+                       "dirs_new": 0, "data_added": data_added, "total_files_processed": files_new + 3,
+                       "total_bytes_processed": 4096, "total_duration": 0.2, "snapshot_id": snapshot_id})
+
+
+def saved(job_name: str, *more: ContainerEnd) -> Pod:
+    return pod("ai", job_name, ContainerEnd("unlock", 0, "Completed", "", True),
+               ContainerEnd("backup", 0, "Completed", "", bool(more)), *more)
+
+
+@pytest.mark.django_db
+def test_listing_shows_the_summary_of_snapshots_whose_job_still_exists(world):
+    tag = "soteria.io/job="
+    world["snapshots"] = [snap("ai", "data", 1, "a", f"{tag}job-a"), snap("ai", "data", 2, "b", f"{tag}job-b"),
+                          snap("ai", "data", 3, "c", f"{tag}job-c"), snap("ai", "data", 48, "d", f"{tag}job-gone")]
+    world["jobs"] = [job("ai", "data", "job-a", "Complete", 1), job("ai", "data", "job-b", "Failed", 2),
+                     job("ai", "data", "job-c", "Complete", 3), job("ai", "data", "job-e", "Failed", 0.5),
+                     job("ai", "data", "job-f", "Running", 0.1)]
+    world["pods"] = [saved("job-a"), saved("job-b", ContainerEnd("forget", 1, "Error", "Fatal: locked")),
+                     saved("job-c"), pod("ai", "job-e", ContainerEnd("backup", 1, "Error", "Fatal: wrong password"))]
+    world["logs"] = {
+        # 0.16 prints the full id, 0.14 the short one; job-c's log names another snapshot.
+        ("job-a-x", "backup"): '{"message_type":"status","percent_done":1}\n' + summary_line("a" * 64, 5, 300000),
+        ("job-b-x", "backup"): summary_line("b" * 8, 0, 0) + "\n",
+        ("job-c-x", "backup"): summary_line("f" * 8, 9, 9),
+        ("job-e-x", "backup"): "open repository\nFatal: wrong password or no key found\n",
+    }
+    volume, records = DRIVER.list_backups(claim("ai", "data"))
+    assert volume == "pv-data"
+    by_name = {r.name: r for r in records}
+    assert by_name["a" * 64].summary == BackupSummary(snapshot_id="a" * 64, files_new=5, files_changed=1,
+                                                      files_unmodified=2, bytes_added=300000, files_processed=8,
+                                                      bytes_processed=4096)
+    assert by_name["b" * 64].summary.files_new == 0 and by_name["b" * 64].summary.bytes_added == 0
+    assert by_name["c" * 64].summary is None  # its Job's summary names another snapshot
+    assert by_name["d" * 64].summary is None  # its Job is gone (TTL): unknown
+    assert by_name["job-e"].error == "backup: open repository Fatal: wrong password or no key found"
+    assert by_name["job-e"].summary is None and by_name["job-f"].state == "InProgress"
+    assert [r.name for r in records][:3] == ["job-f", "job-e", "a" * 64]
+    logs = [c for c in world["calls"] if c.startswith("pods.log")]
+    assert logs == ["pods.log job-a-x backup", "pods.log job-b-x backup", "pods.log job-c-x backup",
+                    "pods.log job-e-x backup", "pods.log job-b-x forget"]  # summaries, then the errors
+
+
+@pytest.mark.django_db
+def test_listing_reads_a_bounded_number_of_logs_whatever_the_number_of_jobs(world):
+    world["snapshots"] = [snap("ai", "data", i, f"{i:x}", f"soteria.io/job=job-{i}") for i in range(1, 13)]
+    world["jobs"] = [job("ai", "data", f"job-{i}", "Complete", i) for i in range(1, 13)]
+    world["jobs"] += [job("ai", "data", f"failed-{i}", "Failed", 20 + i) for i in range(10)]
+    world["pods"] = [saved(f"job-{i}") for i in range(1, 13)]
+    world["pods"] += [pod("ai", f"failed-{i}", ContainerEnd("backup", 1, "Error", "Fatal: x")) for i in range(10)]
+    world["logs"] = {(f"job-{i}-x", "backup"): summary_line(f"{i:x}" * 8, i, i) for i in range(1, 13)}
+    world["logs"][("job-2-x", "backup")] = ""  # a log gone, or cut before its summary: still a read
+    _, records = DRIVER.list_backups(claim("ai", "data"))
+    with_summary = [r.name[:1] for r in records if r.summary]
+    assert with_summary == ["1", "3"]  # the newest Jobs' runs
+    assert world["calls"].count("restic.snapshots") == 1 and world["calls"].count("jobs.list") == 1
+    assert world["calls"].count("pods.list") == 1
+    logs = [c for c in world["calls"] if c.startswith("pods.log")]
+    assert len(logs) == driver_module.SUMMARIES_READ + driver_module.LOGS_READ == 6
+
+
+@pytest.mark.django_db
+def test_the_inventory_reads_no_log(world):
+    world["snapshots"] = [snap("ai", "data", 1, "a", "soteria.io/job=job-a")]
+    world["jobs"] = [job("ai", "data", "job-a", "Complete", 1), job("ai", "data", "job-b", "Failed", 0.5)]
+    world["pods"] = [saved("job-a"), pod("ai", "job-b", ContainerEnd("backup", 1, "Error", "Fatal: x"))]
+    world["logs"] = {("job-a-x", "backup"): summary_line("a" * 8, 1, 1)}
+    facts = DRIVER.describe([claim("ai", "data")], NOW)[("ai", "data")].facts
+    assert facts.last_failure_error == "backup: Fatal: x"
+    assert world["calls"] == ["restic.snapshots", "jobs.list", "pods.list"]

@@ -51,7 +51,7 @@ def test_backup_job_runs_unlock_then_backup_with_the_claim_read_only():
     tags = [backup["args"][i + 1] for i, a in enumerate(backup["args"]) if a == "--tag"]
     assert tags == ["soteria.io/namespace=ai", "soteria.io/pvc=data", "soteria.io/job=soteria-backup-data-1",
                     "service=llm"]
-    assert backup["args"][-2:] == ["--exclude", "*.tmp"]
+    assert backup["args"][-3:] == ["--json", "--exclude", "*.tmp"]  # --json: the log ends with restic's summary
     assert backup["workingDir"] == "/data"
     assert {"name": "data", "mountPath": "/data", "readOnly": True} in backup["volumeMounts"]
     assert pod["volumes"][0] == {"name": "data", "persistentVolumeClaim": {"claimName": "data", "readOnly": True}}
@@ -127,3 +127,22 @@ def test_failure_text_prefers_restics_own_words():
     waiting = Pod(namespace="ai", name="j-y", phase="Pending", node_name="n", containers=(
         ContainerEnd("unlock", None, "CreateContainerConfigError", 'secret "j" not found', True),))
     assert jobs.failure_text(job, [waiting]) == 'unlock: CreateContainerConfigError: secret "j" not found'
+
+
+def test_failure_text_reads_backups_json_errors_as_text():
+    """With --json, restic writes a file it could not read as a JSON line (exit 3, the snapshot
+    saved without it), then its summary and a text warning: the error reads as without --json."""
+    job = Job(namespace="ai", name="j", uid="u", state="Failed")
+    log = "\n".join([
+        '{"message_type":"error","error":{"Op":"open","Path":"secret","Err":13},"during":"archival",'
+        '"item":"/data/secret"}',
+        '{"message_type":"status","percent_done":1,"total_files":2}',
+        '{"message_type":"summary","files_new":1,"data_added":351,"snapshot_id":"67507157"}',
+        "Warning: at least one source file could not be read", ""])
+    pod = Pod(namespace="ai", name="j-x", phase="Failed", node_name="n",
+              containers=(ContainerEnd("backup", 3, "Error", log),))
+    assert jobs.failure_text(job, [pod]) == ("backup: error: open /data/secret: permission denied "
+                                             "Warning: at least one source file could not be read")
+    assert jobs.pod_that_saved([pod]) is pod
+    assert jobs.pod_that_saved([Pod(namespace="ai", name="j-y", phase="Failed", node_name="n",
+                                    containers=(ContainerEnd("backup", 1, "Error", "Fatal: x"),))]) is None

@@ -116,3 +116,39 @@ def test_init_tolerates_a_repository_created_meanwhile(fake_restic):
                                    "config already initialized\n")
     restic.init("r", CREDS)
     assert fake_restic.calls()[-1]["args"] == ["init"]
+
+
+# `restic backup --json` as the real binaries print it: 0.14 (the sandbox's) with a short id, 0.16
+# with the full one; progress lines first, the summary last.
+STATUS = '{"message_type":"status","percent_done":1,"total_files":3,"files_done":3,"total_bytes":21,' \
+         '"bytes_done":21,"current_files":["/f2"]}'
+SUMMARY_014 = ('{"message_type":"summary","files_new":3,"files_changed":0,"files_unmodified":0,"dirs_new":0,'
+               '"dirs_changed":0,"dirs_unmodified":0,"data_blobs":3,"tree_blobs":1,"data_added":1050,'
+               '"total_files_processed":3,"total_bytes_processed":21,"total_duration":0.218434492,'
+               '"snapshot_id":"bd6f7d6d"}')
+SUMMARY_016 = SUMMARY_014.replace('"bd6f7d6d"', '"' + "bd6f7d6d" * 8 + '"').replace('"files_new":3', '"files_new":1')
+UNREADABLE_014 = ('{"message_type":"error","error":{"Op":"open","Path":"secret","Err":13},"during":"archival",'
+                  '"item":"/data/secret"}')
+
+
+def test_the_backup_summary_is_read_from_either_versions_json():
+    summary = restic.parse_backup_summary("\n".join([STATUS, SUMMARY_014, ""]))
+    assert summary == restic.BackupSummary(snapshot_id="bd6f7d6d", files_new=3, files_changed=0,
+                                           files_unmodified=0, bytes_added=1050, files_processed=3,
+                                           bytes_processed=21)
+    later = restic.parse_backup_summary(f"{STATUS}\n{SUMMARY_016}\nWarning: at least one source file could not be read")
+    assert later.snapshot_id == "bd6f7d6d" * 8 and later.files_new == 1
+    # No summary: a log cut before it, a failed run, or text that only looks like JSON.
+    for text in ("", STATUS, "Fatal: wrong password or no key found", "{not json", '{"message_type":"summary"}',
+                 '["message_type"]'):
+        assert restic.parse_backup_summary(text) is None
+
+
+def test_json_lines_read_as_restic_would_say_them():
+    assert restic.readable(UNREADABLE_014) == "error: open /data/secret: permission denied"
+    assert restic.readable('{"message_type":"error","error":{"message":"lstat /data/x: no such file or directory"},'
+                           '"during":"scan","item":"/data/x"}') == "error: lstat /data/x: no such file or directory"
+    assert restic.readable(STATUS) == "" and restic.readable(SUMMARY_014) == ""
+    assert restic.readable("  Fatal: unable to open repository  ") == "Fatal: unable to open repository"
+    assert restic.readable('{"message_type":"error","error":{"Op":"read"},"item":"/data/y"}') == \
+        'error: /data/y: {"Op":"read"}'

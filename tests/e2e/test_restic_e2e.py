@@ -95,6 +95,18 @@ def test_backup_list_and_restore_round_trip_byte_for_byte(client, restic_live):
     assert tree(target) == tree(source)
     assert len(tree(source)) == 9  # 3 directories, 5 files, 1 symlink
 
+    # What each run added, from restic's summary in its Job's log (while the Job exists).
+    files = [what[1] for what in tree(source).values() if what[0] == "file"]
+    first = snapshot["summary"]
+    assert first["files_new"] == len(files) == 5 and first["files_changed"] == first["files_unmodified"] == 0
+    assert first["files_processed"] == 5 and first["bytes_processed"] == sum(map(len, files))
+    assert first["bytes_added"] >= first["bytes_processed"]  # new contents and directories, before compression
+    _, again = backed_up(client, "e2e-restic", "files")  # nothing changed
+    assert again["summary"]["files_new"] == again["summary"]["files_changed"] == 0
+    assert again["summary"]["files_unmodified"] == 5 and again["summary"]["bytes_added"] == 0
+    listed = {b["name"]: b for b in backups(client, "e2e-restic", "files")}
+    assert listed[snapshot["name"]]["summary"] == first and listed[again["name"]]["summary"] == again["summary"]
+
 
 def test_copied_secret_goes_with_its_job(client, restic_live):
     local_pvc(restic_live, "e2e-restic", "gc")
