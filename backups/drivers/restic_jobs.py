@@ -23,7 +23,6 @@ from soteria_site.core.workloads import Job, Pod
 from ..clients import restic
 from ..clients.restic import Credentials
 
-HOST = "soteria"  # restic's --host for every snapshot Soteria takes: stable across Job pods
 MANAGED_BY = "app.kubernetes.io/managed-by"
 DRIVER_LABEL = "soteria.io/driver"
 OPERATION_LABEL = "soteria.io/operation"
@@ -141,8 +140,16 @@ def _job(name: str, namespace: str, job_labels: dict, annotations: dict, steps: 
     }
 
 
+def host(namespace: str, pvc: str) -> str:
+    """restic's --host for one PVC's snapshots: stable across Job pods and distinct per PVC, so
+    restic takes the PVC's own newest snapshot as the parent of the next backup (it picks the
+    parent by host and path, and every claim is backed up from the same path). Snapshots are
+    still selected by their namespace and pvc tags, never by host alone."""
+    return names.fit_name(f"soteria.{namespace}.{pvc}", names.DNS_SUBDOMAIN_MAX)
+
+
 def backup_args(namespace: str, pvc: str, job: str, tags: dict[str, str]) -> list[str]:
-    args = ["backup", ".", "--host", HOST]
+    args = ["backup", ".", "--host", host(namespace, pvc)]
     for tag in pvc_tags(namespace, pvc) + [f"{JOB_TAG}={job}"] + [f"{k}={v}" for k, v in sorted(tags.items())]:
         args += ["--tag", tag]
     # --json: the run ends with a summary line (files and bytes added, the snapshot's id) that
@@ -152,7 +159,7 @@ def backup_args(namespace: str, pvc: str, job: str, tags: dict[str, str]) -> lis
 
 def forget_args(namespace: str, pvc: str) -> list[str]:
     """`forget` of this PVC's snapshots only: both tags together (restic ANDs a comma list)."""
-    return ["forget", "--host", HOST, "--tag", ",".join(pvc_tags(namespace, pvc)),
+    return ["forget", "--host", host(namespace, pvc), "--tag", ",".join(pvc_tags(namespace, pvc)),
             *settings.SOTERIA_RESTIC_FORGET_ARGS]
 
 

@@ -47,7 +47,7 @@ def test_backup_job_runs_unlock_then_backup_with_the_claim_read_only():
     assert [c["name"] for c in pod["initContainers"]] == ["unlock"]
     [backup] = pod["containers"]
     assert backup["image"] == "restic/restic:0.16.4" and "command" not in backup
-    assert backup["args"][:4] == ["backup", ".", "--host", "soteria"]
+    assert backup["args"][:4] == ["backup", ".", "--host", "soteria.ai.data"]
     tags = [backup["args"][i + 1] for i, a in enumerate(backup["args"]) if a == "--tag"]
     assert tags == ["soteria.io/namespace=ai", "soteria.io/pvc=data", "soteria.io/job=soteria-backup-data-1",
                     "service=llm"]
@@ -77,7 +77,7 @@ def test_forget_runs_last_for_this_pvc_only_when_configured(settings):
     assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["fsGroup"]) == (999, 998)
     assert [c["name"] for c in pod["initContainers"]] == ["unlock", "backup"]
     [forget] = pod["containers"]
-    assert forget["args"] == ["forget", "--host", "soteria", "--tag", "soteria.io/namespace=ai,soteria.io/pvc=data",
+    assert forget["args"] == ["forget", "--host", "soteria.ai.data", "--tag", "soteria.io/namespace=ai,soteria.io/pvc=data",
                               "--keep-last", "7"]
     assert pod["serviceAccountName"] == "restic-runner" and "automountServiceAccountToken" not in pod
     assert pod["nodeSelector"] == {"disk": "ssd"}
