@@ -13,7 +13,7 @@ from tests.support.http import post
 from tests.support.polling import wait_for
 from tests.support.restic import local_pvc
 
-from .test_restic_e2e import JOB_SECONDS, backed_up, backups, batch
+from .test_restic_e2e import JOB_SECONDS, backed_up, backups, batch, restored
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,6 +53,40 @@ def test_auto_uses_longhorn_for_longhorn_volumes_and_restic_for_the_rest(client,
     assert 'pvc_backup_count{driver="restic",namespace="media",pvc="transcode-cache"' in metrics
     assert 'pvc_backup_health{driver="restic",namespace="media",pvc="transcode-cache"' in metrics
     assert 'pvc_backup_count{driver="longhorn",namespace="media",pvc="photos"' in metrics
+
+
+def test_auto_backs_up_and_restores_a_longhorn_and_a_local_pvc_through_one_soteria(client, auto_live):
+    """One Soteria, both drivers: a Longhorn claim and a local (non-Longhorn) claim of one
+    namespace are each backed up for real and restored into new claims byte for byte."""
+    from sandbox import seed
+    from tests.support.restic import tree
+
+    files = {"README.txt": "longhorn side\n", "deep/a/b.txt": "nested\n"}
+    volume = seed.make_pvc(auto_live, "e2e-both", "on-longhorn", files=files)
+    local = local_pvc(auto_live, "e2e-both", "on-local", marker="local side")
+    rows = _rows(client, "e2e-both")
+    assert (rows["on-longhorn"]["driver"], rows["on-local"]["driver"]) == ("longhorn", "restic")
+
+    assert post(client, "/v1/backup", {"namespace": "e2e-both", "pvc": "on-longhorn"}).json()["driver"] == "longhorn"
+    wait_for(lambda: [b for b in backups(client, "e2e-both", "on-longhorn") if b["state"] == "Completed"],
+             JOB_SECONDS, what="the Longhorn backup")
+    body, _ = backed_up(client, "e2e-both", "on-local")
+    assert body["driver"] == "restic"
+
+    longhorn_restore = post(client, "/v1/restores", {"namespace": "e2e-both", "pvc": "on-longhorn",
+                                                     "target_pvc": "on-longhorn-back"})
+    assert longhorn_restore.status_code == 200 and longhorn_restore.json()["driver"] == "longhorn"
+    restic_restore, restic_root = restored(client, auto_live, "e2e-both", "on-local", "on-local-back")
+    assert restic_restore["driver"] == "restic"
+
+    def both_done():
+        rows = {r["pvc"]: r["state"] for r in client.get("/v1/restores?namespace=e2e-both").json()["restores"]}
+        assert "failed" not in rows.values(), rows
+        return rows.get("on-longhorn-back") == "done" and rows.get("on-local-back") == "done"
+    wait_for(both_done, JOB_SECONDS, what="both restores", interval=0.5)
+    assert tree(restic_root) == tree(local)
+    longhorn_dir = auto_live.longhorn_volumes_dir
+    assert tree(longhorn_dir / longhorn_restore.json()["volume"]) == tree(longhorn_dir / volume)
 
 
 def test_the_inventory_costs_one_restic_run_whatever_the_number_of_pvcs(client, auto_live):
