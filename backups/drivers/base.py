@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from soteria_site.core.errors import Conflict, SoteriaError
 from soteria_site.core.kubernetes import Pvc
 
 from ..types import BackupFacts, BackupRecord, BackupResult, Claim, Probe, RestorePlan, RestoreProgress
@@ -61,3 +62,15 @@ class Driver(Protocol):
 
     def probe(self, timeout: float) -> Probe:
         """Readiness: raise SoteriaError when the driver's upstream does not answer within `timeout`."""
+
+
+def restore_failed(exc: SoteriaError, cleanup: dict) -> SoteriaError:
+    """A restore's failure, told with what its cleanup deleted (`cleanup`: succeeded, deleted):
+    the error answered to the caller names both, and a target that appeared meanwhile is
+    `target_exists`."""
+    exc.extra["cleanup"] = cleanup
+    exc.detail = (f"{exc.detail} (cleanup {'succeeded' if cleanup['succeeded'] else 'FAILED'}: "
+                  f"{', '.join(cleanup['deleted']) or 'nothing to delete'})")
+    if isinstance(exc, Conflict) and "already exists" in exc.detail:
+        exc.code = "target_exists"
+    return exc

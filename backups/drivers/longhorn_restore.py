@@ -26,6 +26,7 @@ from soteria_site.core.names import label_value
 
 from ..clients import longhorn
 from ..types import RESTORED_FROM, BackupRecord, Claim, PlannedCall, RestorePlan
+from .base import restore_failed
 
 log = logging.getLogger(__name__)
 ACCEPT_TIMEOUT = 60.0
@@ -245,12 +246,7 @@ def execute(p: RestorePlan, source: longhorn.Volume, fs_type: str, requested_by:
     except SoteriaError as exc:
         # The PVC is the last step: if it failed, it was not created, so it is not undone.
         cleanup = undo(created)
-        exc.extra["cleanup"] = cleanup
-        exc.detail = f"{exc.detail} (cleanup {'succeeded' if cleanup['succeeded'] else 'FAILED'}: " \
-                     f"{', '.join(cleanup['deleted']) or 'nothing to delete'})"
-        if isinstance(exc, Conflict) and "already exists" in exc.detail:
-            exc.code = "target_exists"
-        raise
+        raise restore_failed(exc, cleanup) from None
 
 
 def undo(created: list[tuple[str, str]]) -> dict:

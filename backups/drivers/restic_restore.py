@@ -16,6 +16,7 @@ from soteria_site.core.workloads import COMPLETE, FAILED
 from ..clients.restic import Credentials, Snapshot
 from ..types import RESTORED_FROM, BackupRecord, Claim, PlannedCall, RestorePlan, RestoreProgress
 from . import restic_jobs as jobs
+from .base import restore_failed
 
 log = logging.getLogger(__name__)
 RESTORED_BACKUP = "soteria.io/backup"
@@ -88,12 +89,7 @@ def execute(p: RestorePlan, creds: Credentials, requested_by: str) -> RestorePla
         return p
     except SoteriaError as exc:
         cleanup = undo(p.target_namespace, created)
-        exc.extra["cleanup"] = cleanup
-        exc.detail = f"{exc.detail} (cleanup {'succeeded' if cleanup['succeeded'] else 'FAILED'}: " \
-                     f"{', '.join(cleanup['deleted']) or 'nothing to delete'})"
-        if isinstance(exc, Conflict) and "already exists" in exc.detail:
-            exc.code = "target_exists"
-        raise
+        raise restore_failed(exc, cleanup) from None
 
 
 def undo(namespace: str, created: list[tuple[str, str]]) -> dict:

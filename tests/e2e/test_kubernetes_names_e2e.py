@@ -2,14 +2,13 @@
 apiserver and the Longhorn emulator: inventory, backup, restore byte for byte into a dotted or
 long target, and policies (by id and by the contract's DELETE /v1/policies/?namespace=&pvc=)."""
 
-import filecmp
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
 from sandbox import faults, seed
 from soteria_site.core.names import dns_subdomain_error, label_value_error
+from tests.support.files import same_tree
 from tests.support.http import post
 from tests.support.kube import kube
 from tests.support.polling import wait_for
@@ -20,14 +19,6 @@ DOTTED = "data.primary-2026"
 LONG = "long-" + "x" * 180 + ".claim-0200"  # 200 characters, a valid DNS subdomain
 FILES = {"README.txt": "names\n", "rows.csv": "".join(f"{i},{i * 7}\n" for i in range(300)),
          "deep/a/b.bin": "\x00\x01\x02" * 100}
-
-
-def _same_tree(left: Path, right: Path) -> bool:
-    comparison = filecmp.dircmp(left, right)
-    if comparison.left_only or comparison.right_only or comparison.diff_files or comparison.funny_files:
-        return False
-    _, mismatch, errors = filecmp.cmpfiles(left, right, comparison.common_files, shallow=False)
-    return not mismatch and not errors and all(_same_tree(left / d, right / d) for d in comparison.common_dirs)
 
 
 def _query(**params) -> str:
@@ -73,7 +64,7 @@ def test_a_pvc_with_a_kubernetes_name_is_inventoried_backed_up_and_restored(clie
     restored = wait_for(done, what="the restore")
     assert restored["source"] == f"{NAMESPACE}/{pvc}"
     source_dir = live.longhorn_volumes_dir / seed.volume_name(NAMESPACE, pvc)
-    assert _same_tree(source_dir, live.longhorn_volumes_dir / body["volume"])
+    assert same_tree(source_dir, live.longhorn_volumes_dir / body["volume"])
     claim = kube(live).read_namespaced_persistent_volume_claim(target, NAMESPACE)
     label = claim.metadata.labels["soteria.io/restored-from"]
     assert not label_value_error(label) and (label == f"{NAMESPACE}.{pvc}" or len(f"{NAMESPACE}.{pvc}") > 63)

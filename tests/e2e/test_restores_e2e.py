@@ -1,8 +1,6 @@
 """Issue 5 end to end: restores into new PVCs, byte for byte, with conflicts and cleanup."""
 
-import filecmp
 import threading
-from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -10,6 +8,7 @@ from django.test import Client
 from sandbox import faults, seed
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import UpstreamError
+from tests.support.files import same_tree
 from tests.support.http import post
 from tests.support.kube import kube
 from tests.support.polling import wait_for
@@ -17,14 +16,6 @@ from tests.support.polling import wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 FILES = {"README.txt": "restore me\n", "data/rows.csv": "id,v\n" + "".join(f"{i},{i * i}\n" for i in range(500)),
          "deep/a/b/c.txt": "nested\n"}
-
-
-def _same_tree(left: Path, right: Path) -> bool:
-    comparison = filecmp.dircmp(left, right)
-    if comparison.left_only or comparison.right_only or comparison.diff_files or comparison.funny_files:
-        return False
-    _, mismatch, errors = filecmp.cmpfiles(left, right, comparison.common_files, shallow=False)
-    return not mismatch and not errors and all(_same_tree(left / d, right / d) for d in comparison.common_dirs)
 
 
 def _backed_up(client, cfg, namespace, pvc, files=FILES) -> dict:
@@ -63,7 +54,7 @@ def test_restore_brings_back_the_files_byte_for_byte(client, live, target_namesp
     row = _restored(client, target_namespace, "restored")
     assert row["volume"] == body["volume"]
     source_dir = live.longhorn_volumes_dir / seed.volume_name("e2e-rs", source_pvc)
-    assert _same_tree(source_dir, live.longhorn_volumes_dir / body["volume"])
+    assert same_tree(source_dir, live.longhorn_volumes_dir / body["volume"])
     pvc = kube(live).read_namespaced_persistent_volume_claim("restored", target_namespace)
     assert pvc.spec.storage_class_name == "longhorn" and pvc.spec.access_modes == ["ReadWriteOnce"]
     assert pvc.spec.resources.requests["storage"] == "1Gi"

@@ -9,4 +9,5 @@ emulator, jobs, kube the Longhorn emulator process and client; Jobs through the 
                      the sandbox's Kubernetes API
 browser              Chromium for Playwright, the cast as headers, reloading until a condition
 ports, processes     loopback ports (the port plan); processes seen through /proc
+files, restic        comparing restored trees; restic claims, repositories and their locks
 """
