@@ -24,6 +24,8 @@ HEALTH_REASONS = (NOT_BOUND, UNSUPPORTED_DRIVER, VOLUME_MISSING, BACKUP_STUCK, L
 NO_DRIVER = "none"
 # The label every claim Soteria restored carries (value: `<namespace>.<pvc>` of the source).
 RESTORED_FROM = "soteria.io/restored-from"
+# What a restore drill creates (scratch claim, PV, Jobs) carries this label (value: the drill's id).
+DRILL_LABEL = "soteria.io/drill"
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,8 @@ class RestorePlan:
     size_note: str = ""
     # The restic driver's restore Job ("" for Longhorn).
     job: str = ""
+    # Labels added to everything the restore creates (a restore drill marks its scratch objects).
+    extra_labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,17 @@ SOTERIA_JOB_ACTIVE_DEADLINE_SECONDS = env_int(ENV, "SOTERIA_JOB_ACTIVE_DEADLINE_
 SOTERIA_JOB_RUN_AS_USER = env_int(ENV, "SOTERIA_JOB_RUN_AS_USER", 65532, minimum=1)
 SOTERIA_JOB_RUN_AS_GROUP = env_int(ENV, "SOTERIA_JOB_RUN_AS_GROUP", 65532, minimum=1)
 SOTERIA_RESTIC_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_RESTIC_TIMEOUT_SECONDS", 120.0, minimum=1, maximum=3600)
+# Restore drills (docs/drills.md): where scratch claims are restored and read, by what image,
+# how many files' content is compared, how many drills run at once, and for how long.
+SOTERIA_DRILL_NAMESPACE = env_dns_label(ENV, "SOTERIA_DRILL_NAMESPACE", SOTERIA_SECRET_NAMESPACE)
+SOTERIA_DRILL_IMAGE = env_str(ENV, "SOTERIA_DRILL_IMAGE", "python:3.12-alpine")
+SOTERIA_DRILL_SAMPLE_FILES = env_int(ENV, "SOTERIA_DRILL_SAMPLE_FILES", 32, minimum=1, maximum=256)
+SOTERIA_DRILL_MAX_CONCURRENT = env_int(ENV, "SOTERIA_DRILL_MAX_CONCURRENT", 2, minimum=1, maximum=32)
+SOTERIA_DRILL_TIMEOUT_SECONDS = env_int(ENV, "SOTERIA_DRILL_TIMEOUT_SECONDS", 3600, minimum=30, maximum=7 * 86400)
+# A drill renews its Lease this often (x4 = the Lease's duration): a drill whose worker died is
+# swept once its Lease has expired.
+SOTERIA_DRILL_HEARTBEAT_SECONDS = env_int(ENV, "SOTERIA_DRILL_HEARTBEAT_SECONDS", 15, minimum=1, maximum=600)
+SOTERIA_DRILL_HISTORY = env_int(ENV, "SOTERIA_DRILL_HISTORY", 20, minimum=1, maximum=200)
 SOTERIA_LISTEN_ADDR = env_listen_addr(ENV, "SOTERIA_LISTEN_ADDR", ":8080")
 SOTERIA_AUTH_REQUIRED = env_bool(ENV, "SOTERIA_AUTH_REQUIRED", False)
 SOTERIA_ALLOWED_GROUPS = _groups("SOTERIA_ALLOWED_GROUPS", "admin,maintenance")

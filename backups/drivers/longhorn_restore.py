@@ -150,7 +150,8 @@ def plan(claim: Claim, source_volume: str, backup: BackupRecord, target_namespac
 def _labels(p: RestorePlan) -> dict[str, str]:
     """`<ns>.<pvc>` and the backup's name, shortened with a hash past 63 characters (never merely
     cut: two long names sharing a start keep distinct values)."""
-    return {RESTORED_FROM: label_value(f"{p.namespace}.{p.pvc}"), RESTORED_BACKUP: label_value(p.backup.name)}
+    return {RESTORED_FROM: label_value(f"{p.namespace}.{p.pvc}"), RESTORED_BACKUP: label_value(p.backup.name),
+            **p.extra_labels}
 
 
 def _annotations(p: RestorePlan, requested_by: str) -> dict[str, str]:

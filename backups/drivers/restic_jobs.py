@@ -175,12 +175,12 @@ def backup_job(name: str, namespace: str, pvc: str, tags: dict[str, str], reques
 
 
 def restore_job(name: str, namespace: str, target_pvc: str, snapshot_id: str, source: str,
-                requested_by: str) -> dict:
+                requested_by: str, extra_labels: dict[str, str] | None = None) -> dict:
     mount = [{"name": "data", "mountPath": RESTORE_MOUNT}]
     steps = [_container("unlock", ["unlock"], name, []),
              _container("restore", ["restore", snapshot_id, "--target", RESTORE_MOUNT], name, mount)]
     claim = {"name": "data", "persistentVolumeClaim": {"claimName": target_pvc}}
-    return _job(name, namespace, labels("restore", target_pvc),
+    return _job(name, namespace, {**labels("restore", target_pvc), **(extra_labels or {})},
                 {PVC_ANNOTATION: target_pvc, SNAPSHOT_ANNOTATION: snapshot_id, "soteria.io/source": source,
                  "soteria.io/requested-by": requested_by}, steps, claim)
 

@@ -62,7 +62,7 @@ def plan(claim: Claim, backup: BackupRecord, target_namespace: str, target_pvc: 
 
 def pvc_body(p: RestorePlan, requested_by: str) -> dict:
     labels = {RESTORED_FROM: f"{p.namespace}.{p.pvc}"[:63].rstrip("-."), RESTORED_BACKUP: p.backup.snapshot,
-              jobs.DRIVER_LABEL: "restic"}
+              jobs.DRIVER_LABEL: "restic", **p.extra_labels}
     annotations = {"soteria.io/source": f"{p.namespace}/{p.pvc}", "soteria.io/requested-by": requested_by,
                    "soteria.io/source-volume": p.source_volume, jobs.SNAPSHOT_ANNOTATION: p.backup.name,
                    jobs.RESTORE_JOB_ANNOTATION: p.job}
@@ -81,7 +81,7 @@ def execute(p: RestorePlan, creds: Credentials, requested_by: str) -> RestorePla
     created: list[tuple[str, str]] = []
     try:
         body = jobs.restore_job(p.job, p.target_namespace, p.target_pvc, p.backup.name, f"{p.namespace}/{p.pvc}",
-                                requested_by)
+                                requested_by, p.extra_labels)
         job = workloads.create_job(p.target_namespace, body)
         created.append(("job", p.job))
         kubernetes.create_secret(p.target_namespace, jobs.secret_body(job, creds))

@@ -21,7 +21,7 @@ from soteria_site.core.timeparse import format_time
 
 from .. import drivers
 from .. import types as t
-from ..types import RESTORED_FROM, NamespaceRestoreResult, RestoreOutcome, RestorePlan, RestoreResult, RestoreStatus
+from ..types import DRILL_LABEL, RESTORED_FROM, NamespaceRestoreResult, RestoreOutcome, RestorePlan, RestoreResult, RestoreStatus
 from . import claims
 from .backup import pvc_lock
 from .counting import NAMESPACE_RESTORE_REQUESTS, RESTORE_REQUESTS, batch_result, counted
@@ -163,7 +163,8 @@ def restore_status(namespace: str | None = None, visible: frozenset[str] | None 
     their number). With `visible`, only PVCs in those namespaces, and a source outside them left blank."""
     if namespace:
         require_dns_label(namespace, "namespace")
-    restored = sorted((p for p in kubernetes.list_pvcs_labelled(RESTORED_FROM) if namespace in (None, p.namespace)
+    restored = sorted((p for p in kubernetes.list_pvcs_labelled(f"{RESTORED_FROM},!{DRILL_LABEL}")
+                       if namespace in (None, p.namespace)
                        and (visible is None or p.namespace in visible)), key=lambda p: (p.namespace, p.name))
     if not restored:
         return []

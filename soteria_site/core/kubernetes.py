@@ -144,6 +144,23 @@ def _secret(obj: dict) -> Secret:
     )
 
 
+@dataclass(frozen=True)
+class ConfigMap:
+    namespace: str
+    name: str
+    data: dict[str, str]
+    resource_version: str
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+def _config_map(obj: dict) -> ConfigMap:
+    meta = obj.get("metadata", {})
+    return ConfigMap(namespace=meta.get("namespace", ""), name=meta.get("name", ""), data=obj.get("data") or {},
+                     resource_version=meta.get("resourceVersion", ""), labels=meta.get("labels") or {},
+                     annotations=meta.get("annotations") or {})
+
+
 # --- The client ---------------------------------------------------------------
 _lock = threading.Lock()
 
@@ -426,3 +443,34 @@ def find_secret(namespace: str, name: str) -> Secret | None:
         return get_secret(namespace, name)
     except NotFound:
         return None
+
+
+# --- ConfigMaps ---------------------------------------------------------------------
+def list_config_maps(namespace: str, label_selector: str) -> list[ConfigMap]:
+    """ConfigMaps with a label in one namespace (one list, paginated)."""
+    pages = list_pages("configmaps.list", _core().list_namespaced_config_map, namespace, label_selector=label_selector)
+    return [_config_map(item) for page in pages for item in page]
+
+
+def find_config_map(namespace: str, name: str) -> ConfigMap | None:
+    try:
+        return _config_map(_call("configmaps.get", _core().read_namespaced_config_map, name, namespace))
+    except NotFound:
+        return None
+
+
+def create_config_map(namespace: str, body: dict) -> ConfigMap:
+    return _config_map(_call("configmaps.create", _core().create_namespaced_config_map, namespace, body))
+
+
+def replace_config_map(namespace: str, name: str, body: dict) -> ConfigMap:
+    """With metadata.resourceVersion set, a compare-and-swap (Conflict on a stale one)."""
+    return _config_map(_call("configmaps.replace", _core().replace_namespaced_config_map, name, namespace, body))
+
+
+def delete_config_map(namespace: str, name: str) -> None:
+    """Delete a ConfigMap; one that is already gone counts as deleted."""
+    try:
+        _call("configmaps.delete", _core().delete_namespaced_config_map, name, namespace)
+    except NotFound:
+        return
