@@ -396,8 +396,9 @@ Q_CLUSTER = {
     "name": "soteria",
     "orm": "default",
     "workers": SOTERIA_WORKER_CONCURRENCY,
-    "timeout": 3600,
-    "retry": 3700,
+    # A task may run as long as a restore drill may (the longest task); redelivery after that.
+    "timeout": max(3600, SOTERIA_DRILL_TIMEOUT_SECONDS + 300),
+    "retry": max(3600, SOTERIA_DRILL_TIMEOUT_SECONDS + 300) + 100,
     "max_attempts": 1,
     "catch_up": False,
     "save_limit": 1000,

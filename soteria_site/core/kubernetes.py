@@ -329,6 +329,11 @@ def list_pvs() -> list[Pv]:
     return [_pv(item) for item in _call("pvs.list", _core().list_persistent_volume).get("items", [])]
 
 
+def list_pvs_labelled(selector: str) -> list[Pv]:
+    data = _call("pvs.list", _core().list_persistent_volume, label_selector=selector)
+    return [_pv(item) for item in data.get("items", [])]
+
+
 def get_pv(name: str) -> Pv:
     return _pv(_call("pvs.get", _core().read_persistent_volume, name))
 
@@ -428,6 +433,16 @@ def create_lease(namespace: str, body: dict) -> Lease:
 def replace_lease(namespace: str, name: str, body: dict) -> Lease:
     """Compare-and-swap on metadata.resourceVersion: a stale one raises Conflict."""
     return _lease(_call("leases.replace", _coordination().replace_namespaced_lease, name, namespace, body))
+
+
+def delete_lease(namespace: str, name: str, resource_version: str) -> None:
+    """Delete a Lease only if it is still at `resource_version` (Conflict if it changed); one
+    already gone counts as deleted."""
+    try:
+        _call("leases.delete", _coordination().delete_namespaced_lease, name, namespace,
+              body={"preconditions": {"resourceVersion": resource_version}})
+    except NotFound:
+        return
 
 
 def delete_secret(namespace: str, name: str) -> None:

@@ -60,3 +60,23 @@ def acquire(name: str, *, namespace: str, duration_seconds: int, holder: str | N
         return True
     except Conflict:
         return False  # another caller won the race
+
+
+def held_by(name: str, *, namespace: str, holder: str, now: datetime | None = None) -> bool:
+    """Whether `holder` holds Lease `namespace/name` now (it exists, names it, and has not expired)."""
+    lease = kubernetes.find_lease(namespace, name)
+    now = now or datetime.now(timezone.utc)
+    return (lease is not None and lease.holder == holder and lease.renewed is not None
+            and lease.renewed + timedelta(seconds=lease.duration_seconds) >= now)
+
+
+def release(name: str, *, namespace: str, holder: str) -> None:
+    """Give up Lease `namespace/name` if `holder` holds it (deleted, so the next caller takes it
+    at once); a Lease another holder has taken meanwhile is left alone."""
+    lease = kubernetes.find_lease(namespace, name)
+    if lease is None or lease.holder != holder:
+        return
+    try:
+        kubernetes.delete_lease(namespace, name, lease.resource_version)
+    except Conflict:
+        log.info("Lease %s/%s changed before %s released it", namespace, name, holder)
