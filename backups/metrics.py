@@ -26,10 +26,16 @@ INVENTORY_REFRESH_FAILURES = Counter(
     "soteria_inventory_refresh_failures_total",
     "Inventory refreshes that failed (the previous snapshot stays published).",
 )
+RESTORE_DRILLS = Counter(
+    "soteria_restore_drills_total",
+    "Restore drills that ended, by driver and result (passed, failed, unverified, error).",
+    ["driver", "result"],
+)
 
 # `auto` labels only what is refused before the claim's own driver is known.
 DRIVERS = ("longhorn", "restic", "auto")
 REQUEST_RESULTS = ("success", "dry_run", "conflict", "rejected", "denied", "error")
+DRILL_RESULTS = ("passed", "failed", "unverified", "error")
 BATCH_RESULTS = ("success", "partial", "error", "dry_run", "conflict", "rejected", "denied")
 
 
@@ -43,3 +49,6 @@ def initialise() -> None:
         for result in BATCH_RESULTS:
             NAMESPACE_BACKUP_REQUESTS.labels(driver, result)
             NAMESPACE_RESTORE_REQUESTS.labels(driver, result)
+    for driver in ("longhorn", "restic"):
+        for result in DRILL_RESULTS:
+            RESTORE_DRILLS.labels(driver, result)

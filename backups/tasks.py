@@ -4,14 +4,24 @@ from django.conf import settings
 
 from soteria_site.core.schedules import ScheduleSpec
 
-from .services import snapshot_cleanup
+from .services import drills, snapshot_cleanup
 
 
 def prune_snapshots() -> dict:
     return snapshot_cleanup.prune()
 
 
+def run_drill(drill_id: str, namespace: str, pvc: str) -> dict:
+    return drills.run(drill_id, namespace, pvc)
+
+
+def sweep_drills() -> dict:
+    return drills.sweep()
+
+
 # Soteria's snapshots of finished backups; a snapshot without a backup is pruned once older
 # than the snapshot timeout, so run about that often.
 SCHEDULES = [ScheduleSpec("snapshot-prune", "backups.tasks.prune_snapshots",
-                          settings.SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS)]
+                          settings.SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS),
+             # Drills whose worker died: found once their Lease (4 heartbeats) has expired.
+             ScheduleSpec("drill-sweep", "backups.tasks.sweep_drills", 60)]

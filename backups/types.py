@@ -76,6 +76,10 @@ class InventoryItem:
     # Beyond the contract's row: detail for the console and metrics.
     detail: str = ""
     in_progress: tuple[str, ...] = ()
+    # Restore drills (docs/drills.md): the last passed drill, and the newest finished drill's result.
+    last_verified_at: datetime | None = None
+    verify_result: str = ""
+    verify_reason: str = ""
 
 
 class NamespaceGroup(NamedTuple):

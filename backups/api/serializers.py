@@ -140,6 +140,14 @@ class InventoryPvcOut(serializers.Serializer):
     backup_count = serializers.IntegerField()
     healthy = serializers.BooleanField()
     health_reason = serializers.ChoiceField(choices=HEALTH_REASONS)
+    last_verified_at = TimeField(allow_null=True, help_text="when a restore drill last passed (extension)")
+    verify_result = serializers.SerializerMethodField(help_text="the newest finished restore drill's result, null "
+                                                                "when none ran (extension)")
+
+    @extend_schema_field(serializers.ChoiceField(choices=["passed", "failed", "unverified", "error"],
+                                                 allow_null=True))
+    def get_verify_result(self, item):
+        return item.verify_result or None
 
 
 class InventoryNamespaceOut(serializers.Serializer):
@@ -305,3 +313,86 @@ class RestoreStatusResponse(serializers.Serializer):
     """A list of RestoreStatus, as {"restores": [...]}."""
 
     restores = RestoreStatusOut(many=True)
+
+
+class DrillRequest(StrictSerializer):
+    namespace = NameField()
+    pvc = PvcNameField()
+    dry_run = StrictBooleanField(required=False, default=False)
+
+
+class DrillsQuery(serializers.Serializer):
+    namespace = NameField(required=False)
+    pvc = PvcNameField(required=False)
+
+
+class DrillPlanResponse(serializers.Serializer):
+    """A started (202) or planned (dry run) restore drill."""
+
+    id = serializers.CharField()
+    namespace = serializers.CharField()
+    pvc = serializers.CharField()
+    driver = serializers.CharField()
+    volume = serializers.CharField(allow_blank=True)
+    backup = serializers.CharField(source="backup.name")
+    backup_created = TimeField(source="backup.created", allow_null=True)
+    manifest = serializers.BooleanField(source="has_manifest",
+                                        help_text="whether the backup has a manifest to compare with")
+    drill_namespace = serializers.CharField()
+    scratch_pvc = serializers.CharField()
+    requested_by = serializers.CharField()
+    dry_run = serializers.BooleanField()
+    result = serializers.SerializerMethodField()
+    plan = PlannedCallOut(source="calls", many=True, required=False)
+
+    def get_result(self, plan) -> str:
+        """`running` once queued; `planned` for a dry run."""
+        return "planned" if plan.dry_run else "running"
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not instance.dry_run:
+            del data["plan"]
+        return data
+
+
+class DrillCountsOut(serializers.Serializer):
+    files = serializers.IntegerField()
+    bytes = serializers.IntegerField()
+    digest = serializers.CharField(allow_blank=True)
+
+
+class DrillCleanupOut(serializers.Serializer):
+    succeeded = serializers.BooleanField()
+    deleted = serializers.ListField(child=serializers.CharField())
+    errors = serializers.ListField(child=serializers.CharField())
+
+
+class DrillOut(serializers.Serializer):
+    """One drill as recorded (docs/drills.md)."""
+
+    id = serializers.CharField()
+    namespace = serializers.CharField()
+    pvc = serializers.CharField()
+    driver = serializers.CharField()
+    volume = serializers.CharField(allow_blank=True)
+    backup = serializers.CharField()
+    backup_created = serializers.CharField(allow_null=True)
+    started_at = serializers.CharField()
+    finished_at = serializers.CharField(allow_null=True)
+    result = serializers.ChoiceField(choices=["running", "passed", "failed", "unverified", "error"])
+    reason = serializers.CharField(allow_blank=True)
+    differences = serializers.ListField(child=serializers.CharField(), help_text="each differing entry, named")
+    restored = DrillCountsOut(allow_null=True, help_text="what the verification Job read")
+    source = DrillCountsOut(allow_null=True, help_text="the backup's manifest, as recorded at backup time")
+    requested_by = serializers.CharField()
+    cleanup = DrillCleanupOut(allow_null=True)
+
+    def to_representation(self, instance):
+        return super().to_representation({"restored": None, "source": None, "cleanup": None, "finished_at": None,
+                                          "differences": [], "reason": "", "volume": "", **instance})
+
+
+@extend_schema_serializer(many=False)  # one object, though a list action answers it
+class DrillsResponse(serializers.Serializer):
+    drills = DrillOut(many=True)

@@ -1,13 +1,14 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from .views import BackupViewSet, InventoryViewSet, PvcBackupsViewSet, RestoreViewSet
+from .views import BackupViewSet, InventoryViewSet, PvcBackupsViewSet, RestoreDrillViewSet, RestoreViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("inventory", InventoryViewSet, basename="inventory")  # GET /v1/inventory
 router.register("backups", PvcBackupsViewSet, basename="backups")  # GET /v1/backups
 router.register("backup", BackupViewSet, basename="backup")  # POST /v1/backup, POST /v1/backup/namespace
 router.register("restores", RestoreViewSet, basename="restores")  # GET+POST /v1/restores, POST .../namespace
+router.register("restore-drills", RestoreDrillViewSet, basename="restore-drills")  # GET+POST /v1/restore-drills
 
 urlpatterns = [
     *router.urls,

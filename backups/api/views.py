@@ -18,13 +18,17 @@ from soteria_site.web.permissions import require_namespaces, visible_namespaces
 from soteria_site.web.throttles import InventoryThrottle, MutationThrottle
 
 from ..services import backup as backup_service
-from ..services import counting, inventory
+from ..services import counting, drills, inventory
 from ..services import restore as restore_service
 from .serializers import (
     BackupRequest,
     BackupResponse,
     BackupsQuery,
     BackupsResponse,
+    DrillPlanResponse,
+    DrillRequest,
+    DrillsQuery,
+    DrillsResponse,
     InventoryQuery,
     InventoryResponse,
     NamespaceBackupRequest,
@@ -173,3 +177,30 @@ class RestoreViewSet(AuditedViewSet):
             d["namespace"], d["target_namespace"], d["target_prefix"], requested_by(request),
             snapshot=d["snapshot"], dry_run=d["dry_run"])
         return Response(NamespaceRestoreResponse(result).data)
+
+
+class RestoreDrillViewSet(AuditedViewSet):
+    """Restore drills (GET and POST /v1/restore-drills): restore a PVC's latest backup into a
+    scratch claim, read it in full and compare it with the backup's manifest (docs/drills.md)."""
+
+    audit_name = "restore-drill"
+    required_permissions = {"list": VIEW, "create": RESTORE}
+
+    @extend_schema(parameters=[DrillsQuery], responses={200: DrillsResponse, **error_responses(400, 404)},
+                   summary="Restore drills, newest first: of one PVC, a namespace, or every visible one")
+    def list(self, request):
+        query = _query(DrillsQuery, request)
+        if query.get("namespace"):
+            require_namespaces(request, VIEW, query["namespace"])
+        rows = drills.history(query.get("namespace"), query.get("pvc"), visible=visible_namespaces(request))
+        return Response(DrillsResponse({"drills": rows}).data)
+
+    @extend_schema(request=DrillRequest,
+                   responses={202: DrillPlanResponse, 200: DrillPlanResponse,
+                              **error_responses(*BODY_ERRORS, 404, 409, 429)},
+                   summary="Start a restore drill of a PVC's latest backup (202), or plan it (dry_run, 200)")
+    def create(self, request):
+        data = _validated(DrillRequest, request)
+        require_namespaces(request, RESTORE, data["namespace"])
+        planned = drills.start(data["namespace"], data["pvc"], requested_by(request), dry_run=data["dry_run"])
+        return Response(DrillPlanResponse(planned).data, status=200 if planned.dry_run else 202)

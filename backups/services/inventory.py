@@ -7,15 +7,22 @@ three more Kubernetes lists, of its volumes, backups and backup volumes CRDs).
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
+
+from soteria_site.core.errors import SoteriaError
 
 from .. import drivers
 from .. import types as t
 from ..drivers import failure_memory
 from ..types import BackupFacts, Inventory, InventoryItem
 from . import claims as claims_service
+from . import drills
+
+log = logging.getLogger(__name__)
 
 
 def assess(facts: BackupFacts, now: datetime, max_age_hours: float, stuck_after_hours: float) -> tuple[bool, str]:
@@ -83,5 +90,18 @@ def build(namespace: str | None = None, now: datetime | None = None,
             healthy=healthy, health_reason=reason, detail=facts.last_failure_error,
             in_progress=tuple(name for name, _ in facts.in_progress),
         ))
-    return Inventory(generated_at=now, items=items)
+    return Inventory(generated_at=now, items=_with_verification(items))
+
+
+def _with_verification(items: list[InventoryItem]) -> list[InventoryItem]:
+    """Each PVC's restore drill outcome (one list of the verification records). Extra fields:
+    when they cannot be read the inventory is still answered, without them."""
+    try:
+        verified = drills.verification_by_pvc()
+    except SoteriaError as exc:
+        log.warning("inventory without restore drill results: %s", exc.detail)
+        return items
+    return [replace(item, last_verified_at=v.last_verified_at, verify_result=v.verify_result,
+                    verify_reason=v.reason) if (v := verified.get((item.namespace, item.pvc))) else item
+            for item in items]
 

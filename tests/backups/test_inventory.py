@@ -13,6 +13,8 @@ pytestmark = pytest.mark.django_db
 
 FIELDS = {"namespace", "pvc", "volume", "storage_class", "capacity", "driver", "last_backup_at",
           "last_backup_age_hours", "backup_count", "healthy", "health_reason"}
+# Beyond the contract (docs/drills.md): what restore drills proved.
+EXTENSIONS = {"last_verified_at", "verify_result"}
 
 
 def _rows(client):
@@ -30,7 +32,8 @@ def test_groups_by_namespace_sorted_with_exactly_the_contracts_fields(client, cl
     assert [ns["name"] for ns in body["namespaces"]] == ["ai", "media"]
     assert [p["pvc"] for p in body["namespaces"][0]["pvcs"]] == ["llm-cache", "model-store"]
     row = rows[("ai", "llm-cache")]
-    assert set(row) == FIELDS
+    assert set(row) == FIELDS | EXTENSIONS
+    assert row["last_verified_at"] is None and row["verify_result"] is None
     assert row == {"namespace": "ai", "pvc": "llm-cache", "volume": "pvc-ai-llm-cache", "storage_class": "longhorn",
                    "capacity": "50Gi", "driver": "longhorn", "last_backup_at": "2026-04-12T14:55:12Z",
                    "last_backup_age_hours": 0.58, "backup_count": 2, "healthy": True, "health_reason": "fresh"}
@@ -99,7 +102,8 @@ def test_inventory_cost_is_the_same_at_10_and_200_pvcs(client, monkeypatch, froz
         assert len(rows) == count
         costs.append(dict(fake.calls))
     assert costs[0] == costs[1]
-    assert sum(costs[0].values()) == 5
+    # PVCs, PVs, classes, Longhorn's volumes and backup volumes, the drill records.
+    assert sum(costs[0].values()) == 6
 
 
 @pytest.mark.parametrize("facts,expected", [

@@ -20,14 +20,15 @@ from backups.clients.longhorn import Backup, BackupStatus, BackupVolume, Snapsho
 from backups.drivers.longhorn_restore import quantity_bytes
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import Conflict, NotFound, UpstreamError
-from soteria_site.core.kubernetes import LONGHORN_CSI_DRIVER, Lease, Pv, Pvc, Secret, StorageClass
+from soteria_site.core.kubernetes import LONGHORN_CSI_DRIVER, ConfigMap, Lease, Pv, Pvc, Secret, StorageClass
 from soteria_site.core.timeparse import parse_time
 
 NOW = datetime(2026, 4, 12, 15, 30, tzinfo=timezone.utc)
 
 MUTATING = {"create_snapshot", "backup_snapshot", "create_event", "create_secret", "replace_secret",
             "create_volume", "delete_volume", "create_pv", "delete_pv", "create_pvc", "delete_pvc", "delete_backup",
-            "create_lease", "replace_lease", "delete_snapshot", "expand_volume"}
+            "create_lease", "replace_lease", "delete_snapshot", "expand_volume", "create_config_map",
+            "replace_config_map", "delete_config_map", "delete_lease"}
 
 
 class FakeCluster:
@@ -46,6 +47,7 @@ class FakeCluster:
         self.fail: dict[str, Exception] = {}
         self.secrets: dict[tuple[str, str], Secret] = {}
         self.leases: dict[tuple[str, str], Lease] = {}
+        self.config_maps: dict[tuple[str, str], ConfigMap] = {}
         # Longhorn settings (GET /v1/settings/{name}); a missing name is a setting this version lacks.
         self.settings: dict[str, str] = {"current-longhorn-version": "v1.7.2"}
         # Per snapshot name: the states snapshotCRGet answers in turn (the last one repeats);
@@ -120,7 +122,9 @@ class FakeCluster:
         for name in ("list_pvcs", "get_pvc", "find_pvc", "list_pvs", "get_pv", "list_storage_classes",
                      "namespace_exists", "create_event", "create_pv", "delete_pv", "create_pvc", "delete_pvc",
                      "list_pvcs_labelled", "find_secret", "get_secret", "create_secret", "replace_secret",
-                     "find_lease", "create_lease", "replace_lease"):
+                     "find_lease", "create_lease", "replace_lease", "delete_lease", "list_pvs_labelled",
+                     "list_config_maps", "find_config_map", "create_config_map", "replace_config_map",
+                     "delete_config_map"):
             monkeypatch.setattr(kubernetes, name, counted(name, getattr(self, name)))
         for name in ("list_volumes", "get_volume", "list_backup_volumes", "list_backups", "create_snapshot",
                      "get_snapshot", "backup_snapshot", "create_volume", "delete_volume", "delete_backup",
@@ -279,7 +283,10 @@ class FakeCluster:
         self.pvcs.pop((namespace, name), None)
 
     def list_pvcs_labelled(self, selector):
-        return [p for p in self.pvcs.values() if selector in p.labels]
+        return [p for p in self.pvcs.values() if _selects(selector, p.labels)]
+
+    def list_pvs_labelled(self, selector):
+        return [p for p in self.pvs.values() if _selects(selector, p.labels)]
 
 
     # --- secrets and leases, with resourceVersion compare-and-swap ------------------------------
@@ -343,8 +350,71 @@ class FakeCluster:
             self.leases[(namespace, name)] = self._lease(namespace, body)
             return self.leases[(namespace, name)]
 
+    def delete_lease(self, namespace, name, resource_version):
+        with self._lock:
+            current = self.leases.get((namespace, name))
+            if current is None:
+                return
+            if current.resource_version != resource_version:
+                raise Conflict("the object has been modified", code="conflict")
+            del self.leases[(namespace, name)]
+
+    # --- ConfigMaps, with resourceVersion compare-and-swap ----------------------------------------
+    def _config_map(self, namespace, body) -> ConfigMap:
+        meta = body["metadata"]
+        return ConfigMap(namespace=namespace, name=meta["name"], data=dict(body.get("data") or {}),
+                         resource_version=self._next_version(), labels=meta.get("labels") or {},
+                         annotations=meta.get("annotations") or {})
+
+    def list_config_maps(self, namespace, label_selector):
+        return [c for (ns, _), c in sorted(self.config_maps.items()) if ns == namespace
+                and _selects(label_selector, c.labels)]
+
+    def find_config_map(self, namespace, name):
+        return self.config_maps.get((namespace, name))
+
+    def create_config_map(self, namespace, body):
+        with self._lock:
+            key = (namespace, body["metadata"]["name"])
+            if key in self.config_maps:
+                raise Conflict(f'configmaps "{key[1]}" already exists', code="already_exists")
+            self.config_maps[key] = self._config_map(namespace, body)
+            return self.config_maps[key]
+
+    def replace_config_map(self, namespace, name, body):
+        with self._lock:
+            current = self.config_maps.get((namespace, name))
+            if current is None:
+                raise NotFound(f'configmaps "{name}" not found')
+            if body["metadata"].get("resourceVersion") not in (None, current.resource_version):
+                raise Conflict("the object has been modified", code="conflict")
+            self.config_maps[(namespace, name)] = self._config_map(namespace, body)
+            return self.config_maps[(namespace, name)]
+
+    def delete_config_map(self, namespace, name):
+        self.config_maps.pop((namespace, name), None)
+
     def delete_backup(self, backup_volume, name):
         self.backups[backup_volume] = [b for b in self.backups.get(backup_volume, []) if b.name != name]
         volume = self.volumes.get(backup_volume)
         if volume:
             self.volumes[backup_volume] = replace(volume, backups=tuple(b for b in volume.backups if b.name != name))
+
+
+def _selects(selector: str, labels: dict[str, str]) -> bool:
+    """Kubernetes' equality-based label selector: `k=v`, `k!=v`, `k` (exists), `!k`, comma-joined."""
+    for term in filter(None, (t.strip() for t in (selector or "").split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key) == value:
+                return False
+        elif "=" in term:
+            key, value = term.split("=", 1)
+            if labels.get(key) != value.lstrip("="):
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
