@@ -368,6 +368,14 @@ class DrillCleanupOut(serializers.Serializer):
     errors = serializers.ListField(child=serializers.CharField())
 
 
+class DrillScratchOut(serializers.Serializer):
+    namespace = serializers.CharField()
+    pvc = serializers.CharField()
+    volume = serializers.CharField(allow_blank=True, help_text="the Longhorn volume restored into")
+    pv = serializers.CharField(allow_blank=True)
+    job = serializers.CharField(allow_blank=True, help_text="the restic restore Job")
+
+
 class DrillOut(serializers.Serializer):
     """One drill as recorded (docs/drills.md)."""
 
@@ -386,6 +394,7 @@ class DrillOut(serializers.Serializer):
     restored = DrillCountsOut(allow_null=True, help_text="what the verification Job read")
     source = DrillCountsOut(allow_null=True, help_text="the backup's manifest, as recorded at backup time")
     requested_by = serializers.CharField()
+    scratch = DrillScratchOut(help_text="what the drill restored into (deleted when it ended)")
     cleanup = DrillCleanupOut(allow_null=True)
 
     def to_representation(self, instance):

@@ -203,3 +203,33 @@ def plant_stale_lock_s3(endpoint: str, bucket: str, prefix: str, password: str) 
     name, blob = stale_lock(keys)
     _s3("PUT", endpoint, f"/{bucket}/{prefix}/locks/{name}", body=blob)
     return name
+
+
+def corrupt_data_packs(repository: str, env: dict[str, str]) -> list[str]:
+    """Flip bytes inside every pack of an S3 repository that holds only file contents (data
+    blobs), as bit rot would: snapshots and trees stay readable, the files' contents do not.
+    `repository` is `s3:<endpoint>/<bucket>/<prefix>`, `env` restic's credentials. Returns the
+    packs corrupted."""
+    import json
+    import subprocess
+    import urllib.parse
+
+    def restic(*args: str) -> str:
+        return subprocess.run(["restic", "--no-cache", "-r", repository, *args], env={**os.environ, **env},
+                              capture_output=True, text=True, check=True, timeout=120).stdout
+
+    data_only = []
+    for index in restic("list", "index").split():
+        for pack in json.loads(restic("cat", "index", index))["packs"]:
+            if {blob["type"] for blob in pack["blobs"]} == {"data"}:
+                data_only.append(pack["id"])
+    parts = urllib.parse.urlsplit(repository.removeprefix("s3:"))
+    endpoint = f"{parts.scheme}://{parts.netloc}"
+    bucket, _, prefix = parts.path.lstrip("/").partition("/")
+    for pack in data_only:
+        path = f"/{bucket}/{prefix}/data/{pack[:2]}/{pack}"
+        blob = bytearray(_s3("GET", endpoint, path))
+        for offset in range(16, len(blob) - 64, 97):  # inside the ciphertext of every blob
+            blob[offset] ^= 0xFF
+        _s3("PUT", endpoint, path, body=bytes(blob))
+    return data_only
