@@ -399,12 +399,17 @@ def remove_scratch(drill_id: str, scratch: dict, driver: str) -> dict:
             attempt(f"job {namespace}/{job.name}", workloads.delete_job, namespace, job.name)
     except SoteriaError as exc:
         errors.append(f"jobs: {exc.detail}")
+    # PVs Soteria made (a Longhorn restore's, labelled) go with the claim; a provisioned one
+    # goes by its reclaim policy: Delete is the provisioner's job (it deletes the storage
+    # too), Retain would stay forever, so its PV object is deleted here.
     pv_names = {scratch["pv"]} if scratch.get("pv") else set()
     try:
         claim = kubernetes.find_pvc(namespace, scratch["pvc"]) if scratch.get("pvc") else None
         if claim is not None:
-            if claim.volume_name:
-                pv_names.add(claim.volume_name)
+            if claim.volume_name and claim.volume_name not in pv_names:
+                pv = _find_pv(claim.volume_name)
+                if pv is not None and (pv.labels.get(DRILL_LABEL) or pv.reclaim_policy != "Delete"):
+                    pv_names.add(pv.name)
             attempt(f"pvc {namespace}/{claim.name}", kubernetes.delete_pvc, namespace, claim.name)
         pv_names |= {pv.name for pv in kubernetes.list_pvs_labelled(selector)}
     except SoteriaError as exc:
@@ -415,6 +420,13 @@ def remove_scratch(drill_id: str, scratch: dict, driver: str) -> dict:
     if driver == "longhorn" and volume:
         attempt(f"volume {volume}", longhorn.delete_volume, volume)
     return {"succeeded": not errors, "deleted": deleted, "errors": errors}
+
+
+def _find_pv(name: str) -> kubernetes.Pv | None:
+    try:
+        return kubernetes.get_pv(name)
+    except NotFound:
+        return None
 
 
 def sweep() -> dict:

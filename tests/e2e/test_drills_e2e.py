@@ -140,6 +140,10 @@ def test_a_restic_drill_passes_and_a_corrupted_repository_fails_naming_the_files
     assert drill["result"] == "passed", drill
     assert drill["driver"] == "restic" and drill["restored"]["files"] == drill["source"]["files"] > 0
     assert _leftovers(drills_live, drill["id"]) == []
+    # The provisioned PV (reclaim Delete) is the provisioner's to remove.
+    wait_for(lambda: not [pv for pv in kube(drills_live).list_persistent_volume().items if pv.spec.claim_ref
+                          and pv.spec.claim_ref.name == drill["scratch"]["pvc"]], 60,
+             what="the scratch claim's provisioned PV to go")
 
     from backups.drivers import restic_jobs
     from tests.support.restic import corrupt_data_packs

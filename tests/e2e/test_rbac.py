@@ -51,7 +51,7 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: soteria-longhor
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: soteria}]
 """
 # The tests whose requests the audit check expects to find; each records itself when it passed.
-USE_CASES = {"use_cases", "failed_restore_cleanup", "policy_secret", "restic"}
+USE_CASES = {"use_cases", "failed_restore_cleanup", "policy_secret", "restic", "drill"}
 _passed: set[str] = set()
 
 
@@ -158,7 +158,7 @@ def test_nothing_beyond_the_roles_is_allowed(as_soteria):
         "another Secret in Soteria's namespace": lambda: kubernetes.get_secret("soteria", "soteria-auth"),
         "deleting a Secret": lambda: kubernetes.delete_secret("media", "rbac-probe"),
         "a Lease outside Soteria's namespace": lambda: kubernetes.find_lease("ai", "x"),
-        "another Lease in Soteria's namespace": lambda: kubernetes.find_lease("soteria", "x"),
+        "a ConfigMap outside Soteria's namespace": lambda: kubernetes.find_config_map("ai", "x"),
         "deleting a PVC": lambda: kubernetes.delete_pvc("media", "rbac-restore"),
         "Longhorn's volumes outside Longhorn's namespace": lambda: list(kubernetes.custom_object_pages(
             "probe", "longhorn.io", "v1beta2", "soteria", "volumes")),
@@ -169,6 +169,26 @@ def test_nothing_beyond_the_roles_is_allowed(as_soteria):
         with pytest.raises(UpstreamError) as info:
             call()
         assert info.value.upstream_status == 403, what
+
+
+def test_a_restore_drill_works_with_only_the_shipped_roles(client, as_soteria, settings, monkeypatch):
+    """A Longhorn drill, run as the worker would: its Leases, its record, the scratch claim it
+    restores into and deletes, the verification Job, and the inventory's drill fields."""
+    from backups.services import drills
+
+    settings.SOTERIA_DRILL_NAMESPACE = "soteria"
+    queued = []
+    monkeypatch.setattr(drills, "_enqueue", queued.append)
+    started = post(client, "/v1/restore-drills", {"namespace": "ai", "pvc": "llm-cache"})
+    assert started.status_code == 202, started.content
+    assert drills.run(queued[0].id, "ai", "llm-cache")["result"] in ("passed", "unverified")
+    drill = client.get("/v1/restore-drills?namespace=ai&pvc=llm-cache").json()["drills"][0]
+    assert drill["cleanup"]["succeeded"] is True, drill
+    row = next(p for ns in client.get("/v1/inventory?namespace=ai").json()["namespaces"] for p in ns["pvcs"]
+               if p["pvc"] == "llm-cache")
+    assert row["verify_result"] == drill["result"]
+    assert drills.sweep() == {"interrupted": [], "deleted": []}
+    _passed.add("drill")
 
 
 def test_restic_use_cases_work_with_only_the_shipped_roles(client, as_soteria, settings, monkeypatch):
