@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from django.conf import settings
 
 from soteria_site.core import events, kubernetes, leases, workloads
-from soteria_site.core.errors import Conflict, NotFound, SoteriaError, UpstreamUnavailable
+from soteria_site.core.errors import Conflict, InvalidInput, NotFound, SoteriaError, UpstreamUnavailable
 from soteria_site.core.names import DNS_SUBDOMAIN_MAX, fit_name, job_name, require_dns_label, require_dns_subdomain
 from soteria_site.core.timeparse import format_time, parse_time
 
@@ -514,7 +514,7 @@ def history(namespace: str | None = None, pvc: str | None = None,
         require_dns_label(namespace, "namespace")
     if pvc:
         if not namespace:
-            raise NotFound("give the PVC's namespace too", field="namespace")
+            raise InvalidInput("give the PVC's namespace too", field="namespace")
         require_dns_subdomain(pvc, "pvc")
         found = list(drill_records.load(namespace, pvc).drills)
     else:
