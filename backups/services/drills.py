@@ -282,6 +282,7 @@ def run(drill_id: str, namespace: str, pvc: str) -> dict:
 
 def _drill(drill: dict, scratch: dict, beat: _Heartbeat, deadline: float) -> dict:
     namespace, pvc, drill_id = drill["namespace"], drill["pvc"], drill["id"]
+    _check(beat, deadline, "the drill")  # a drill whose Lease another took over restores nothing
     claim = claims.get_claim(namespace, pvc)
     driver = drivers.for_claim(claim)
     _volume, records = driver.list_backups(claim)
@@ -420,7 +421,13 @@ def remove_scratch(drill_id: str, scratch: dict, driver: str) -> dict:
 def sweep() -> dict:
     """Drills whose worker died (their Lease expired) are cleaned up and recorded as interrupted;
     objects labelled soteria.io/drill of no running drill are deleted. One list each of records,
-    Jobs, claims and PVs, plus a Lease read per running drill."""
+    Jobs, claims and PVs, plus a Lease read per running drill.
+
+    The objects are listed before the records are read: a drill creates its objects only after
+    its record says it is running, so one that starts while the sweeper runs is seen alive."""
+    jobs = workloads.list_jobs(DRILL_LABEL)
+    scratch_claims = kubernetes.list_pvcs_labelled(DRILL_LABEL)
+    pvs = kubernetes.list_pvs_labelled(DRILL_LABEL)
     alive: set[str] = set()
     swept = []
     for (namespace, pvc), record in drill_records.load_all().items():
@@ -438,16 +445,17 @@ def sweep() -> dict:
             _release(namespace, pvc, drill["id"], drill.get("slot"))
             swept.append(drill["id"])
     orphans = []
-    for job in workloads.list_jobs(DRILL_LABEL):
-        if job.labels.get(DRILL_LABEL) not in alive:
+    keep = alive | set(swept)  # a swept drill's objects were just deleted with it
+    for job in jobs:
+        if job.labels.get(DRILL_LABEL) not in keep:
             orphans.append(f"job {job.namespace}/{job.name}")
             workloads.delete_job(job.namespace, job.name)
-    for claim in kubernetes.list_pvcs_labelled(DRILL_LABEL):
-        if claim.labels.get(DRILL_LABEL) not in alive:
+    for claim in scratch_claims:
+        if claim.labels.get(DRILL_LABEL) not in keep:
             orphans.append(f"pvc {claim.namespace}/{claim.name}")
             kubernetes.delete_pvc(claim.namespace, claim.name)
-    for pv in kubernetes.list_pvs_labelled(DRILL_LABEL):
-        if pv.labels.get(DRILL_LABEL) not in alive:
+    for pv in pvs:
+        if pv.labels.get(DRILL_LABEL) not in keep:
             orphans.append(f"pv {pv.name}")
             kubernetes.delete_pv(pv.name)
             if pv.csi_driver == kubernetes.LONGHORN_CSI_DRIVER and pv.volume_handle:

@@ -405,3 +405,34 @@ def test_lease_names_of_long_pvc_names_fit_and_stay_distinct():
     name = drills.lease_name("a" * 63, "b" * 253)
     assert len(name) <= 253 and name.startswith("soteria-drill-")
     assert name != drills.lease_name("a" * 63, "b" * 252 + "c")
+
+
+def test_a_drill_that_starts_while_the_sweeper_runs_keeps_its_scratch(world, monkeypatch):
+    """The sweeper lists labelled objects and reads the records: a drill started and restoring
+    between the two is running, not an orphan."""
+    listed = world.jobs.list_jobs
+    started = []
+
+    def a_drill_starts_meanwhile(selector, namespace=None):
+        if selector == DRILL_LABEL and not started:
+            started.append(drills.start("ai", "llm-cache", "alice"))
+            worker_dies_midway(world, started[0])  # its worker has got as far as the verification Job
+        return listed(selector, namespace)
+
+    monkeypatch.setattr(workloads, "list_jobs", a_drill_starts_meanwhile)
+    assert drills.sweep() == {"interrupted": [], "deleted": []}
+    assert len(scratch_left(world)) == 4 and recorded(started[0].id)["result"] == "running"
+
+
+def test_a_drill_that_lost_its_lease_before_it_began_restores_nothing(world):
+    """Its Lease expired while it waited in the queue and a new drill of the PVC took it over:
+    the old one must not restore beside the new one (that would pass the concurrency cap)."""
+    with_manifest(world)
+    old = drills.start("ai", "llm-cache", "alice")
+    with time_machine.travel(NOW + timedelta(minutes=5), tick=False):
+        new = drills.start("ai", "llm-cache", "bob")
+        assert drills.run(old.id, "ai", "llm-cache") == {"id": old.id, "result": "error"}
+    assert "lost its Lease" in recorded(old.id)["reason"]
+    assert "create_volume" not in world.calls and world.jobs.created == []
+    assert lease_holders(world) == {drills.lease_name("ai", "llm-cache"): new.id, drills.slot_name(0): new.id}
+    assert recorded(new.id)["result"] == "running"
