@@ -86,7 +86,9 @@ def _decode(cm: kubernetes.ConfigMap) -> Record:
     try:
         record.manifests = json.loads(cm.data.get("manifests.json") or "{}")
         record.drills = json.loads(cm.data.get("drills.json") or "[]")
-        if not isinstance(record.manifests, dict) or not isinstance(record.drills, list):
+        if (not isinstance(record.manifests, dict) or not isinstance(record.drills, list)
+                or not all(isinstance(m, dict) for m in record.manifests.values())
+                or not all(isinstance(d, dict) for d in record.drills)):
             raise ValueError("wrong shape")
     except ValueError:
         log.error("ConfigMap %s/%s is not a readable verification record; it will be rewritten", cm.namespace,

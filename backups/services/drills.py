@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from django.conf import settings
 
 from soteria_site.core import events, kubernetes, leases, workloads
-from soteria_site.core.errors import Conflict, NotFound, SoteriaError, UpstreamUnavailable
+from soteria_site.core.errors import Conflict, InvalidInput, NotFound, SoteriaError, UpstreamUnavailable
 from soteria_site.core.names import DNS_SUBDOMAIN_MAX, fit_name, job_name, require_dns_label, require_dns_subdomain
 from soteria_site.core.timeparse import format_time, parse_time
 
@@ -282,6 +282,7 @@ def run(drill_id: str, namespace: str, pvc: str) -> dict:
 
 def _drill(drill: dict, scratch: dict, beat: _Heartbeat, deadline: float) -> dict:
     namespace, pvc, drill_id = drill["namespace"], drill["pvc"], drill["id"]
+    _check(beat, deadline, "the drill")  # a drill whose Lease another took over restores nothing
     claim = claims.get_claim(namespace, pvc)
     driver = drivers.for_claim(claim)
     _volume, records = driver.list_backups(claim)
@@ -432,7 +433,13 @@ def _find_pv(name: str) -> kubernetes.Pv | None:
 def sweep() -> dict:
     """Drills whose worker died (their Lease expired) are cleaned up and recorded as interrupted;
     objects labelled soteria.io/drill of no running drill are deleted. One list each of records,
-    Jobs, claims and PVs, plus a Lease read per running drill."""
+    Jobs, claims and PVs, plus a Lease read per running drill.
+
+    The objects are listed before the records are read: a drill creates its objects only after
+    its record says it is running, so one that starts while the sweeper runs is seen alive."""
+    jobs = workloads.list_jobs(DRILL_LABEL)
+    scratch_claims = kubernetes.list_pvcs_labelled(DRILL_LABEL)
+    pvs = kubernetes.list_pvs_labelled(DRILL_LABEL)
     alive: set[str] = set()
     swept = []
     for (namespace, pvc), record in drill_records.load_all().items():
@@ -450,16 +457,17 @@ def sweep() -> dict:
             _release(namespace, pvc, drill["id"], drill.get("slot"))
             swept.append(drill["id"])
     orphans = []
-    for job in workloads.list_jobs(DRILL_LABEL):
-        if job.labels.get(DRILL_LABEL) not in alive:
+    keep = alive | set(swept)  # a swept drill's objects were just deleted with it
+    for job in jobs:
+        if job.labels.get(DRILL_LABEL) not in keep:
             orphans.append(f"job {job.namespace}/{job.name}")
             workloads.delete_job(job.namespace, job.name)
-    for claim in kubernetes.list_pvcs_labelled(DRILL_LABEL):
-        if claim.labels.get(DRILL_LABEL) not in alive:
+    for claim in scratch_claims:
+        if claim.labels.get(DRILL_LABEL) not in keep:
             orphans.append(f"pvc {claim.namespace}/{claim.name}")
             kubernetes.delete_pvc(claim.namespace, claim.name)
-    for pv in kubernetes.list_pvs_labelled(DRILL_LABEL):
-        if pv.labels.get(DRILL_LABEL) not in alive:
+    for pv in pvs:
+        if pv.labels.get(DRILL_LABEL) not in keep:
             orphans.append(f"pv {pv.name}")
             kubernetes.delete_pv(pv.name)
             if pv.csi_driver == kubernetes.LONGHORN_CSI_DRIVER and pv.volume_handle:
@@ -526,7 +534,7 @@ def history(namespace: str | None = None, pvc: str | None = None,
         require_dns_label(namespace, "namespace")
     if pvc:
         if not namespace:
-            raise NotFound("give the PVC's namespace too", field="namespace")
+            raise InvalidInput("give the PVC's namespace too", field="namespace")
         require_dns_subdomain(pvc, "pvc")
         found = list(drill_records.load(namespace, pvc).drills)
     else:

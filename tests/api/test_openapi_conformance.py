@@ -66,6 +66,24 @@ def _policies(client):
         assert _post(client, "/v1/policies", body).status_code == 201
 
 
+def _drill(client):
+    assert _post(client, "/v1/restore-drills", {"namespace": "ai", "pvc": "llm-cache"}).status_code == 202
+
+
+def _drills_ended(client):
+    """A drill of ai/llm-cache that passed, with what a worker records, and one running."""
+    from backups.services import drills
+
+    _drill(client)
+    [running] = drills.history("ai", "llm-cache")
+    drills.finish("ai", "llm-cache", running["id"], result="passed", reason="restored 3 files",
+                  restored={"files": 3, "bytes": 30, "digest": "ab", "seconds": 1.5},
+                  source={"files": 3, "bytes": 30, "digest": "ab", "changed_files": 0},
+                  cleanup={"succeeded": True, "deleted": ["pvc soteria/x"], "errors": []})
+    drills._release("ai", "llm-cache", running["id"], running["slot"])
+    assert _post(client, "/v1/restore-drills", {"namespace": "media", "pvc": "photos"}).status_code == 202
+
+
 SCOPED = {"HTTP_X_AUTH_REQUEST_USER": "erin", "HTTP_X_AUTH_REQUEST_GROUPS": "team-ai"}
 SOURCE = {"namespace": "ai", "pvc": "llm-cache"}
 
@@ -127,6 +145,20 @@ CASES = [
     Case("delete", "/v1/policies/", "/v1/policies/?namespace=ai&pvc=llm-cache", 200, before=_policies),
     Case("delete", "/v1/policies/", "/v1/policies/?pvc=llm-cache", 400),
     Case("delete", "/v1/policies/", "/v1/policies/?namespace=media&pvc=nope", 404, before=_policies),
+    # Restore drills.
+    Case("get", "/v1/restore-drills", "/v1/restore-drills", 200, before=_drills_ended),
+    Case("get", "/v1/restore-drills", "/v1/restore-drills?namespace=ai&pvc=llm-cache", 200, before=_drills_ended),
+    Case("get", "/v1/restore-drills", "/v1/restore-drills?pvc=llm-cache", 400),
+    Case("get", "/v1/restore-drills", "/v1/restore-drills?namespace=-bad", 400),
+    Case("get", "/v1/restore-drills", "/v1/restore-drills?namespace=media", 403, auth=True, headers=SCOPED),
+    Case("post", "/v1/restore-drills", "/v1/restore-drills", 202, SOURCE),
+    Case("post", "/v1/restore-drills", "/v1/restore-drills", 200, {**SOURCE, "dry_run": True}),
+    Case("post", "/v1/restore-drills", "/v1/restore-drills", 400, {**SOURCE, "force": True}),
+    Case("post", "/v1/restore-drills", "/v1/restore-drills", 404, {"namespace": "ai", "pvc": "nope"}),
+    Case("post", "/v1/restore-drills", "/v1/restore-drills", 409, SOURCE, before=_drill),
+    Case("post", "/v1/restore-drills", "/v1/restore-drills", 409, {"namespace": "ai", "pvc": "pending"}),
+    Case("post", "/v1/restore-drills", "/v1/restore-drills", 403, {"namespace": "media", "pvc": "photos"},
+         auth=True, headers=SCOPED),
     # Who am I.
     Case("get", "/v1/whoami", "/v1/whoami", 200),
     Case("get", "/v1/whoami", "/v1/whoami", 200, auth=True, headers=SCOPED),
@@ -161,8 +193,13 @@ def _api_time(value) -> bool:
 
 
 @pytest.fixture
-def world(cluster, settings):  # noqa: F811 - the fixture imported above
+def world(cluster, settings, monkeypatch):  # noqa: F811 - the fixture imported above
+    from backups.services import drills
+
     settings.SOTERIA_SECRET_NAMESPACE = "soteria"
+    # A restore drill is queued for the worker, not run; its manifests are not collected here.
+    monkeypatch.setattr(drills, "_enqueue", lambda plan: None)
+    monkeypatch.setattr(drills, "_collect_manifests", lambda namespace, pvc: None)
     settings.SOTERIA_POLICY_SECRET_NAME = "soteria-policies"
     cluster.add_pvc("ai", "llm-cache", backups=[("Completed", 2, None), ("Error", 1, None),
                                                 ("Completed", 30, None, {"tier": "gold"})])

@@ -36,7 +36,8 @@ def test_groups_by_namespace_sorted_with_exactly_the_contracts_fields(client, cl
     assert row["last_verified_at"] is None and row["verify_result"] is None
     assert row == {"namespace": "ai", "pvc": "llm-cache", "volume": "pvc-ai-llm-cache", "storage_class": "longhorn",
                    "capacity": "50Gi", "driver": "longhorn", "last_backup_at": "2026-04-12T14:55:12Z",
-                   "last_backup_age_hours": 0.58, "backup_count": 2, "healthy": True, "health_reason": "fresh"}
+                   "last_backup_age_hours": 0.58, "backup_count": 2, "healthy": True, "health_reason": "fresh",
+                   "last_verified_at": None, "verify_result": None}
 
 
 def test_every_health_reason_from_the_cluster_state(client, cluster, frozen, settings):
