@@ -123,7 +123,8 @@ def plan(namespace: str, pvc: str, requested_by: str, *, dry_run: bool = False) 
         raise Conflict(f"PVC {namespace}/{pvc} is not bound to a volume (phase {claim.pvc.phase})",
                        code="pvc_not_bound")
     driver = drivers.for_claim(claim)
-    _collect_manifests(namespace, pvc)
+    if not dry_run:  # a dry run writes nothing: it reports the manifests already stored
+        _collect_manifests(namespace, pvc)
     backup = _newest_completed(driver, claim)
     key = manifest_key(driver.name, backup)
     has_manifest = bool(key) and drill_records.load(namespace, pvc).manifest(key) is not None
@@ -151,10 +152,17 @@ def start(namespace: str, pvc: str, requested_by: str, *, dry_run: bool = False)
     if dry_run:
         return p
     slot = _admit(p)
+    recorded = False
     try:
         drill_records.update(namespace, pvc, lambda r: r.put_drill(_initial(p, slot)))
+        recorded = True
         _enqueue(p)
-    except Exception:
+    except Exception as exc:
+        if recorded:  # told as it happened, not later as "interrupted" by the sweeper
+            try:
+                finish(namespace, pvc, p.id, result="error", reason=f"the drill could not be queued: {exc}")
+            except SoteriaError as record_exc:
+                log.error("drill %s: could not record that it was not queued: %s", p.id, record_exc.detail)
         _release(p.namespace, p.pvc, p.id, slot)
         raise
     return p
@@ -170,9 +178,14 @@ def _admit(p: DrillPlan) -> int:
         running = lease.holder if lease else ""
         raise Conflict(f"a restore drill of PVC {p.namespace}/{p.pvc} is already running" +
                        (f": {running}" if running else ""), code="drill_in_progress", running=running)
-    for index in range(settings.SOTERIA_DRILL_MAX_CONCURRENT):
-        if leases.acquire(slot_name(index), namespace=namespace, duration_seconds=_lease_seconds(), holder=p.id):
-            return index
+    try:
+        for index in range(settings.SOTERIA_DRILL_MAX_CONCURRENT):
+            if leases.acquire(slot_name(index), namespace=namespace, duration_seconds=_lease_seconds(),
+                              holder=p.id):
+                return index
+    except SoteriaError:
+        _release(p.namespace, p.pvc, p.id, None)
+        raise
     leases.release(lease_name(p.namespace, p.pvc), namespace=namespace, holder=p.id)
     raise AtCapacity(f"{settings.SOTERIA_DRILL_MAX_CONCURRENT} restore drills are running, the most at once "
                      "(SOTERIA_DRILL_MAX_CONCURRENT); try again when one has finished",
@@ -456,26 +469,32 @@ def sweep() -> dict:
                    "interrupted: no worker took the drill up before its Lease expired")
             _release(namespace, pvc, drill["id"], drill.get("slot"))
             swept.append(drill["id"])
-    orphans = []
+    orphans: list[str] = []
+    failed: list[str] = []
     keep = alive | set(swept)  # a swept drill's objects were just deleted with it
+
+    def delete(what: str, fn, *args) -> None:  # one failure must not stop the rest (next sweep retries)
+        try:
+            fn(*args)
+            orphans.append(what)
+        except SoteriaError as exc:
+            failed.append(f"{what}: {exc.detail}")
+
     for job in jobs:
         if job.labels.get(DRILL_LABEL) not in keep:
-            orphans.append(f"job {job.namespace}/{job.name}")
-            workloads.delete_job(job.namespace, job.name)
+            delete(f"job {job.namespace}/{job.name}", workloads.delete_job, job.namespace, job.name)
     for claim in scratch_claims:
         if claim.labels.get(DRILL_LABEL) not in keep:
-            orphans.append(f"pvc {claim.namespace}/{claim.name}")
-            kubernetes.delete_pvc(claim.namespace, claim.name)
+            delete(f"pvc {claim.namespace}/{claim.name}", kubernetes.delete_pvc, claim.namespace, claim.name)
     for pv in pvs:
         if pv.labels.get(DRILL_LABEL) not in keep:
-            orphans.append(f"pv {pv.name}")
-            kubernetes.delete_pv(pv.name)
+            delete(f"pv {pv.name}", kubernetes.delete_pv, pv.name)
             if pv.csi_driver == kubernetes.LONGHORN_CSI_DRIVER and pv.volume_handle:
-                longhorn.delete_volume(pv.volume_handle)
-                orphans.append(f"volume {pv.volume_handle}")
-    if swept or orphans:
-        log.warning("drill sweeper: interrupted drills %s; deleted %s", swept or "none", orphans or "nothing")
-    return {"interrupted": swept, "deleted": orphans}
+                delete(f"volume {pv.volume_handle}", longhorn.delete_volume, pv.volume_handle)
+    if swept or orphans or failed:
+        log.warning("drill sweeper: interrupted drills %s; deleted %s; failed %s", swept or "none",
+                    orphans or "nothing", failed or "nothing")
+    return {"interrupted": swept, "deleted": orphans, **({"failed": failed} if failed else {})}
 
 
 # --- Records ---------------------------------------------------------------------------------

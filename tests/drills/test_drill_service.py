@@ -16,7 +16,7 @@ from backups import drivers
 from backups.drivers import drill_jobs
 from backups.services import claims, drill_records, drills, inventory
 from backups.types import DRILL_LABEL
-from soteria_site.core import workloads
+from soteria_site.core import kubernetes, workloads
 from soteria_site.core.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
 from soteria_site.core.kubernetes import LONGHORN_CSI_DRIVER, Pv, Pvc
 from tests.support.drills import FakeWorkloads, manifest_of, record_manifest, restores_finish_at_once, write_tree
@@ -156,6 +156,33 @@ def test_a_failed_enqueue_gives_the_leases_back(world, monkeypatch):
     with pytest.raises(UpstreamUnavailable):
         drills.start("ai", "llm-cache", "alice")
     assert world.leases == {}
+    # Told as it happened, not left "running" for the sweeper to call interrupted.
+    [drill] = drills.history("ai", "llm-cache")
+    assert drill["result"] == "error" and "could not be queued" in drill["reason"]
+    assert "locked" in drill["reason"]
+
+
+def test_a_kubernetes_error_while_taking_a_slot_gives_the_pvc_lease_back(world, monkeypatch):
+    real = kubernetes.create_lease
+
+    def slots_down(namespace, body):
+        if "-slot-" in body["metadata"]["name"]:
+            raise UpstreamUnavailable("kubernetes", "etcd is unhappy")
+        return real(namespace, body)
+
+    monkeypatch.setattr(kubernetes, "create_lease", slots_down)
+    with pytest.raises(UpstreamUnavailable):
+        drills.start("ai", "llm-cache", "alice")
+    assert world.leases == {} and drills.history("ai", "llm-cache") == []
+
+
+def test_a_dry_run_stores_nothing_not_even_manifests(world, monkeypatch):
+    collected = []
+    monkeypatch.setattr(drills, "_collect_manifests", lambda namespace, pvc: collected.append((namespace, pvc)))
+    drills.start("ai", "llm-cache", "alice", dry_run=True)
+    assert collected == []
+    drills.start("ai", "llm-cache", "alice")
+    assert collected == [("ai", "llm-cache")]
 
 
 # --- Running it (the worker) -----------------------------------------------------------------
@@ -360,6 +387,27 @@ def test_labelled_orphans_of_no_running_drill_are_deleted(world):
     assert "pvc-old" not in world.volumes and ("soteria-drills", "old-scratch") not in world.pvcs
     assert len(scratch_left(world)) == 4  # the running drill's, untouched
     assert recorded(running.id)["result"] == "running"
+
+
+def test_one_orphan_that_cannot_be_deleted_does_not_stop_the_sweep(world, monkeypatch):
+    labels = {DRILL_LABEL: "20260401-000000-dead01"}
+    for name in ("stuck", "free"):
+        world.pvcs[("soteria-drills", name)] = Pvc(
+            namespace="soteria-drills", name=name, uid=name, phase="Pending", storage_class="longhorn",
+            volume_name=None, access_modes=("ReadWriteOnce",), requested="1Gi", capacity=None, labels=labels)
+    world.jobs.add_job("soteria-drills", "soteria-verify-dead", labels, workloads.FAILED)
+    real = kubernetes.delete_pvc
+
+    def refuse_one(namespace, name):
+        if name == "stuck":
+            raise UpstreamUnavailable("kubernetes", "admission webhook timed out")
+        real(namespace, name)
+
+    monkeypatch.setattr(kubernetes, "delete_pvc", refuse_one)
+    swept = drills.sweep()
+    assert "pvc soteria-drills/free" in swept["deleted"] and "job soteria-drills/soteria-verify-dead" in swept["deleted"]
+    assert swept["failed"] == ["pvc soteria-drills/stuck: admission webhook timed out"]
+    assert ("soteria-drills", "free") not in world.pvcs and ("soteria-drills", "stuck") in world.pvcs
 
 
 # --- History and the inventory -------------------------------------------------------------
