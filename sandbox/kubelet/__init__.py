@@ -4,7 +4,8 @@ It registers the Node `sandbox-node` and keeps it Ready, binds unscheduled
 pods to it, runs each pod's containers on this machine (the real restic
 binary, inside a bubblewrap mount namespace where each PVC is a local
 directory at its mountPath), patches pod status so the real Job controller
-completes or fails Jobs, and serves container logs to the apiserver.
+completes or fails Jobs, serves container logs to the apiserver, and plays
+the `rancher.io/local-path` provisioner for claims of that class.
 See docs/sandbox-kubelet.md for what it does and how it differs from a kubelet.
 
 This module only starts and stops it; it does not import the Kubernetes client.
@@ -32,7 +33,7 @@ def state_dir(cfg: SandboxConfig) -> Path:
 def argv(cfg: SandboxConfig) -> list[str]:
     return [sys.executable, "-m", "sandbox.kubelet", "--kubeconfig", str(cfg.kubeconfig), "--node", NODE_NAME,
             "--port", str(cfg.port("kubelet")), "--state-dir", str(state_dir(cfg)),
-            "--longhorn-volumes", str(cfg.longhorn_volumes_dir)]
+            "--longhorn-volumes", str(cfg.longhorn_volumes_dir), "--local-volumes", str(cfg.local_volumes_dir)]
 
 
 def healthy(cfg: SandboxConfig) -> bool:

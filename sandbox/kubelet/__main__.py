@@ -1,6 +1,7 @@
 """The sandbox's kubelet stand-in (docs/sandbox-kubelet.md).
 
 python -m sandbox.kubelet --kubeconfig PATH --node NAME --port PORT --state-dir DIR --longhorn-volumes DIR
+    --local-volumes DIR
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .api import Api
 from .logs import LogServer, LogStore, self_signed_cert
 from .node import NodeAgent, labels
 from .pod import Context
+from .provisioner import Provisioner
 from .sync import PodSync
 
 log = logging.getLogger("sandbox.kubelet")
@@ -30,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--state-dir", type=Path, required=True, help="pod logs, volumes and the TLS key")
     parser.add_argument("--longhorn-volumes", type=Path, required=True,
                         help="directory holding one directory per Longhorn volume")
+    parser.add_argument("--local-volumes", type=Path, required=True,
+                        help="directory where the local-path provisioner stand-in creates volumes")
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -59,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.state_dir.mkdir(parents=True, exist_ok=True)
     args.longhorn_volumes.mkdir(parents=True, exist_ok=True)
+    args.local_volumes.mkdir(parents=True, exist_ok=True)
     api = Api(args.kubeconfig)
     store = LogStore(args.state_dir)
     node = NodeAgent(api, args.node, args.port, str(args.state_dir))
@@ -67,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     node.start()
     sync = PodSync(Context(api, args.node, store, args.longhorn_volumes), labels(args.node))
     sync.start()
+    provisioner = Provisioner(api, args.node, args.local_volumes)
+    provisioner.start()
     # Last: a kubelet answering /healthz is registered and running pods.
     server = LogServer(store, args.port, *self_signed_cert(args.state_dir / "tls", args.node))
     server.start()
@@ -75,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     while not stop.wait(1):
         pass
     log.info("stopping: killing running pods")
+    provisioner.stop()
     sync.shutdown(SHUTDOWN_GRACE)
     node.stop()
     server.stop()

@@ -45,6 +45,7 @@ class Api:
         self.client = config.new_client_from_config(str(kubeconfig))
         self.core = client.CoreV1Api(self.client)
         self.coordination = client.CoordinationV1Api(self.client)
+        self.storage = client.StorageV1Api(self.client)
 
     def _get(self, call, *args) -> dict | None:
         try:
@@ -117,6 +118,44 @@ class Api:
                                             _preload_content=False, _request_timeout=TIMEOUT)
         except ApiException as exc:
             if exc.status not in (404, 409):  # gone already, or a new pod of the same name
+                raise
+
+    # Claims, volumes and classes, for the provisioner -----------------------
+    # Lists read the apiserver's watch cache (resourceVersion "0"): cheap enough to poll.
+    def list_claims(self) -> list[dict]:
+        return _json(self.core.list_persistent_volume_claim_for_all_namespaces(
+            resource_version="0", _preload_content=False, _request_timeout=TIMEOUT))["items"]
+
+    def list_pvs(self) -> list[dict]:
+        return _json(self.core.list_persistent_volume(resource_version="0", _preload_content=False,
+                                                      _request_timeout=TIMEOUT))["items"]
+
+    def list_storage_classes(self) -> list[dict]:
+        return _json(self.storage.list_storage_class(resource_version="0", _preload_content=False,
+                                                     _request_timeout=TIMEOUT))["items"]
+
+    def list_namespaced_pods(self, namespace: str) -> list[dict]:
+        return _json(self.core.list_namespaced_pod(namespace, resource_version="0", _preload_content=False,
+                                                   _request_timeout=TIMEOUT))["items"]
+
+    def create_pv(self, body: dict) -> bool:
+        """Create a PersistentVolume; False when one of that name exists already."""
+        try:
+            self.core.create_persistent_volume(body, _preload_content=False, _request_timeout=TIMEOUT)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def delete_pv(self, pv: dict) -> None:
+        """Delete a PersistentVolume, only if it is still the same one (uid); gone already is fine."""
+        meta = pv["metadata"]
+        try:
+            self.core.delete_persistent_volume(meta["name"], body={"preconditions": {"uid": meta["uid"]}},
+                                               _preload_content=False, _request_timeout=TIMEOUT)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
                 raise
 
     # The node and its lease -------------------------------------------------

@@ -1,11 +1,10 @@
-"""Helpers for the restic driver's end-to-end tests: non-Longhorn PVCs with real files, a
-stand-in provisioner for restored claims, and a tree comparison that sees symlinks."""
+"""Helpers for the restic driver's end-to-end tests: non-Longhorn PVCs with real files, the
+directory the sandbox provisioned for a restored claim, and a tree comparison that sees symlinks."""
 
 from __future__ import annotations
 
 import os
 import stat
-import uuid
 from pathlib import Path
 
 from sandbox import seed
@@ -48,20 +47,16 @@ def local_pvc(cfg: SandboxConfig, namespace: str, pvc: str, marker: str | None =
 
 
 def provision(cfg: SandboxConfig, namespace: str, pvc: str) -> Path:
-    """Play the storage class's provisioner for a claim Soteria creates: once the claim exists, a
-    hostPath PV bound to it (the sandbox has no dynamic provisioner). Returns the PV's directory."""
+    """The directory behind a claim Soteria creates, once the sandbox's local-path provisioner
+    stand-in has given it a PV and the PV controller has bound the two."""
     core = kube(cfg)
-    claim = wait_for(lambda: _find_claim(core, namespace, pvc), what=f"claim {namespace}/{pvc} to be created")
-    root = cfg.local_volumes_dir / f"provisioned-{uuid.uuid4().hex[:8]}"
-    root.mkdir(parents=True)
-    core.create_persistent_volume({
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"pv-{root.name}"},
-        "spec": {"capacity": {"storage": claim.spec.resources.requests["storage"]},
-                 "accessModes": claim.spec.access_modes, "persistentVolumeReclaimPolicy": "Retain",
-                 "storageClassName": claim.spec.storage_class_name, "volumeMode": "Filesystem",
-                 "claimRef": {"namespace": namespace, "name": pvc, "uid": claim.metadata.uid},
-                 "hostPath": {"path": str(root), "type": "DirectoryOrCreate"}}})
-    return root
+
+    def bound_volume():
+        claim = _find_claim(core, namespace, pvc)
+        return claim and claim.status.phase == "Bound" and claim.spec.volume_name
+
+    volume = wait_for(bound_volume, 60, what=f"claim {namespace}/{pvc} to be created and bound")
+    return Path(core.read_persistent_volume(volume).spec.host_path.path)
 
 
 def _find_claim(core, namespace: str, pvc: str):
