@@ -57,6 +57,13 @@ def test_the_inventory_shows_when_each_pvc_was_last_verified_and_how_long_ago(cl
     assert _text(_verified_cell(html, "fresh")) == "never"
 
 
+def test_pvcs_no_drill_could_restore_show_no_verification(client, drilled):
+    drilled.add_pvc("ai", "pending", bound=False)
+    drilled.add_pvc("ai", "local", storage_class="local-path", csi_driver=None)
+    html = _inventory(client).content.decode()
+    assert _text(_verified_cell(html, "pending")) == "—" and _text(_verified_cell(html, "local")) == "—"
+
+
 def test_a_failed_newest_drill_shows_its_reason_short_with_the_full_text_in_a_title(client, drilled):
     cell = _verified_cell(_inventory(client).content.decode(), "broken")
     assert _text(cell).startswith("2026-04-02 15:23 10 d ago drill failed 3 differences from the backup")
