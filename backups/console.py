@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -9,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from soteria_site.core.errors import SoteriaError
 from soteria_site.core.names import DNS_SUBDOMAIN_MAX, RESERVED_LABEL_KEYS, fit_name
+from soteria_site.core.timeparse import parse_time
 from soteria_site.web import audit
 from soteria_site.web.access import BACKUP, RESTORE, VIEW
 from soteria_site.web.edge import BUSY_DETAIL, claim_slot, expensive
@@ -16,14 +19,15 @@ from soteria_site.web.identity import requested_by
 from soteria_site.web.permissions import console_permission, may, visible_namespaces
 from soteria_site.web.throttles import InventoryThrottle
 
-from .forms import BackupForm, NamespaceRestoreForm, RestoreForm
+from .forms import BackupForm, DrillForm, NamespaceRestoreForm, RestoreForm
 from .services import backup as backup_service
-from .services import inventory
+from .services import drills, inventory
 from .services import restore as restore_service
 
 HEALTH_STYLE = {"fresh": "ok", "stale": "bad", "never backed up": "bad", "last backup failed": "bad",
                 "backup stuck": "bad", "backup in progress": "info", "not bound": "muted",
                 "unsupported driver": "muted", "volume missing in Longhorn": "warn"}
+DRILL_STYLE = {"passed": "ok", "failed": "bad", "error": "bad", "unverified": "warn", "running": "info"}
 
 
 def _operator_labels(labels: dict) -> dict:
@@ -31,6 +35,25 @@ def _operator_labels(labels: dict) -> dict:
     blob, and longhorn.io/...): the tags someone gave, readable in a table cell."""
     return {k: v for k, v in (labels or {}).items()
             if k not in RESERVED_LABEL_KEYS and not k.startswith("longhorn.io/")}
+
+
+def _span(seconds: float) -> str:
+    """A duration as people say it: 45 s, 12 min, 5 h, 3 d."""
+    seconds = max(seconds, 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} s"
+
+
+def _drill_rows(found: list[dict]) -> list[dict]:
+    """The PVC's drills as the page shows them: times parsed, the duration, the badge's style."""
+    rows = []
+    for drill in found:
+        started, finished = parse_time(drill.get("started_at")), parse_time(drill.get("finished_at"))
+        rows.append({**drill, "started": started, "style": DRILL_STYLE.get(drill.get("result"), "muted"),
+                     "duration": _span((finished - started).total_seconds()) if started and finished else ""})
+    return rows
 
 
 def _denied(request, permission):
@@ -53,13 +76,18 @@ def inventory_page(request):
         inv = inventory.build(namespace, visible=visible_namespaces(request))
     except SoteriaError as exc:
         return _error_page(request, "backups/inventory.html", context, exc)
-    groups = [(name, [(item, HEALTH_STYLE.get(item.health_reason, "muted")) for item in items])
+    groups = [(name, [(item, HEALTH_STYLE.get(item.health_reason, "muted"), _verified_age(item, inv.generated_at))
+                      for item in items])
               for name, items in inv.by_namespace()]
     totals = {"pvcs": len(inv.items), "healthy": sum(i.healthy for i in inv.items),
               "unhealthy": sum(not i.healthy and i.driver != "none" and i.health_reason != "not bound"
                                for i in inv.items)}
     return render(request, "backups/inventory.html", {**context, "inventory": inv, "groups": groups,
                                                       "totals": totals})
+
+
+def _verified_age(item, now: datetime) -> str:
+    return _span((now - item.last_verified_at).total_seconds()) if item.last_verified_at else ""
 
 
 @console_permission(VIEW)
@@ -71,9 +99,14 @@ def pvc_page(request, namespace, pvc):
         found = backup_service.list_backups(namespace, pvc)
     except SoteriaError as exc:
         return _error_page(request, "backups/pvc.html", context, exc)
+    try:
+        drill_rows, drills_error = _drill_rows(drills.history(namespace, pvc)), None
+    except SoteriaError as exc:  # the backups are still worth showing
+        drill_rows, drills_error = [], exc
     suggested = fit_name(f"restore-{pvc}", DNS_SUBDOMAIN_MAX)  # a valid PVC name however long `pvc` is
     return render(request, "backups/pvc.html", {
         **context, "found": found, "backups": [(b, _operator_labels(b.labels)) for b in found.backups],
+        "drills": drill_rows, "drills_error": drills_error, "drill_form": DrillForm(auto_id="drill_%s"),
         "backup_form": BackupForm(auto_id="backup_%s"),
         # Both forms have a dry_run field: distinct ids keep each label on its own checkbox.
         "restore_form": RestoreForm(backups=found.backups, auto_id="restore_%s",
@@ -142,6 +175,35 @@ def restore_action(request, namespace, pvc):
     if p.size_note:
         messages.warning(request, f"Note: {p.size_note}.")
     return redirect(reverse("console:restores") + f"?namespace={p.target_namespace}")
+
+
+@expensive
+@require_POST
+@console_permission(RESTORE)
+def drill_action(request, namespace, pvc):
+    """Start (or, as a dry run, plan) a restore drill of the PVC's latest backup."""
+    if not may(request, RESTORE, namespace):
+        return _denied(request, RESTORE)
+    form = DrillForm(request.POST)
+    dry_run = form.is_valid() and form.cleaned_data["dry_run"]
+    target = f"{namespace}/{pvc}"
+    try:
+        p = drills.start(namespace, pvc, requested_by(request), dry_run=dry_run)
+    except SoteriaError as exc:
+        audit.record(request, "restore-drill.create", exc.status, {"error": exc.code, "detail": exc.detail}, target,
+                     [namespace])
+        messages.error(request, f"Restore drill refused: {exc.detail}")
+        return redirect("console:pvc", namespace=namespace, pvc=pvc)
+    audit.record(request, "restore-drill.create", 200 if dry_run else 202, {"dry_run": dry_run}, target, [namespace])
+    compares = (f"compare it with the manifest {p.manifest_key}" if p.has_manifest else
+                "read it in full; the backup has no manifest, so the best result is unverified")
+    if dry_run:
+        messages.info(request, f"Dry run: would restore backup {p.backup.name} into the scratch claim "
+                               f"{p.drill_namespace}/{p.scratch_pvc}, {compares}, then delete the scratch copy.")
+    else:
+        messages.success(request, f"Restore drill {p.id} of backup {p.backup.name} started: it will {compares}. "
+                                  "Its result appears under Restore drills when it ends.")
+    return redirect("console:pvc", namespace=namespace, pvc=pvc)
 
 
 @expensive

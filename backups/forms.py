@@ -41,6 +41,10 @@ class RestoreForm(forms.Form):
         self.fields["snapshot"].widget.choices = choices
 
 
+class DrillForm(forms.Form):
+    dry_run = forms.BooleanField(required=False, label="Dry run (plan only)")
+
+
 class NamespaceRestoreForm(forms.Form):
     target_namespace = forms.CharField(max_length=63, validators=[_dns_label])
     target_prefix = forms.CharField(max_length=40, required=False, initial="restore-")

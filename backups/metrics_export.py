@@ -37,6 +37,10 @@ class SnapshotCollector:
                                      "The backup interval of the PVC's enabled policy.", labels=PVC_LABELS)
         stuck = GaugeMetricFamily("pvc_backup_stuck", "1 when a backup of the PVC has been running far longer "
                                   "than expected (SOTERIA_BACKUP_STUCK_HOURS).", labels=PVC_LABELS)
+        verified = GaugeMetricFamily("pvc_restore_verified_timestamp_seconds",
+                                     "Unix time of the PVC's last passed restore drill.", labels=PVC_LABELS)
+        verify_failed = GaugeMetricFamily("pvc_restore_verify_failed", "1 when the PVC's newest finished restore "
+                                          "drill failed, else 0 (absent before its first drill).", labels=PVC_LABELS)
         without = GaugeMetricFamily("soteria_pvcs_without_policy", "PVCs no enabled policy backs up.",
                                     labels=["namespace"])
         running = GaugeMetricFamily("soteria_backups_in_progress", "Backups running now, and those stuck.",
@@ -58,6 +62,10 @@ class SnapshotCollector:
             stuck.add_metric(labels, 1 if is_stuck else 0)
             stuck_total += is_stuck
             in_progress += row["in_progress"]
+            if row.get("verified_at") is not None:  # rows cached before drills existed lack it
+                verified.add_metric(labels, row["verified_at"])
+            if row.get("verify_result"):
+                verify_failed.add_metric(labels, 1 if row["verify_result"] == "failed" else 0)
             if row["interval"] is not None:
                 interval.add_metric(labels, row["interval"])
             elif row["policies_known"]:
@@ -71,7 +79,8 @@ class SnapshotCollector:
         if snap:
             refreshed.add_metric([], snap.generated_at.timestamp())
             duration.add_metric([], snap.duration_seconds)
-        yield from (age, health, last, count, interval, stuck, without, running, refreshed, duration)
+        yield from (age, health, last, count, interval, stuck, verified, verify_failed, without, running, refreshed,
+                    duration)
 
 
 @never_cache

@@ -4,7 +4,7 @@ from django.conf import settings
 
 from soteria_site.core.schedules import ScheduleSpec
 
-from .services import drills, snapshot_cleanup
+from .services import drills, inventory_cache, snapshot_cleanup
 
 
 def prune_snapshots() -> dict:
@@ -12,7 +12,10 @@ def prune_snapshots() -> dict:
 
 
 def run_drill(drill_id: str, namespace: str, pvc: str) -> dict:
-    return drills.run(drill_id, namespace, pvc)
+    outcome = drills.run(drill_id, namespace, pvc)
+    if not outcome.get("skipped"):  # /metrics shows the verdict now, not at the next refresh
+        inventory_cache.record_verification(namespace, pvc)
+    return outcome
 
 
 def sweep_drills() -> dict:

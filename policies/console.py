@@ -39,7 +39,8 @@ def save_action(request):
     target = f"{d['namespace']}/{d['pvc']}" if d["pvc"] else d["namespace"]
     try:
         policy, created = services.save_policy(d["namespace"], d["pvc"], d["interval_hours"], d["enabled"],
-                                               d["retain"], form.tag_list(), requested_by(request))
+                                               d["retain"], form.tag_list(), requested_by(request),
+                                               verify_every_hours=d["verify_every_hours"])
     except SoteriaError as exc:
         audit.record(request, "policy.create", exc.status, {"error": exc.code, "detail": exc.detail}, target,
                      [d["namespace"]])

@@ -7,6 +7,12 @@ per-PVC jitter (up to JITTER_FRACTION of the interval) spreads a namespace's
 backups. PVCs with a backup in progress are skipped (a stuck one is reported,
 not retried). After the run, retention is applied and each policy's last run
 and result are written back to the Secret.
+
+A policy with verify_every_hours also starts a restore drill (backups/services/drills.py)
+of each governed PVC with a successful backup whose newest drill, whatever its result,
+started more than verify_every_hours ago, or that never had one. The drill service refuses
+a PVC already being drilled, more drills than SOTERIA_DRILL_MAX_CONCURRENT, or a PVC
+without a backup: those are skipped and tried again at the next evaluation.
 """
 
 from __future__ import annotations
@@ -24,14 +30,15 @@ from backups import drivers
 from backups import types as t
 from backups.services import backup as backup_service
 from backups.services import claims as claims_service
-from backups.services import inventory
+from backups.services import drill_records, drills, inventory
 from backups.types import InventoryItem
 from soteria_site.core import leases
 from soteria_site.core.errors import SoteriaError
 from soteria_site.core.names import POLICY_LABEL, label_value
+from soteria_site.core.timeparse import parse_time
 
 from . import leader, store
-from .metrics import POLICY_BACKUPS, POLICY_EVALUATIONS, RETENTION_DELETES
+from .metrics import POLICY_BACKUPS, POLICY_DRILLS, POLICY_EVALUATIONS, RETENTION_DELETES
 from .types import Policy
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,32 @@ def next_due(item: InventoryItem, policy: Policy) -> datetime:
     return anchor + interval + jitter(item.namespace, item.pvc, policy.interval_seconds)
 
 
+# The drill service's refusals that the next evaluation simply tries again.
+DRILL_REFUSALS = ("drill_in_progress", "drill_capacity", "no_backup")
+
+# (namespace, pvc) -> when its newest restore drill started (any result, running included).
+NewestDrills = dict[tuple[str, str], datetime]
+
+
+def newest_drill_starts() -> NewestDrills:
+    """When each PVC's newest restore drill started, from one list of the drill records."""
+    found = {}
+    for key, record in drill_records.load_all().items():
+        starts = [when for d in record.drills if (when := parse_time(d.get("started_at")))]
+        if starts:
+            found[key] = max(starts)
+    return found
+
+
+def next_drill_due(item: InventoryItem, policy: Policy, newest: NewestDrills) -> datetime:
+    """When the PVC is due for a restore drill: verify_every_hours after its newest drill
+    started, or at once (the epoch) when it never had one."""
+    started = newest.get((item.namespace, item.pvc))
+    if started is None:
+        return datetime.fromtimestamp(0, timezone.utc)
+    return started + timedelta(hours=policy.verify_every_hours or 0)
+
+
 @dataclass
 class Report:
     leader: bool
@@ -65,6 +98,9 @@ class Report:
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     retention_deleted: dict[str, list[str]] = field(default_factory=dict)
+    drills_started: dict[str, str] = field(default_factory=dict)  # "ns/pvc" -> drill id
+    drills_skipped: dict[str, str] = field(default_factory=dict)  # "ns/pvc" -> the refusal's code
+    drills_failed: dict[str, str] = field(default_factory=dict)
 
 
 def evaluate(now: datetime | None = None, holder: str | None = None) -> Report:
@@ -108,6 +144,7 @@ def _evaluate(now: datetime) -> Report:
             report.due.append(key)
             todo.append((item, policy))
     _run_backups(todo, report)
+    _start_drills(policies, governed, report, now)
     _apply_retention(policies, governed, report)
     _record_results(policies, governed, report, now)
     return report
@@ -137,6 +174,52 @@ def _run_backups(todo, report: Report) -> None:
                 report.started[key] = backup
             else:
                 report.failed[key] = error
+
+
+def _start_drills(policies: list[Policy], governed, report: Report, now: datetime) -> None:
+    """Start the restore drills that are due, the longest overdue first. After a refusal for
+    capacity the rest wait for the next evaluation without asking again."""
+    wanted = [(item, policy) for policy in policies if policy.enabled and policy.verify_every_hours
+              for item in governed.get(policy.id, [])
+              if item.backup_count and item.health_reason not in (t.NOT_BOUND, t.UNSUPPORTED_DRIVER,
+                                                                  t.VOLUME_MISSING)]
+    if not wanted:
+        return
+    try:
+        newest = newest_drill_starts()
+    except SoteriaError as exc:
+        log.warning("policy drills not started: the drill records cannot be read: %s", exc.detail)
+        report.drills_failed.update({f"{i.namespace}/{i.pvc}": exc.detail for i, _ in wanted})
+        POLICY_DRILLS.labels("error").inc(len(wanted))
+        return
+    due = sorted(((next_drill_due(item, policy, newest), item, policy) for item, policy in wanted
+                  if now >= next_drill_due(item, policy, newest)), key=lambda d: d[0])
+    full = ""
+    for _when, item, policy in due:
+        key = f"{item.namespace}/{item.pvc}"
+        if full:
+            report.drills_skipped[key] = full
+            POLICY_DRILLS.labels("skipped").inc()
+            continue
+        try:
+            plan = drills.start(item.namespace, item.pvc, f"policy:{policy.id}")
+        except SoteriaError as exc:
+            if exc.code in DRILL_REFUSALS:
+                report.drills_skipped[key] = exc.code
+                POLICY_DRILLS.labels("skipped").inc()
+                full = exc.code if exc.code == "drill_capacity" else ""
+            else:
+                report.drills_failed[key] = exc.detail
+                POLICY_DRILLS.labels("error").inc()
+                log.warning("policy %s: restore drill of %s not started: %s", policy.id, key, exc.detail)
+            continue
+        except Exception as exc:  # noqa: BLE001 - a drill's bug must not stop retention and the results
+            log.exception("policy %s: restore drill of %s not started", policy.id, key)
+            report.drills_failed[key] = f"internal error: {exc}"
+            POLICY_DRILLS.labels("error").inc()
+            continue
+        report.drills_started[key] = plan.id
+        POLICY_DRILLS.labels("started").inc()
 
 
 def _apply_retention(policies: list[Policy], governed, report: Report) -> None:
@@ -173,13 +256,18 @@ def _record_results(policies: list[Policy], governed, report: Report, now: datet
         failed = [k for k in keys if k in report.failed]
         if not policy.enabled:
             continue
+        drilled = sum(k in report.drills_started for k in keys)
+        drill_failed = [k for k in keys if k in report.drills_failed]
+        drill_note = (f"; {drilled} restore drill(s) started" if drilled else "") + (
+            f"; {len(drill_failed)} restore drill(s) not started: " + "; ".join(
+                f"{k}: {report.drills_failed[k]}" for k in drill_failed) if drill_failed else "")
         if failed:
-            results[policy.id] = ("error", f"{len(failed)} failed: " + "; ".join(
-                f"{k}: {report.failed[k]}" for k in failed)[:500])
+            results[policy.id] = ("error", (f"{len(failed)} failed: " + "; ".join(
+                f"{k}: {report.failed[k]}" for k in failed) + drill_note)[:500])
         elif started:
-            results[policy.id] = ("started", f"{len(started)} backup(s) started")
+            results[policy.id] = ("started", (f"{len(started)} backup(s) started" + drill_note)[:500])
         else:
-            results[policy.id] = ("up_to_date", f"{len(keys)} PVC(s) checked, none due")
+            results[policy.id] = ("up_to_date", (f"{len(keys)} PVC(s) checked, none due" + drill_note)[:500])
 
     def change(current: list[Policy]) -> list[Policy]:
         return [replace(p, last_run_at=now, last_result=results[p.id][0], last_detail=results[p.id][1])

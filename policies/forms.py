@@ -9,6 +9,8 @@ class PolicyForm(forms.Form):
     interval_hours = forms.FloatField(min_value=0.0001, max_value=24 * 366, initial=24)
     enabled = forms.BooleanField(required=False, initial=True)
     retain = forms.IntegerField(required=False, min_value=1, max_value=1000, help_text="blank: keep all")
+    verify_every_hours = forms.FloatField(required=False, min_value=0.0001, max_value=24 * 366,
+                                          label="Restore drill every (hours)", help_text="blank: no restore drills")
     tags = forms.CharField(required=False, max_length=2000, help_text="comma-separated key=value or words")
 
     def tag_list(self) -> list[str]:

@@ -19,6 +19,12 @@ POLICY_EVALUATIONS = Counter(
     "Policy evaluation runs, by outcome (evaluated, not_leader, error).",
     ["outcome"],
 )
+POLICY_DRILLS = Counter(
+    "soteria_policy_restore_drills_total",
+    "Restore drills policy evaluation started, or did not: skipped (refused for now: one running, "
+    "at capacity, no backup; tried again next time) or error.",
+    ["result"],
+)
 RETENTION_DELETES = Counter(
     "soteria_policy_retention_deletes_total",
     "Backups deleted by policy retention, by result.",
@@ -29,5 +35,7 @@ RETENTION_DELETES = Counter(
 def initialise() -> None:
     for result in ("success", "error", "conflict", "skipped_in_progress", "skipped_stuck"):
         POLICY_BACKUPS.labels(result)
+    for result in ("started", "skipped", "error"):
+        POLICY_DRILLS.labels(result)
     for outcome in ("evaluated", "not_leader", "error"):
         POLICY_EVALUATIONS.labels(outcome)

@@ -10,7 +10,9 @@ from . import evaluate, services
 def evaluate_policies() -> dict:
     report = evaluate.evaluate()
     return {"leader": report.leader, "due": len(report.due), "started": len(report.started),
-            "failed": len(report.failed), "skipped": len(report.skipped)}
+            "failed": len(report.failed), "skipped": len(report.skipped),
+            "drills_started": len(report.drills_started), "drills_skipped": len(report.drills_skipped),
+            "drills_failed": len(report.drills_failed)}
 
 
 def refresh_inventory() -> dict:

@@ -40,6 +40,7 @@ class Policy:
     last_run_at: datetime | None = None
     last_result: str = ""
     last_detail: str = ""
+    verify_every_hours: float | None = None  # restore drills: None = off
 
     @property
     def id(self) -> str:
@@ -64,19 +65,27 @@ class Policy:
             tags=tuple(data.get("tags") or ()), created_at=parse_time(data.get("created_at")),
             updated_at=parse_time(data.get("updated_at")), updated_by=data.get("updated_by") or "",
             last_run_at=parse_time(data.get("last_run_at")), last_result=data.get("last_result") or "",
-            last_detail=data.get("last_detail") or "")
+            last_detail=data.get("last_detail") or "",
+            verify_every_hours=float(v) if (v := data.get("verify_every_hours")) is not None else None)
 
 
 @dataclass(frozen=True)
 class PolicyView:
     """A policy as the API and the console show it: with the earliest time one of its PVCs
-    falls due (None when disabled, or when that is unknown now)."""
+    falls due for a backup, and for a restore drill (None when disabled, drills are off, or
+    when that is unknown now)."""
 
     policy: Policy
     next_due_at: datetime | None = None
+    next_drill_due_at: datetime | None = None
 
 
-def validate(namespace, pvc, interval_hours, enabled, retain, tags) -> None:
+def _hours_error(value) -> bool:
+    return isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+        value) or not 0 < value <= MAX_INTERVAL_HOURS
+
+
+def validate(namespace, pvc, interval_hours, enabled, retain, tags, verify_every_hours=None) -> None:
     """Raise InvalidInput naming the first bad field."""
     problem = dns_label_error(namespace)
     if problem:
@@ -85,8 +94,7 @@ def validate(namespace, pvc, interval_hours, enabled, retain, tags) -> None:
         problem = dns_subdomain_error(pvc)
         if problem:
             raise InvalidInput(f"pvc: {problem}", field="pvc")
-    if isinstance(interval_hours, bool) or not isinstance(interval_hours, (int, float)) or not math.isfinite(
-            interval_hours) or not 0 < interval_hours <= MAX_INTERVAL_HOURS:
+    if _hours_error(interval_hours):
         raise InvalidInput(f"interval_hours: must be a number greater than 0 and at most {MAX_INTERVAL_HOURS}",
                            field="interval_hours")
     if not isinstance(enabled, bool):
@@ -94,4 +102,7 @@ def validate(namespace, pvc, interval_hours, enabled, retain, tags) -> None:
     if retain is not None and (isinstance(retain, bool) or not isinstance(retain, int)
                                or not 1 <= retain <= MAX_RETAIN):
         raise InvalidInput(f"retain: must be a whole number from 1 to {MAX_RETAIN}, or null", field="retain")
+    if verify_every_hours is not None and _hours_error(verify_every_hours):
+        raise InvalidInput(f"verify_every_hours: must be a number greater than 0 and at most {MAX_INTERVAL_HOURS}, "
+                           "or null (no restore drills)", field="verify_every_hours")
     tags_to_labels(list(tags))  # refuses Soteria's own keys (policy, soteria.io/...) too

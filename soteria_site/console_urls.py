@@ -11,6 +11,7 @@ urlpatterns = [
     path("pvc/<str:namespace>/<str:pvc>/", console.pvc_page, name="pvc"),
     path("pvc/<str:namespace>/<str:pvc>/backup", console.backup_action, name="backup"),
     path("pvc/<str:namespace>/<str:pvc>/restore", console.restore_action, name="restore"),
+    path("pvc/<str:namespace>/<str:pvc>/drill", console.drill_action, name="drill"),
     path("namespace/<str:namespace>/backup", console.backup_namespace_action, name="backup-namespace"),
     path("namespace/<str:namespace>/restore", console.restore_namespace_page, name="restore-namespace"),
     path("restores/", console.restores_page, name="restores"),

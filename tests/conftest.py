@@ -11,6 +11,7 @@ see `pytest_collection_modifyitems`.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ import time_machine
 pytest.register_assert_rewrite("tests.support")
 
 from sandbox.config import SandboxConfig, default_cache_dir  # noqa: E402
+from tests.support.cast import CLIENT_TOKEN  # noqa: E402
 from tests.support.fake_cluster import NOW, FakeCluster  # noqa: E402
 from tests.support.ports import CLOSED_URL, TEST_PORT_BASE  # noqa: E402
 from tests.support.soteria import SoteriaServer, start_soteria, stop_soteria  # noqa: E402
@@ -84,6 +86,20 @@ def policy_secret_settings(settings):
     """Soteria keeps its policies in the Secret soteria/soteria-policies."""
     settings.SOTERIA_SECRET_NAMESPACE = "soteria"
     settings.SOTERIA_POLICY_SECRET_NAME = "soteria-policies"
+
+
+@pytest.fixture
+def auth_on(settings):
+    """The server side of the test client's cast (tests/support/cast.py CAST): who may do what."""
+    settings.SOTERIA_AUTH_REQUIRED = True
+    settings.SOTERIA_ALLOWED_GROUPS = ["admin", "maintenance"]
+    settings.SOTERIA_READONLY_GROUPS = ["viewers"]
+    settings.SOTERIA_BACKUP_SCOPES = {"team-ai": frozenset({"ai"})}
+    settings.SOTERIA_RESTORE_SCOPES = {"team-ai": frozenset({"ai", "ai-restore"})}
+    settings.SOTERIA_AUTH_BEARER_TOKENS = [("ci", CLIENT_TOKEN)]
+    # The test client's requests come from 127.0.0.1: it plays the trusted proxy here.
+    settings.SOTERIA_TRUSTED_PROXIES = [ipaddress.ip_network("127.0.0.1/32")]
+    return settings
 
 
 @pytest.fixture

@@ -8,6 +8,10 @@ previous one and is counted.
 Each row may carry the interval of the PVC's enabled policy: the caller passes
 `interval_of` (policies.services.refresh_inventory does), since policies sit
 above backups and this module never reads them itself.
+
+Each row also carries the PVC's restore drills (the last passed one, the newest finished
+one's result): `record_verification` rewrites one PVC's drill fields as soon as its drill
+ends, so the restore metrics do not wait for the next refresh.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from django.db import transaction
+
 from soteria_site.core.errors import SoteriaError
+from soteria_site.core.timeparse import parse_time
 
 from ..metrics import INVENTORY_REFRESH_FAILURES
 from ..models import CachedInventory
 from ..types import NO_DRIVER, NOT_BOUND
-from . import inventory
+from . import drill_records, inventory
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +58,38 @@ def refresh(now: datetime | None = None, interval_of: IntervalOf | None = None) 
             "reason": item.health_reason, "in_progress": len(item.in_progress),
             "interval": interval_of(item.namespace, item.pvc) if interval_of is not None else None,
             "policies_known": interval_of is not None,
+            **_drill_fields(item.last_verified_at, item.verify_result),
         })
     cached, _ = CachedInventory.objects.update_or_create(
         id=1, defaults={"generated_at": inv.generated_at, "rows": rows,
                         "duration_seconds": round(time.monotonic() - started, 3)})
     return cached
+
+
+def _drill_fields(last_verified_at: datetime | None, verify_result: str) -> dict:
+    return {"verified_at": last_verified_at.timestamp() if last_verified_at else None,
+            "verify_result": verify_result or ""}
+
+
+def record_verification(namespace: str, pvc: str) -> bool:
+    """Copy one PVC's drill outcome (its record: one ConfigMap read) into the cached row, so the
+    restore metrics show a drill as soon as it ends. False when the PVC has no cached row yet
+    (the next refresh adds it) or its record cannot be read (the next refresh tries again)."""
+    try:
+        record = drill_records.load(namespace, pvc)
+    except SoteriaError as exc:
+        log.warning("cached inventory keeps the old drill result of %s/%s: %s", namespace, pvc, exc.detail)
+        return False
+    passed, last = record.last_passed(), record.last_finished()
+    fields = _drill_fields(parse_time(passed["finished_at"]) if passed else None, last["result"] if last else "")
+    with transaction.atomic():
+        cached = CachedInventory.objects.select_for_update().filter(id=1).first()
+        row = next((r for r in cached.rows if (r["namespace"], r["pvc"]) == (namespace, pvc)), None) if cached else None
+        if row is None:
+            return False
+        row.update(fields)
+        cached.save(update_fields=["rows"])
+    return True
 
 
 def latest() -> CachedInventory | None:

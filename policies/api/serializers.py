@@ -34,6 +34,9 @@ class PolicyRequest(StrictSerializer):
                                 help_text="keep the newest N successful backups this policy made")
     tags = serializers.ListField(child=StrictCharField(allow_blank=False), required=False, default=list,
                                  max_length=64)
+    verify_every_hours = NumberField(required=False, allow_null=True, default=None, min_value=0.0001,
+                                     max_value=24 * 366,
+                                     help_text="run a restore drill of each PVC this often; null or absent: never")
 
 
 class PolicyQuery(serializers.Serializer):
@@ -60,6 +63,10 @@ class PolicyOut(serializers.Serializer):
     last_result = serializers.CharField(source="policy.last_result", allow_blank=True, read_only=True)
     last_detail = serializers.CharField(source="policy.last_detail", allow_blank=True, read_only=True)
     next_due_at = TimeField(allow_null=True, read_only=True)
+    verify_every_hours = serializers.FloatField(source="policy.verify_every_hours", allow_null=True,
+                                                help_text="hours between restore drills of each PVC; null: none")
+    next_drill_due_at = TimeField(allow_null=True, read_only=True,
+                                  help_text="the earliest time one of its PVCs is due for a restore drill")
 
 
 @extend_schema_serializer(many=False)  # one object, though a list action answers it

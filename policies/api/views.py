@@ -45,7 +45,8 @@ class PolicyViewSet(AuditedViewSet):
         body.is_valid(raise_exception=True)
         d = body.validated_data
         policy, created = services.save_policy(d["namespace"], d["pvc"], d["interval_hours"], d["enabled"],
-                                               d["retain"], d["tags"], requested_by(request))
+                                               d["retain"], d["tags"], requested_by(request),
+                                               verify_every_hours=d["verify_every_hours"])
         return Response(PolicyOut(PolicyView(policy)).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

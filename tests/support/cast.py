@@ -3,7 +3,7 @@
 Over HTTP, as a proxy in front of Soteria would send them: ADMIN ... AUTOMATION, and the
 server side of that cast (which group may do what, which address is the trusted proxy):
 SECURE_ENV, PROXY, POD. Through Django's test client, as WSGI environ entries: CAST, with
-the server side in the `auth_on` fixture (tests/auth/conftest.py).
+the server side in the `auth_on` fixture (tests/conftest.py).
 """
 
 from dataclasses import dataclass, field

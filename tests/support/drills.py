@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from backups import manifests
 from backups.drivers import drill_jobs
 from backups.services import drill_records
 from soteria_site.core import workloads
+from soteria_site.core.timeparse import format_time
 from soteria_site.core.workloads import Job, Pod
 
 from .fake_cluster import FakeCluster, _selects
@@ -35,6 +36,21 @@ def manifest_of(root: Path) -> manifests.Manifest:
 
 def record_manifest(namespace: str, pvc: str, key: str, manifest: manifests.Manifest, when: datetime) -> None:
     drill_records.update(namespace, pvc, lambda r: r.add_manifest(key, manifest, when))
+
+
+def record_drill(namespace: str, pvc: str, result: str, started: datetime, *, minutes: float = 3,
+                 reason: str = "", differences: tuple[str, ...] = (), backup: str = "backup-1",
+                 drill_id: str = "") -> dict:
+    """Store a drill of the PVC in its verification record, as the drill service writes it (a
+    running drill has no end), for tests of what reads the records."""
+    drill = {"id": drill_id or f"{started:%Y%m%d-%H%M%S}-{result[:6]}", "namespace": namespace, "pvc": pvc,
+             "driver": "longhorn", "volume": f"pvc-{namespace}-{pvc}", "backup": backup,
+             "started_at": format_time(started),
+             "finished_at": None if result == "running" else format_time(started + timedelta(minutes=minutes)),
+             "result": result, "reason": reason or f"drill {result}", "differences": list(differences),
+             "requested_by": "tester"}
+    drill_records.update(namespace, pvc, lambda r: r.put_drill(drill))
+    return drill
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:
