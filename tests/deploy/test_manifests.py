@@ -184,17 +184,21 @@ def test_rbac_reads_secrets_only_by_name_and_grants_restic_jobs_only_what_they_n
         assert [r["verbs"] for r in cluster_rules if "secrets" in r["resources"]] == [["create"]]
 
 
-def test_rbac_names_the_policy_secret_and_the_lease_soteria_uses(built):
-    from policies.leader import LEASE_NAME
-
+def test_rbac_names_the_secrets_soteria_uses_and_grants_the_rest_only_in_its_namespace(built):
     config = _one(built, "ConfigMap")["data"]
     [role] = [d for d in built if d["kind"] == "Role" and d["metadata"]["namespace"] == "soteria"]
     named = {(r["resources"][0], n): sorted(r["verbs"]) for r in role["rules"] for n in r.get("resourceNames", [])}
     assert named == {("secrets", config["SOTERIA_POLICY_SECRET_NAME"]): ["get", "update"],
-                     ("secrets", config["SOTERIA_RESTIC_SECRET_NAME"]): ["get"],
-                     ("leases", LEASE_NAME): ["get", "update"]}
-    unnamed = [r for r in role["rules"] if not r.get("resourceNames")]
-    assert unnamed == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}]
+                     ("secrets", config["SOTERIA_RESTIC_SECRET_NAME"]): ["get"]}
+    # Leases (the evaluator's, and drills' named after PVCs), drill records, scratch claims.
+    unnamed = {(r["apiGroups"][0], r["resources"][0]): sorted(r["verbs"]) for r in role["rules"]
+               if not r.get("resourceNames")}
+    assert unnamed == {("coordination.k8s.io", "leases"): ["create", "delete", "get", "update"],
+                       ("", "configmaps"): ["create", "get", "list", "update"],
+                       ("", "persistentvolumeclaims"): ["delete"]}
+    cluster_pvc_verbs = {v for d in built if d["kind"] == "ClusterRole" for r in d["rules"]
+                         if "persistentvolumeclaims" in r["resources"] for v in r["verbs"]}
+    assert "delete" not in cluster_pvc_verbs  # only scratch claims, only in Soteria's namespace
 
 
 def test_everything_is_in_soterias_namespace_but_the_role_that_reads_longhorns_resources(built, overlaid):
