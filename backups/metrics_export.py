@@ -39,8 +39,9 @@ class SnapshotCollector:
                                   "than expected (SOTERIA_BACKUP_STUCK_HOURS).", labels=PVC_LABELS)
         verified = GaugeMetricFamily("pvc_restore_verified_timestamp_seconds",
                                      "Unix time of the PVC's last passed restore drill.", labels=PVC_LABELS)
-        verify_failed = GaugeMetricFamily("pvc_restore_verify_failed", "1 when the PVC's newest finished restore "
-                                          "drill failed, else 0 (absent before its first drill).", labels=PVC_LABELS)
+        verify_failed = GaugeMetricFamily("pvc_restore_verify_failed", "1 when the PVC's newest restore drill "
+                                          "verdict is failed, else 0 (passed or unverified; a drill that ended in "
+                                          "error is no verdict); absent before its first verdict.", labels=PVC_LABELS)
         without = GaugeMetricFamily("soteria_pvcs_without_policy", "PVCs no enabled policy backs up.",
                                     labels=["namespace"])
         running = GaugeMetricFamily("soteria_backups_in_progress", "Backups running now, and those stuck.",
@@ -64,8 +65,11 @@ class SnapshotCollector:
             in_progress += row["in_progress"]
             if row.get("verified_at") is not None:  # rows cached before drills existed lack it
                 verified.add_metric(labels, row["verified_at"])
-            if row.get("verify_result"):
-                verify_failed.add_metric(labels, 1 if row["verify_result"] == "failed" else 0)
+            # The newest verdict: a drill that ended in `error` says nothing about the backup, so it
+            # neither raises nor clears a failure.
+            verdict = row.get("verdict", row.get("verify_result"))
+            if verdict:
+                verify_failed.add_metric(labels, 1 if verdict == "failed" else 0)
             if row["interval"] is not None:
                 interval.add_metric(labels, row["interval"])
             elif row["policies_known"]:

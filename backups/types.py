@@ -80,6 +80,7 @@ class InventoryItem:
     last_verified_at: datetime | None = None
     verify_result: str = ""
     verify_reason: str = ""
+    verify_verdict: str = ""  # the newest passed/failed/unverified (an error drill is no verdict)
 
 
 class NamespaceGroup(NamedTuple):

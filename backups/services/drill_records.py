@@ -67,6 +67,10 @@ class Record:
     def last_finished(self) -> dict | None:
         return next((d for d in self.drills if d.get("result") != "running"), None)
 
+    def last_verdict(self) -> dict | None:
+        """The newest drill that reached a verdict on the backup (an `error` drill did not)."""
+        return next((d for d in self.drills if d.get("result") in ("passed", "failed", "unverified")), None)
+
     def last_passed(self) -> dict | None:
         return next((d for d in self.drills if d.get("result") == "passed"), None)
 

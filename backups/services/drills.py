@@ -566,22 +566,30 @@ def history(namespace: str | None = None, pvc: str | None = None,
 
 @dataclass(frozen=True)
 class Verification:
-    """What the inventory shows of a PVC's drills."""
+    """What the inventory shows of a PVC's drills: the last passed drill, the newest finished
+    drill's result, and the newest verdict (passed, failed or unverified; an `error` drill
+    says nothing about the backup, so it never clears a failure)."""
 
     last_verified_at: datetime | None
     verify_result: str
     reason: str = ""
+    verdict: str = ""
+
+
+def verification_of(record: drill_records.Record) -> Verification | None:
+    last, passed, verdict = record.last_finished(), record.last_passed(), record.last_verdict()
+    if last is None and passed is None:
+        return None
+    return Verification(last_verified_at=parse_time(passed["finished_at"]) if passed else None,
+                        verify_result=last["result"] if last else "", reason=last["reason"] if last else "",
+                        verdict=verdict["result"] if verdict else "")
 
 
 def verification_by_pvc() -> dict[tuple[str, str], Verification]:
-    """Each PVC's last passed drill and its newest finished drill's result, in one list."""
+    """Each PVC's drill outcome, in one list."""
     found = {}
     for key, record in drill_records.load_all().items():
-        last = record.last_finished()
-        passed = record.last_passed()
-        if last is None and passed is None:
-            continue
-        found[key] = Verification(last_verified_at=parse_time(passed["finished_at"]) if passed else None,
-                                  verify_result=last["result"] if last else "",
-                                  reason=last["reason"] if last else "")
+        verification = verification_of(record)
+        if verification is not None:
+            found[key] = verification
     return found

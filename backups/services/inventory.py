@@ -102,6 +102,6 @@ def _with_verification(items: list[InventoryItem]) -> list[InventoryItem]:
         log.warning("inventory without restore drill results: %s", exc.detail)
         return items
     return [replace(item, last_verified_at=v.last_verified_at, verify_result=v.verify_result,
-                    verify_reason=v.reason) if (v := verified.get((item.namespace, item.pvc))) else item
+                    verify_reason=v.reason, verify_verdict=v.verdict) if (v := verified.get((item.namespace, item.pvc))) else item
             for item in items]
 

@@ -24,12 +24,11 @@ from datetime import datetime
 from django.db import transaction
 
 from soteria_site.core.errors import SoteriaError
-from soteria_site.core.timeparse import parse_time
 
 from ..metrics import INVENTORY_REFRESH_FAILURES
 from ..models import CachedInventory
 from ..types import NO_DRIVER, NOT_BOUND
-from . import drill_records, inventory
+from . import drill_records, drills, inventory
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def refresh(now: datetime | None = None, interval_of: IntervalOf | None = None) 
             "reason": item.health_reason, "in_progress": len(item.in_progress),
             "interval": interval_of(item.namespace, item.pvc) if interval_of is not None else None,
             "policies_known": interval_of is not None,
-            **_drill_fields(item.last_verified_at, item.verify_result),
+            **_drill_fields(item.last_verified_at, item.verify_result, item.verify_verdict),
         })
     cached, _ = CachedInventory.objects.update_or_create(
         id=1, defaults={"generated_at": inv.generated_at, "rows": rows,
@@ -66,9 +65,9 @@ def refresh(now: datetime | None = None, interval_of: IntervalOf | None = None) 
     return cached
 
 
-def _drill_fields(last_verified_at: datetime | None, verify_result: str) -> dict:
+def _drill_fields(last_verified_at: datetime | None, verify_result: str, verdict: str) -> dict:
     return {"verified_at": last_verified_at.timestamp() if last_verified_at else None,
-            "verify_result": verify_result or ""}
+            "verify_result": verify_result or "", "verdict": verdict or ""}
 
 
 def record_verification(namespace: str, pvc: str) -> bool:
@@ -80,8 +79,9 @@ def record_verification(namespace: str, pvc: str) -> bool:
     except SoteriaError as exc:
         log.warning("cached inventory keeps the old drill result of %s/%s: %s", namespace, pvc, exc.detail)
         return False
-    passed, last = record.last_passed(), record.last_finished()
-    fields = _drill_fields(parse_time(passed["finished_at"]) if passed else None, last["result"] if last else "")
+    verification = drills.verification_of(record)
+    fields = (_drill_fields(verification.last_verified_at, verification.verify_result, verification.verdict)
+              if verification else _drill_fields(None, "", ""))
     with transaction.atomic():
         cached = CachedInventory.objects.select_for_update().filter(id=1).first()
         row = next((r for r in cached.rows if (r["namespace"], r["pvc"]) == (namespace, pvc)), None) if cached else None

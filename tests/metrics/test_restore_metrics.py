@@ -55,6 +55,16 @@ def test_the_failed_gauge_follows_the_newest_finished_drill(client, drilled):
     assert (FAILED, pvc("ai", "never", "pvc-ai-never")) not in s  # no drill yet: nothing to say
 
 
+def test_a_drill_that_ended_in_error_neither_raises_nor_clears_a_failure(client, drilled):
+    # broken's newest verdict is failed; a newer drill that could not run says nothing of the backup.
+    record_drill("ai", "broken", "error", NOW - timedelta(hours=1), reason="Longhorn unavailable")
+    record_drill("ai", "passed", "error", NOW - timedelta(hours=1), reason="Longhorn unavailable")
+    _refresh()
+    s = scrape(client)
+    assert s[(FAILED, pvc("ai", "broken", "pvc-ai-broken"))] == 1
+    assert s[(FAILED, pvc("ai", "passed", "pvc-ai-passed"))] == 0
+
+
 def test_a_finished_drill_reaches_metrics_before_the_next_refresh_without_upstream_calls_at_scrape(
         client, drilled, monkeypatch):
     def run(drill_id, namespace, pvc_name):  # the worker's drill, ending in a pass
