@@ -4,14 +4,22 @@ from django.conf import settings
 
 from soteria_site.core.schedules import ScheduleSpec
 
-from .services import snapshot_cleanup
+from .services import manifest_collection, snapshot_cleanup
 
 
 def prune_snapshots() -> dict:
     return snapshot_cleanup.prune()
 
 
-# Soteria's snapshots of finished backups; a snapshot without a backup is pruned once older
-# than the snapshot timeout, so run about that often.
-SCHEDULES = [ScheduleSpec("snapshot-prune", "backups.tasks.prune_snapshots",
-                          settings.SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS)]
+def collect_manifests() -> dict:
+    return manifest_collection.collect()
+
+
+SCHEDULES = [
+    # Soteria's snapshots of finished backups; a snapshot without a backup is pruned once older
+    # than the snapshot timeout, so run about that often.
+    ScheduleSpec("snapshot-prune", "backups.tasks.prune_snapshots", settings.SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS),
+    # The manifests taken at backup time, kept before their Jobs go (a Longhorn manifest Job
+    # is deleted once kept; restic's backup Jobs go after SOTERIA_JOB_TTL_SECONDS).
+    ScheduleSpec("manifest-collection", "backups.tasks.collect_manifests", 60),
+]

@@ -38,7 +38,7 @@ def test_the_contract_orders_wiring_policies_backups_web_and_kernel():
     layers = _layers("layers")
     assert layers[1:] == ["policies", "backups", "soteria_site.web", "soteria_site.core"]
     assert _layers("backups-layers") == ["api | console | tasks | metrics_export", "forms", "services", "drivers",
-                                         "clients", "types : models : metrics"]
+                                         "clients", "types : models : metrics : manifests : manifest_reader"]
 
 
 def test_every_wiring_module_is_in_the_top_layer():
