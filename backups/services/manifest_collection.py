@@ -88,7 +88,8 @@ def _one(job: Job, ended: tuple[Pod, ContainerEnd] | None, records: dict) -> str
     except ManifestUnreadable as exc:
         return _failed(job, own, str(exc))
     try:
-        drill_records.update(namespace, pvc, lambda r: r.add_manifest(key, manifest, finished))
+        records[(namespace, pvc)] = drill_records.update(namespace, pvc,
+                                                         lambda r: r.add_manifest(key, manifest, finished))
     except SoteriaError as exc:  # kept for the next collection
         log.warning("manifest %s of %s/%s could not be kept: %s", key, namespace, pvc, exc.detail)
         return "skipped"
