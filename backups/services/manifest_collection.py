@@ -11,7 +11,7 @@ container of theirs is told once (remembered in the shared cache for the Jobs' T
 Calls, whatever the number of PVCs: one list of Soteria's backup and manifest Jobs, one
 list of their pods when there are Jobs, one list of the records when a manifest has ended;
 then, per manifest newly ended, one log read and the record's compare-and-swap write (and
-the Job's deletion for Longhorn).
+the Job's deletion for Longhorn); per failure told, the PVC's read and its Event.
 """
 
 from __future__ import annotations
