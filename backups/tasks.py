@@ -4,11 +4,15 @@ from django.conf import settings
 
 from soteria_site.core.schedules import ScheduleSpec
 
-from .services import drills, inventory_cache, snapshot_cleanup
+from .services import drills, inventory_cache, manifest_collection, snapshot_cleanup
 
 
 def prune_snapshots() -> dict:
     return snapshot_cleanup.prune()
+
+
+def collect_manifests() -> dict:
+    return manifest_collection.collect()
 
 
 def run_drill(drill_id: str, namespace: str, pvc: str) -> dict:
@@ -22,9 +26,13 @@ def sweep_drills() -> dict:
     return drills.sweep()
 
 
-# Soteria's snapshots of finished backups; a snapshot without a backup is pruned once older
-# than the snapshot timeout, so run about that often.
-SCHEDULES = [ScheduleSpec("snapshot-prune", "backups.tasks.prune_snapshots",
-                          settings.SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS),
-             # Drills whose worker died: found once their Lease (4 heartbeats) has expired.
-             ScheduleSpec("drill-sweep", "backups.tasks.sweep_drills", 60)]
+SCHEDULES = [
+    # Soteria's snapshots of finished backups; a snapshot without a backup is pruned once older
+    # than the snapshot timeout, so run about that often.
+    ScheduleSpec("snapshot-prune", "backups.tasks.prune_snapshots", settings.SOTERIA_LONGHORN_SNAPSHOT_TIMEOUT_SECONDS),
+    # The manifests taken at backup time, kept before their Jobs go (a Longhorn manifest Job
+    # is deleted once kept; restic's backup Jobs go after SOTERIA_JOB_TTL_SECONDS).
+    ScheduleSpec("manifest-collection", "backups.tasks.collect_manifests", 60),
+    # Drills whose worker died: found once their Lease (4 heartbeats) has expired.
+    ScheduleSpec("drill-sweep", "backups.tasks.sweep_drills", 60),
+]

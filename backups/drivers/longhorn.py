@@ -6,6 +6,10 @@ stays at the end) plus `snapshotBackup`; backups are found by listing backup vol
 `volumeName` (never by computing a backup volume id). The inventory reads
 Longhorn's volumes, backups and backup volumes from their CRDs (three Kubernetes
 lists whatever the number of volumes, none on the manager: longhorn_crd.py).
+
+Once the backup is requested, a short Job in the PVC's namespace records the claim's
+manifest (manifest_jobs.py): read from the live claim right after the snapshot, leaving out
+files changed since the snapshot's time minus the clock margin (docs/drills.md).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from django.conf import settings
 from django.core.cache import cache
 
+from soteria_site.core import events, names, workloads
 from soteria_site.core.errors import Conflict, NotFound, SoteriaError, UnsupportedDriver, UpstreamError, UpstreamTimeout
 from soteria_site.core.kubernetes import LONGHORN_CSI_DRIVER, Pvc
 
@@ -24,7 +29,7 @@ from ..clients import longhorn, longhorn_crd
 from ..clients.longhorn import BackupStatus, BackupVolume, Volume
 from ..types import BackupFacts, BackupRecord, BackupResult, Claim, PlannedCall, Probe, RestorePlan, RestoreProgress
 from . import failure_memory as failure_ledger
-from . import longhorn_features, longhorn_restore, longhorn_snapshots
+from . import job_bodies, longhorn_features, longhorn_restore, longhorn_snapshots, manifest_jobs
 from .base import VolumeView
 from .longhorn_snapshots import snapshot_name, snapshot_time
 
@@ -284,9 +289,12 @@ class LonghornDriver:
         namespace, pvc = claim.key
         snapshot = snapshot_name(namespace, pvc, now)
         mode = settings.SOTERIA_LONGHORN_BACKUP_MODE
+        manifest_job = names.job_name(manifest_jobs.OPERATION, pvc, now)
         plan = (
             PlannedCall("snapshotCRCreate", name, {"name": snapshot}),
             PlannedCall("snapshotBackup", name, {"name": snapshot, "labels": labels, "backupMode": mode}),
+            PlannedCall("kubernetes.createJob", f"{namespace}/{manifest_job}",
+                        {"manifest": snapshot, **manifest_jobs.planned(manifest_jobs.since(now))}),
         )
         volume = longhorn.get_volume(name)
         if volume is None:
@@ -323,7 +331,24 @@ class LonghornDriver:
                            f"; Soteria deleted its snapshot {snapshot}")
             raise
         longhorn.backup_snapshot(name, snapshot, labels, mode)
+        self._start_manifest(claim, manifest_job, snapshot, requested_by, now)
         return result
+
+    @staticmethod
+    def _start_manifest(claim: Claim, job: str, snapshot: str, requested_by: str, now: datetime) -> None:
+        """The Job that records the claim's manifest for this backup. The backup is requested
+        already, so a Job that cannot be created is told (log, Warning Event), never fatal."""
+        namespace, pvc = claim.key
+        try:
+            body = manifest_jobs.job(job, namespace, pvc, NAME, snapshot, manifest_jobs.since(now), requested_by,
+                                     job_bodies.node_for(claim))
+            workloads.create_job(namespace, body)
+        except SoteriaError as exc:
+            log.warning("backup %s of %s/%s: its manifest Job %s could not be created: %s", snapshot, namespace,
+                        pvc, job, exc.detail)
+            events.emit_on_pvc(claim.pvc, "ManifestNotStarted",
+                               f"Backup {snapshot} goes on without a manifest: Soteria could not create Job {job}: "
+                               f"{exc.detail}", warning=True)
 
     @staticmethod
     def _wait_snapshot_ready(volume: str, snapshot: str) -> None:

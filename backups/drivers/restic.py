@@ -39,8 +39,8 @@ from ..types import (
     RestoreProgress,
 )
 from . import failure_memory as failure_ledger
+from . import job_bodies, manifest_jobs, restic_restore
 from . import restic_jobs as jobs
-from . import restic_restore
 from .base import VolumeView
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,8 @@ def backup_facts(volume: str, snapshots: list[Snapshot], backup_jobs: list[Job],
     last_success = max((s.time for s in snapshots if s.time), default=None)
     ledger = failure_ledger.current()
     known = ledger.known(volume) if ledger else {}
-    # A Job whose backup step succeeded and whose `forget` failed saved its snapshot: not a failed backup.
+    # A Job whose backup step succeeded and whose `manifest` or `forget` failed saved its snapshot:
+    # not a failed backup.
     failures = [failure_ledger.Failure(job.name, jobs.failure_text(job, pods.get((job.namespace, job.name), [])),
                                        job.finished or job.started or job.created)
                 for job in backup_jobs if job.state == FAILED
@@ -229,7 +230,8 @@ class ResticDriver:
             PlannedCall("restic.initIfMissing", jobs.repository()),
             PlannedCall("kubernetes.createJob", f"{namespace}/{name}",
                         {"image": settings.SOTERIA_RESTIC_IMAGE, "args": jobs.backup_args(namespace, pvc, name, labels),
-                         "forget": jobs.forget_args(namespace, pvc) if settings.SOTERIA_RESTIC_FORGET_ARGS else []}),
+                         "forget": jobs.forget_args(namespace, pvc) if settings.SOTERIA_RESTIC_FORGET_ARGS else [],
+                         "manifest": manifest_jobs.planned(manifest_jobs.since(now))}),
             PlannedCall("kubernetes.createSecret", f"{namespace}/{name}",
                         {"copyOf": f"{settings.SOTERIA_SECRET_NAMESPACE}/{settings.SOTERIA_RESTIC_SECRET_NAME}",
                          "keys": list(restic.CREDENTIAL_KEYS), "ownerReference": f"Job {name}"}),
@@ -244,8 +246,7 @@ class ResticDriver:
         if dry_run:
             return result
         ensure_repository(creds)
-        node = jobs.node_of(namespace, pvc) if _single_node(claim) else ""
-        body = jobs.backup_job(name, namespace, pvc, labels, requested_by, node)
+        body = jobs.backup_job(name, namespace, pvc, labels, requested_by, now, job_bodies.node_for(claim))
         try:
             job = workloads.create_job(namespace, body)
         except Conflict as exc:
@@ -293,11 +294,6 @@ class ResticDriver:
         creds = jobs.credentials()
         exists = restic.repository_exists(jobs.repository(), creds, timeout=max(timeout, 1.0))
         return Probe(detail="" if exists else "restic repository not initialised yet (the first backup creates it)")
-
-
-def _single_node(claim: Claim) -> bool:
-    modes = set(claim.pvc.access_modes)
-    return bool(modes & {"ReadWriteOnce", "ReadWriteOncePod"}) and "ReadWriteMany" not in modes
 
 
 def _summaries(claim_jobs: list[Job], pods: dict[tuple[str, str], list[Pod]]) -> dict[str, BackupSummary]:

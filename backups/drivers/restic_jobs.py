@@ -1,33 +1,36 @@
 """The restic driver's Kubernetes objects: Job and per-Job Secret bodies, their names and
 labels, the restic Secret's credentials, and how a Job's outcome reads.
 
-A backup Job runs, as init containers then a container of the restic image (only
-`args`: the image's entrypoint is restic): `unlock` (removes stale locks only),
-`backup . --json` (its log ends with restic's summary) in the claim's mount (so a snapshot's tree holds the claim's files at
-its root, whatever restic version restores it), then `forget` of that PVC's
-snapshots when SOTERIA_RESTIC_FORGET_ARGS is set. Credentials come from a copy of
-the restic Secret in the Job's namespace, owned by the Job (garbage-collected
-with it), through `envFrom`; never through arguments.
+A backup Job runs, as init containers of the restic image (only `args`: the image's
+entrypoint is restic), `unlock` (removes stale locks only) and `backup . --json` (its log
+ends with restic's summary) in the claim's mount (so a snapshot's tree holds the claim's
+files at its root, whatever restic version restores it); then, side by side so that neither
+waits for the other, `manifest` (the claim's manifest at backup time, manifest_jobs.py)
+and `forget` of that PVC's snapshots when SOTERIA_RESTIC_FORGET_ARGS is set. Credentials
+come from a copy of the restic Secret in the Job's namespace, owned by the Job
+(garbage-collected with it), through `envFrom`; never through arguments. The Job's
+security context, labels and node pinning are every Soteria Job's (job_bodies.py).
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from django.conf import settings
 
-from soteria_site.core import kubernetes, names, workloads
+from soteria_site.core import kubernetes, names
 from soteria_site.core.errors import NotFound, UpstreamUnavailable
 from soteria_site.core.workloads import Job, Pod
 
 from ..clients import restic
 from ..clients.restic import Credentials
+from . import job_bodies, manifest_jobs
+from .job_bodies import security_contexts
 
-MANAGED_BY = "app.kubernetes.io/managed-by"
-DRIVER_LABEL = "soteria.io/driver"
-OPERATION_LABEL = "soteria.io/operation"
-PVC_LABEL = "soteria.io/pvc"
-PVC_ANNOTATION = "soteria.io/pvc"
+# Every Soteria Job's labels (job_bodies.py), under the names the restic modules use.
+MANAGED_BY, DRIVER_LABEL, OPERATION_LABEL = job_bodies.MANAGED_BY, job_bodies.DRIVER_LABEL, job_bodies.OPERATION_LABEL
+PVC_LABEL, PVC_ANNOTATION = job_bodies.PVC_LABEL, job_bodies.PVC_ANNOTATION
 # Snapshot tags naming the PVC (always selected together, never by host alone), the Job
 # that took it, and Soteria's own keys: users cannot set soteria.io/ tags (core.names).
 NAMESPACE_TAG = "soteria.io/namespace"
@@ -80,19 +83,7 @@ def _misconfigured(detail: str, code: str, **extra) -> UpstreamUnavailable:
 
 
 def labels(operation: str, pvc: str) -> dict[str, str]:
-    return {MANAGED_BY: "soteria", DRIVER_LABEL: "restic", OPERATION_LABEL: operation, PVC_LABEL: names.label_value(pvc)}
-
-
-def _security() -> tuple[dict, dict]:
-    """The restricted Pod Security Standard: non-root (SOTERIA_JOB_RUN_AS_USER/GROUP), no privilege
-    escalation, no capabilities, the runtime's seccomp profile, a read-only root filesystem. The
-    backup's claim is mounted read-only, so the kubelet applies no fsGroup ownership change to it."""
-    user, group = settings.SOTERIA_JOB_RUN_AS_USER, settings.SOTERIA_JOB_RUN_AS_GROUP
-    pod = {"runAsNonRoot": True, "runAsUser": user, "runAsGroup": group, "fsGroup": group,
-           "seccompProfile": {"type": "RuntimeDefault"}}
-    container = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
-    return pod, container
+    return job_bodies.labels("restic", operation, pvc)
 
 
 def _container(name: str, args: list[str], secret: str, mounts: list[dict], working_dir: str = "") -> dict:
@@ -105,7 +96,7 @@ def _container(name: str, args: list[str], secret: str, mounts: list[dict], work
         "name": name, "image": settings.SOTERIA_RESTIC_IMAGE, "imagePullPolicy": "IfNotPresent", "args": args,
         "env": env, "envFrom": [{"secretRef": {"name": secret}}],
         "volumeMounts": mounts + [{"name": "cache", "mountPath": "/cache"}, {"name": "tmp", "mountPath": "/tmp"}],
-        "securityContext": _security()[1],
+        "securityContext": security_contexts()[1],
         # restic's own last words become the termination message when it fails.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -114,30 +105,13 @@ def _container(name: str, args: list[str], secret: str, mounts: list[dict], work
     return container
 
 
-def _job(name: str, namespace: str, job_labels: dict, annotations: dict, steps: list[dict], claim: dict,
-         node: str = "") -> dict:
+def _job(name: str, namespace: str, job_labels: dict, annotations: dict, steps: list[dict], claim: dict) -> dict:
     """A Job running `steps` in order (all but the last as init containers), once (no retries)."""
-    spec: dict = {
-        "restartPolicy": "Never", "securityContext": _security()[0], "enableServiceLinks": False,
-        "initContainers": steps[:-1], "containers": steps[-1:],
-        "volumes": [claim, {"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
-    }
-    if settings.SOTERIA_JOB_SERVICE_ACCOUNT:
-        spec["serviceAccountName"] = settings.SOTERIA_JOB_SERVICE_ACCOUNT
-    else:
-        spec["automountServiceAccountToken"] = False
-    if settings.SOTERIA_JOB_NODE_SELECTOR:
-        spec["nodeSelector"] = dict(settings.SOTERIA_JOB_NODE_SELECTOR)
-    if node:  # where a ReadWriteOnce claim is mounted now: only that node can mount it too
-        spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}}
-    return {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "labels": job_labels, "annotations": annotations},
-        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": settings.SOTERIA_JOB_ACTIVE_DEADLINE_SECONDS,
-                 "ttlSecondsAfterFinished": settings.SOTERIA_JOB_TTL_SECONDS,
-                 "template": {"metadata": {"labels": job_labels}, "spec": spec}},
-    }
+    return job_bodies.job_body(name, namespace, job_labels, annotations, steps[:-1], steps[-1:], _volumes(claim))
+
+
+def _volumes(claim: dict) -> list[dict]:
+    return [claim, {"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
 
 
 def host(namespace: str, pvc: str) -> str:
@@ -163,15 +137,20 @@ def forget_args(namespace: str, pvc: str) -> list[str]:
             *settings.SOTERIA_RESTIC_FORGET_ARGS]
 
 
-def backup_job(name: str, namespace: str, pvc: str, tags: dict[str, str], requested_by: str, node: str = "") -> dict:
+def backup_job(name: str, namespace: str, pvc: str, tags: dict[str, str], requested_by: str, created: datetime,
+               node: str = "") -> dict:
+    """`unlock` and `backup` in turn, then `manifest` and `forget` (when configured) side by side.
+    The manifest leaves out files changed since `created` (the Job's creation) minus the margin."""
     mount = [{"name": "data", "mountPath": DATA_MOUNT, "readOnly": True}]
     steps = [_container("unlock", ["unlock"], name, []),
              _container("backup", backup_args(namespace, pvc, name, tags), name, mount, working_dir=DATA_MOUNT)]
+    after = [manifest_jobs.container(manifest_jobs.since(created), DATA_MOUNT)]
     if settings.SOTERIA_RESTIC_FORGET_ARGS:
-        steps.append(_container("forget", forget_args(namespace, pvc), name, []))
+        after.append(_container("forget", forget_args(namespace, pvc), name, []))
     claim = {"name": "data", "persistentVolumeClaim": {"claimName": pvc, "readOnly": True}}
-    return _job(name, namespace, labels("backup", pvc),
-                {PVC_ANNOTATION: pvc, "soteria.io/requested-by": requested_by}, steps, claim, node)
+    annotations = {PVC_ANNOTATION: pvc, "soteria.io/requested-by": requested_by, manifest_jobs.KEY_ANNOTATION: name}
+    return job_bodies.job_body(name, namespace, labels("backup", pvc), annotations, steps, after, _volumes(claim),
+                               node)
 
 
 def restore_job(name: str, namespace: str, target_pvc: str, snapshot_id: str, source: str,
@@ -194,14 +173,6 @@ def secret_body(job: Job, creds: Credentials) -> dict:
                                           "uid": job.uid, "controller": True}]},
         "stringData": creds.env(),
     }
-
-
-def node_of(namespace: str, claim_name: str) -> str:
-    """The node of a running pod that mounts the claim, or "" (one list of the namespace's pods)."""
-    for pod in workloads.list_pods(namespace=namespace):
-        if claim_name in pod.claims and pod.phase == "Running" and pod.node_name:
-            return pod.node_name
-    return ""
 
 
 # restic's exit codes for `backup`: 0 saved, 3 saved without some files it could not read.

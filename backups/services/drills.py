@@ -37,7 +37,7 @@ from soteria_site.core.timeparse import format_time, parse_time
 
 from .. import drivers, manifests
 from ..clients import longhorn
-from ..drivers import drill_jobs, restic_jobs
+from ..drivers import drill_jobs, job_bodies, restic_jobs
 from ..metrics import RESTORE_DRILLS
 from ..types import DRILL_LABEL, BackupRecord, Claim, PlannedCall
 from . import claims, drill_records
@@ -370,7 +370,7 @@ def _verify(drill: dict, scratch: dict, source: manifests.Manifest | None, beat:
     seconds_left = max(60, int(deadline - time.monotonic()))
     workloads.create_job(namespace, drill_jobs.verify_job(name, namespace, scratch["pvc"], drill["id"],
                                                           drill["driver"], expect, seconds_left))
-    selector = f"{DRILL_LABEL}={drill['id']},{restic_jobs.OPERATION_LABEL}=verify"
+    selector = f"{DRILL_LABEL}={drill['id']},{job_bodies.OPERATION_LABEL}={drill_jobs.OPERATION}"
     while True:
         _check(beat, deadline, "the verification Job")
         job = next((j for j in workloads.list_jobs(selector, namespace=namespace) if j.name == name), None)

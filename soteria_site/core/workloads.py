@@ -43,6 +43,7 @@ class ContainerEnd:
     reason: str
     message: str
     init: bool = False
+    finished: datetime | None = None  # when it terminated
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ def _ends(statuses: list[dict], init: bool) -> list[ContainerEnd]:
         terminated, waiting = state.get("terminated"), state.get("waiting")
         if terminated:
             ends.append(ContainerEnd(status.get("name", ""), terminated.get("exitCode"),
-                                     terminated.get("reason") or "", terminated.get("message") or "", init))
+                                     terminated.get("reason") or "", terminated.get("message") or "", init,
+                                     parse_time(terminated.get("finishedAt"))))
         elif waiting:
             ends.append(ContainerEnd(status.get("name", ""), None, waiting.get("reason") or "",
                                      waiting.get("message") or "", init))

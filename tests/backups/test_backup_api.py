@@ -38,9 +38,13 @@ def test_dry_run_returns_the_plan_and_mutates_nothing(client, cluster, frozen):
     assert response.status_code == 200
     body = response.json()
     assert body["dry_run"] is True
-    assert [step["call"] for step in body["plan"]] == ["snapshotCRCreate", "snapshotBackup"]
+    assert [step["call"] for step in body["plan"]] == ["snapshotCRCreate", "snapshotBackup", "kubernetes.createJob"]
     assert body["plan"][1]["args"] == {"name": "soteria-backup-ai-llm-cache-20260412-153000",
                                        "labels": {"a": "b"}, "backupMode": "incremental"}
+    manifest = body["plan"][2]
+    assert manifest["target"] == "ai/soteria-manifest-llm-cache-20260412-153000"
+    assert manifest["args"]["manifest"] == "soteria-backup-ai-llm-cache-20260412-153000"
+    assert manifest["args"]["since"] == "2026-04-12T15:29:30Z" and manifest["args"]["readOnly"] is True
     assert cluster.mutating_calls == {}
 
 

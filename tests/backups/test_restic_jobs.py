@@ -39,13 +39,16 @@ def test_job_names_fit_63_characters_stable_and_distinct():
     assert names.label_value("p" * 253) != names.label_value("p" * 252) and len(names.label_value("p" * 253)) <= 63
 
 
+WHEN = datetime(2026, 4, 12, 15, 30, tzinfo=timezone.utc)
+
+
 def test_backup_job_runs_unlock_then_backup_with_the_claim_read_only():
-    body = jobs.backup_job("soteria-backup-data-1", "ai", "data", {"service": "llm"}, "brad")
+    body = jobs.backup_job("soteria-backup-data-1", "ai", "data", {"service": "llm"}, "brad", WHEN)
     spec = body["spec"]
     pod = spec["template"]["spec"]
     assert spec["backoffLimit"] == 0 and spec["ttlSecondsAfterFinished"] == 600 and spec["activeDeadlineSeconds"] > 0
-    assert [c["name"] for c in pod["initContainers"]] == ["unlock"]
-    [backup] = pod["containers"]
+    unlock, backup = pod["initContainers"]
+    assert unlock["name"] == "unlock" and [c["name"] for c in pod["containers"]] == ["manifest"]
     assert backup["image"] == "restic/restic:0.16.4" and "command" not in backup
     assert backup["args"][:4] == ["backup", ".", "--host", "soteria.ai.data"]
     tags = [backup["args"][i + 1] for i, a in enumerate(backup["args"]) if a == "--tag"]
@@ -67,16 +70,17 @@ def test_backup_job_runs_unlock_then_backup_with_the_claim_read_only():
         "soteria.io/pvc": "data"}
 
 
-def test_forget_runs_last_for_this_pvc_only_when_configured(settings):
+def test_forget_runs_after_the_backup_beside_the_manifest_only_when_configured(settings):
     settings.SOTERIA_RESTIC_FORGET_ARGS = ["--keep-last", "7"]
     settings.SOTERIA_JOB_SERVICE_ACCOUNT = "restic-runner"
     settings.SOTERIA_JOB_NODE_SELECTOR = {"disk": "ssd"}
     settings.SOTERIA_S3_REGION = "eu-west-1"
     settings.SOTERIA_JOB_RUN_AS_USER, settings.SOTERIA_JOB_RUN_AS_GROUP = 999, 998
-    pod = jobs.backup_job("j", "ai", "data", {}, "brad", node="node-2")["spec"]["template"]["spec"]
+    pod = jobs.backup_job("j", "ai", "data", {}, "brad", WHEN, node="node-2")["spec"]["template"]["spec"]
     assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["fsGroup"]) == (999, 998)
     assert [c["name"] for c in pod["initContainers"]] == ["unlock", "backup"]
-    [forget] = pod["containers"]
+    manifest, forget = pod["containers"]  # side by side: neither waits for the other
+    assert manifest["name"] == "manifest"
     assert forget["args"] == ["forget", "--host", "soteria.ai.data", "--tag", "soteria.io/namespace=ai,soteria.io/pvc=data",
                               "--keep-last", "7"]
     assert pod["serviceAccountName"] == "restic-runner" and "automountServiceAccountToken" not in pod

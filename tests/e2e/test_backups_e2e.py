@@ -70,7 +70,8 @@ def test_dry_runs_make_no_mutating_call(client, live):
     single = post(client, "/v1/backup", {"namespace": "e2e-bk", "pvc": "dry", "dry_run": True})
     batch = post(client, "/v1/backup/namespace", {"namespace": "e2e-bk", "dry_run": True})
     assert single.status_code == 200 and batch.status_code == 200
-    assert [c["call"] for c in single.json()["plan"]] == ["snapshotCRCreate", "snapshotBackup"]
+    assert [c["call"] for c in single.json()["plan"]] == ["snapshotCRCreate", "snapshotBackup",
+                                                          "kubernetes.createJob"]
     calls = faults.calls(live)
     mutating = {k: v for k, v in calls.items() if k in ("snapshotCRCreate", "snapshotCreate", "snapshotBackup",
                                                         "volume.create", "volume.delete", "backupDelete")}

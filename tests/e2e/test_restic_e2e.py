@@ -76,13 +76,14 @@ def test_backup_list_and_restore_round_trip_byte_for_byte(client, restic_live):
     assert snapshot["labels"]["service"] == "llm" and snapshot["created"].endswith("Z")
 
     job = batch(restic_live).read_namespaced_job(body["backup"], "e2e-restic")
-    container = job.spec.template.spec.containers[0]
+    pod = job.spec.template.spec
+    assert [c.name for c in pod.init_containers] == ["unlock", "backup"] and pod.containers[0].name == "manifest"
     # ttlSecondsAfterFinished is dropped by the sandbox's 1.20 apiserver (TTLAfterFinished is alpha
     # there); the unit tests check that Soteria sends it.
     assert job.spec.backoff_limit == 0 and job.spec.active_deadline_seconds > 0
     assert job.spec.template.spec.automount_service_account_token is False
     assert not any("secret" in arg.lower() or "password" in arg.lower()
-                   for c in job.spec.template.spec.init_containers + [container] for arg in c.args)
+                   for c in pod.init_containers + pod.containers for arg in c.args or ())
     assert job.metadata.labels["soteria.io/pvc"] == "files"
 
     row = next(p for ns in client.get("/v1/inventory?namespace=e2e-restic").json()["namespaces"]

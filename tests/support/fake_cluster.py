@@ -18,17 +18,18 @@ import pytest
 from backups.clients import longhorn, longhorn_crd
 from backups.clients.longhorn import Backup, BackupStatus, BackupVolume, Snapshot, Volume
 from backups.drivers.longhorn_restore import quantity_bytes
-from soteria_site.core import kubernetes
+from soteria_site.core import kubernetes, workloads
 from soteria_site.core.errors import Conflict, NotFound, UpstreamError
 from soteria_site.core.kubernetes import LONGHORN_CSI_DRIVER, ConfigMap, Lease, Pv, Pvc, Secret, StorageClass
 from soteria_site.core.timeparse import parse_time
+from soteria_site.core.workloads import RUNNING, Job, Pod
 
 NOW = datetime(2026, 4, 12, 15, 30, tzinfo=timezone.utc)
 
 MUTATING = {"create_snapshot", "backup_snapshot", "create_event", "create_secret", "replace_secret",
             "create_volume", "delete_volume", "create_pv", "delete_pv", "create_pvc", "delete_pvc", "delete_backup",
             "create_lease", "replace_lease", "delete_snapshot", "expand_volume", "create_config_map",
-            "replace_config_map", "delete_config_map", "delete_lease"}
+            "replace_config_map", "delete_config_map", "delete_lease", "create_job", "delete_job"}
 
 
 class FakeCluster:
@@ -48,6 +49,12 @@ class FakeCluster:
         self.secrets: dict[tuple[str, str], Secret] = {}
         self.leases: dict[tuple[str, str], Lease] = {}
         self.config_maps: dict[tuple[str, str], ConfigMap] = {}
+        # Jobs and their pods: a test plays the Job controller and the kubelet (`run_job`).
+        self.jobs: dict[tuple[str, str], Job] = {}
+        self.job_bodies: dict[tuple[str, str], dict] = {}
+        self.pods: list[Pod] = []
+        self.logs: dict[tuple[str, str, str], str] = {}  # (namespace, pod, container) -> log
+        self.deleted_jobs: list[tuple[str, str]] = []
         # Longhorn settings (GET /v1/settings/{name}); a missing name is a setting this version lacks.
         self.settings: dict[str, str] = {"current-longhorn-version": "v1.7.2"}
         # Per snapshot name: the states snapshotCRGet answers in turn (the last one repeats);
@@ -132,6 +139,8 @@ class FakeCluster:
             monkeypatch.setattr(longhorn, name, counted(name, getattr(self, name)))
         for name in ("list_volumes", "list_backup_volumes"):  # the inventory reads them from Longhorn's CRDs
             monkeypatch.setattr(longhorn_crd, name, counted(name, getattr(self, name)))
+        for name in ("create_job", "list_jobs", "delete_job", "list_pods", "pod_log"):
+            monkeypatch.setattr(workloads, name, counted(name, getattr(self, name)))
         return self
 
     @property
@@ -401,10 +410,63 @@ class FakeCluster:
             self.volumes[backup_volume] = replace(volume, backups=tuple(b for b in volume.backups if b.name != name))
 
 
+    # --- Jobs and pods ----------------------------------------------------------------------
+    def create_job(self, namespace, body):
+        meta = body["metadata"]
+        key = (namespace, meta["name"])
+        if key in self.jobs:
+            raise Conflict(f'jobs.batch "{key[1]}" already exists', code="already_exists")
+        self.job_bodies[key] = body
+        self.jobs[key] = Job(namespace=namespace, name=meta["name"], uid=f"uid-job-{meta['name']}", state=RUNNING,
+                             labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}),
+                             created=NOW)
+        return self.jobs[key]
+
+    def run_job(self, namespace, name, state, ends=(), logs=None, finished=NOW):
+        """Play the Job controller and the kubelet: the Job ends in `state` with one pod whose
+        containers ended as `ends` (ContainerEnd), their logs `logs` (container -> text)."""
+        job = self.jobs[(namespace, name)]
+        self.jobs[(namespace, name)] = replace(job, state=state, started=job.created,
+                                               finished=None if state == RUNNING else finished)
+        pod = f"{name}-pod"
+        self.pods = [p for p in self.pods if p.labels.get("job-name") != name]
+        self.pods.append(Pod(namespace=namespace, name=pod, phase="Succeeded" if state == "Complete" else "Failed",
+                             node_name="node-1", labels={**job.labels, "job-name": name}, containers=tuple(ends)))
+        for container, text in (logs or {}).items():
+            self.logs[(namespace, pod, container)] = text
+
+    def list_jobs(self, label_selector, namespace=None):
+        return [j for j in self.jobs.values() if namespace in (None, j.namespace) and _selects(label_selector, j.labels)]
+
+    def delete_job(self, namespace, name):
+        self.deleted_jobs.append((namespace, name))
+        self.jobs.pop((namespace, name), None)
+        self.pods = [p for p in self.pods if not (p.namespace == namespace and p.labels.get("job-name") == name)]
+
+    def list_pods(self, label_selector=None, namespace=None):
+        return [p for p in self.pods if namespace in (None, p.namespace)
+                and (not label_selector or _selects(label_selector, p.labels))]
+
+    def pod_log(self, namespace, name, container, tail_lines=40, limit_bytes=8192):
+        text = self.logs.get((namespace, name, container), "")
+        return "\n".join(text.splitlines()[-tail_lines:])[-limit_bytes:]
+
+
 def _selects(selector: str, labels: dict[str, str]) -> bool:
-    """Kubernetes' equality-based label selector: `k=v`, `k!=v`, `k` (exists), `!k`, comma-joined."""
-    for term in filter(None, (t.strip() for t in (selector or "").split(","))):
-        if "!=" in term:
+    """Kubernetes' label selector terms, comma-joined: `k=v`, `k!=v`, `k in (a,b)`, `k` (exists), `!k`."""
+    terms, depth, start = [], 0, 0
+    for index, char in enumerate(selector or ""):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            terms.append(selector[start:index])
+            start = index + 1
+    terms.append((selector or "")[start:])
+    for term in (t.strip() for t in terms if t.strip()):
+        if " in " in term:
+            key, values = term.split(" in ", 1)
+            if labels.get(key.strip()) not in {v.strip() for v in values.strip().strip("()").split(",")}:
+                return False
+        elif "!=" in term:
             key, value = term.split("!=", 1)
             if labels.get(key) == value:
                 return False
