@@ -12,9 +12,11 @@ import os
 import signal
 import threading
 import uuid
+from datetime import timedelta
 
 import pytest
 
+from backups.drivers import manifest_jobs
 from backups.services import drills
 from sandbox import seed
 from tests.support.http import post
@@ -37,6 +39,9 @@ def drills_live(live, settings, monkeypatch):
     settings.SOTERIA_DRILL_NAMESPACE = "soteria"
     settings.SOTERIA_DRILL_HEARTBEAT_SECONDS = 1
     settings.SOTERIA_DRILL_TIMEOUT_SECONDS = DRILL_SECONDS
+    # The files are written moments before each backup: no clock margin, or they would all
+    # count as changed around the backup's point in time (docs/drills.md).
+    monkeypatch.setattr(manifest_jobs, "CLOCK_MARGIN", timedelta(0))
     threads: list[threading.Thread] = []
 
     def in_a_thread(p):
