@@ -6,25 +6,20 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from backups import manifest_reader
 from backups.manifests import Manifest, parse_output, reader_source
+from tests.support.drills import write_tree as write
 
 FILES = {"a.txt": b"alpha\n", "empty": b"", "nested/deeper/rows.csv": b"id,v\n1,1\n2,4\n",
          "with spaces and \u00fcn\u00efc\u00f8d\u00e9.txt": "\u2713\n".encode(), "blob.bin": bytes(range(256)) * 64}
-
-
-def write(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
 
 
 def run(root: Path, *options: str) -> tuple[Manifest, dict]:
@@ -109,12 +104,25 @@ def test_a_file_that_cannot_be_read_is_named_with_its_reason(tmp_path, monkeypat
         assert report["expected"]["nested/deeper/rows.csv"] == {"error": os.strerror(errno.EIO)}
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
-def test_a_file_without_read_permission_is_an_error_as_a_job_sees_it(tmp_path):
-    root = write(tmp_path / "claim", FILES)
-    (root / "a.txt").chmod(0)
-    manifest, _ = run(root, "--read-all")
-    assert ("a.txt", os.strerror(errno.EACCES)) in manifest.errors
+def test_a_file_without_read_permission_is_an_error_as_a_job_sees_it():
+    """Jobs run the reader as a non-root user (SOTERIA_JOB_RUN_AS_USER): so does this test,
+    through setpriv when the suite runs as root."""
+    base = Path(tempfile.mkdtemp(prefix="soteria-reader-", dir="/tmp"))  # a path the other user can reach
+    try:
+        base.chmod(0o755)
+        root = write(base / "claim", FILES)
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        (root / "a.txt").chmod(0)
+        as_user = ["setpriv", "--reuid=65532", "--regid=65532", "--clear-groups"] if os.geteuid() == 0 else []
+        python = shutil.which("python3", path="/usr/bin") or sys.executable  # the system's: any user may run it
+        done = subprocess.run([*as_user, python, "-c", reader_source(), str(root), "--read-all"],
+                              capture_output=True, text=True, timeout=60, check=True)
+        manifest = parse_output(done.stdout)
+        assert ("a.txt", os.strerror(errno.EACCES)) in manifest.errors
+        assert manifest.files == len(FILES) and manifest.error_count == 1
+    finally:
+        shutil.rmtree(base)
 
 
 def test_a_root_that_is_not_a_directory_fails_with_a_message(tmp_path):
