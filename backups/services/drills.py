@@ -311,6 +311,7 @@ def _drill(drill: dict, scratch: dict, beat: _Heartbeat, deadline: float) -> dic
     if restore_error and drill["driver"] != "restic":
         raise _Stop("failed", f"the restore failed: {restore_error}")
     _patch(namespace, pvc, drill_id, reason="verifying")
+    _collect_manifests(namespace, pvc)  # a backup Job may have finished its manifest since the plan
     source = drill_records.load(namespace, pvc).manifest(drill.get("manifest_key") or "")
     restored = _verify(drill, scratch, source, beat, deadline)
     summary = {"files": restored.files, "bytes": restored.bytes, "digest": restored.digest,
@@ -334,8 +335,10 @@ def _drill(drill: dict, scratch: dict, beat: _Heartbeat, deadline: float) -> dic
                 "reason": f"restored and read in full ({restored.files} files, {restored.bytes} bytes), but backup "
                           f"{backup.name} has no manifest to compare with (taken before Soteria recorded "
                           "manifests, outside Soteria, or its manifest Job failed)"}
+    compared = ("file count, total size" if not source.changed_files
+                else f"file count ({source.changed_files} changed around the backup's time left out)")
     return {**base, "result": "passed", "differences": [],
-            "reason": f"restored {restored.files} files, {restored.bytes} bytes, all readable; count, size and "
+            "reason": f"restored {restored.files} files, {restored.bytes} bytes, all readable; {compared} and "
                       f"{len(source.sample)} sampled files match the backup's manifest"}
 
 
