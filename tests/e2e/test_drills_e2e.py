@@ -12,12 +12,13 @@ import os
 import signal
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
+from backups import tasks
 from backups.drivers import manifest_jobs
-from backups.services import drills
+from backups.services import drills, inventory_cache
 from sandbox import seed
 from tests.support.http import post
 from tests.support.kube import kube
@@ -45,7 +46,7 @@ def drills_live(live, settings, monkeypatch):
     threads: list[threading.Thread] = []
 
     def in_a_thread(p):
-        thread = threading.Thread(target=drills.run, args=(p.id, p.namespace, p.pvc), daemon=True)
+        thread = threading.Thread(target=tasks.run_drill, args=(p.id, p.namespace, p.pvc), daemon=True)
         thread.start()
         threads.append(thread)
     monkeypatch.setattr(drills, "_enqueue", in_a_thread)
@@ -102,6 +103,15 @@ def _leftovers(cfg, drill_id: str) -> list[str]:
     return found
 
 
+def _sample(client, series: str) -> float:
+    """One sample of /metrics, by its exact series text (0 when absent)."""
+    for line in client.get("/metrics").content.decode().splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
+    return 0.0
+
+
 def _row(client, namespace, pvc) -> dict:
     body = client.get(f"/v1/inventory?namespace={namespace}").json()
     return next(p for ns in body["namespaces"] for p in ns["pvcs"] if p["pvc"] == pvc)
@@ -110,6 +120,8 @@ def _row(client, namespace, pvc) -> dict:
 def test_a_longhorn_drill_of_a_healthy_backup_passes_and_leaves_nothing(client, drills_live):
     seed.make_pvc(drills_live, "e2e-drill", "healthy", files=FILES)
     backup = _backed_up(client, "e2e-drill", "healthy")
+    assert inventory_cache.refresh() is not None  # /metrics' rows, before the drill
+    passed_before = _sample(client, 'soteria_restore_drills_total{driver="longhorn",result="passed"}')
     drill = _drilled(client, "e2e-drill", "healthy")
     assert drill["result"] == "passed", drill
     assert drill["backup"] == backup["name"] and drill["driver"] == "longhorn"
@@ -122,6 +134,12 @@ def test_a_longhorn_drill_of_a_healthy_backup_passes_and_leaves_nothing(client, 
     reasons = {e.reason for e in kube(drills_live).list_namespaced_event("e2e-drill").items
                if e.involved_object.name == "healthy"}
     assert "RestoreDrillPassed" in reasons
+    # /metrics shows it at once, without waiting for the next inventory refresh.
+    labels = f'namespace="e2e-drill",pvc="healthy",volume="{row["volume"]}",driver="longhorn"'
+    verified = _sample(client, f"pvc_restore_verified_timestamp_seconds{{{labels}}}")
+    assert verified == datetime.fromisoformat(drill["finished_at"].replace("Z", "+00:00")).timestamp()
+    assert _sample(client, f"pvc_restore_verify_failed{{{labels}}}") == 0
+    assert _sample(client, 'soteria_restore_drills_total{driver="longhorn",result="passed"}') == passed_before + 1
 
 
 def test_a_longhorn_drill_of_a_corrupted_backup_fails_and_names_the_files(client, drills_live):
@@ -136,6 +154,9 @@ def test_a_longhorn_drill_of_a_corrupted_backup_fails_and_names_the_files(client
     assert _leftovers(drills_live, drill["id"]) == []
     row = _row(client, "e2e-drill", "rotten")
     assert row["verify_result"] == "failed" and row["last_verified_at"] is None
+    assert inventory_cache.refresh() is not None
+    labels = f'namespace="e2e-drill",pvc="rotten",volume="{row["volume"]}",driver="longhorn"'
+    assert _sample(client, f"pvc_restore_verify_failed{{{labels}}}") == 1
 
 
 def test_a_restic_drill_passes_and_a_corrupted_repository_fails_naming_the_files(client, drills_live):
@@ -160,46 +181,61 @@ def test_a_restic_drill_passes_and_a_corrupted_repository_fails_naming_the_files
     assert _leftovers(drills_live, bad["id"]) == []
 
 
-def test_two_drills_of_one_pvc_never_run_at_once(client, drills_live):
-    seed.make_pvc(drills_live, "e2e-drill", "once", files=FILES)
-    _backed_up(client, "e2e-drill", "once")
-    first = post(client, "/v1/restore-drills", {"namespace": "e2e-drill", "pvc": "once"})
-    second = post(client, "/v1/restore-drills", {"namespace": "e2e-drill", "pvc": "once"})
+def _source(cfg, driver: str, namespace: str, pvc: str) -> None:
+    """A PVC with files that the auto driver backs up with `driver`."""
+    if driver == "longhorn":
+        seed.make_pvc(cfg, namespace, pvc, files=FILES)
+    else:
+        local_pvc(cfg, namespace, pvc)
+
+
+@pytest.mark.parametrize("driver", ["longhorn", "restic"])
+def test_two_drills_of_one_pvc_never_run_at_once(client, drills_live, driver):
+    _source(drills_live, driver, f"e2e-drill-1-{driver}", "once")
+    _backed_up(client, f"e2e-drill-1-{driver}", "once")
+    first = post(client, "/v1/restore-drills", {"namespace": f"e2e-drill-1-{driver}", "pvc": "once"})
+    second = post(client, "/v1/restore-drills", {"namespace": f"e2e-drill-1-{driver}", "pvc": "once"})
     assert first.status_code == 202, first.content
+    assert first.json()["driver"] == driver
     assert second.status_code == 409 and second.json()["error"] == "drill_in_progress", second.content
     assert second.json()["running"] == first.json()["id"]
 
 
-def test_a_drill_whose_worker_is_killed_is_swept(live, tmp_path):
+@pytest.mark.parametrize("driver", ["longhorn", "restic"])
+def test_a_drill_whose_worker_is_killed_is_swept(live, tmp_path, driver):
     """The real web server and worker: kill the worker mid-drill, then the sweeper cleans up."""
+    import requests
+
     from tests.support.soteria import Worker, start_soteria, stop_soteria
 
-    sandbox = live
-    seed.make_pvc(sandbox, "e2e-drill-k", "killed", files=FILES)
-    server = start_soteria(sandbox, tmp_path, workers=1, SOTERIA_DRILL_HEARTBEAT_SECONDS=1,
-                           SOTERIA_DRILL_NAMESPACE="soteria", SOTERIA_BACKUP_DRIVER="longhorn")
+    namespace = f"e2e-drill-k-{driver}"
+    _source(live, driver, namespace, "killed")
+    server = start_soteria(live, tmp_path, workers=1, SOTERIA_DRILL_HEARTBEAT_SECONDS=1,
+                           SOTERIA_DRILL_NAMESPACE="soteria", SOTERIA_BACKUP_DRIVER="auto",
+                           SOTERIA_RESTIC_REPOSITORY=f"s3:{live.s3_endpoint}/e2e-drill-k-{uuid.uuid4().hex[:10]}/repo")
     worker = Worker(server)
+    session = requests.Session()
+
+    def drills_of_pvc() -> list[dict]:
+        return session.get(f"{server.url}/v1/restore-drills?namespace={namespace}&pvc=killed", timeout=30).json()[
+            "drills"]
     try:
-        import requests
-        session = requests.Session()
-        answer = session.post(f"{server.url}/v1/backup", json={"namespace": "e2e-drill-k", "pvc": "killed"},
-                              timeout=60)
+        answer = session.post(f"{server.url}/v1/backup", json={"namespace": namespace, "pvc": "killed"}, timeout=60)
         assert answer.status_code == 200, answer.text
         wait_for(lambda: any(b["state"] == "Completed" for b in session.get(
-            f"{server.url}/v1/backups?namespace=e2e-drill-k&pvc=killed", timeout=30).json()["backups"]),
-            DRILL_SECONDS, what="backup")
-        started = session.post(f"{server.url}/v1/restore-drills", json={"namespace": "e2e-drill-k", "pvc": "killed"},
+            f"{server.url}/v1/backups?namespace={namespace}&pvc=killed", timeout=30).json()["backups"]),
+            DRILL_SECONDS, what="backup", interval=0.5)
+        started = session.post(f"{server.url}/v1/restore-drills", json={"namespace": namespace, "pvc": "killed"},
                                timeout=60)
         assert started.status_code == 202, started.text
-        drill_id = started.json()["id"]
-        scratch = started.json()["scratch_pvc"]
-        wait_for(lambda: kube(sandbox).list_namespaced_persistent_volume_claim(
-            "soteria", label_selector=f"soteria.io/drill={drill_id}").items, DRILL_SECONDS,
-            what="the drill's scratch claim", interval=0.2)
+        assert started.json()["driver"] == driver
+        drill_id, scratch = started.json()["id"], started.json()["scratch_pvc"]
+        selector = f"soteria.io/drill={drill_id}"
+        wait_for(lambda: kube(live).list_namespaced_persistent_volume_claim("soteria", label_selector=selector).items,
+                 DRILL_SECONDS, what="the drill's scratch claim", interval=0.2)
         os.killpg(worker.process.pid, signal.SIGKILL)  # the worker dies mid-drill
         worker.process.wait(timeout=10)
-        rows = session.get(f"{server.url}/v1/restore-drills?namespace=e2e-drill-k&pvc=killed", timeout=30).json()
-        assert rows["drills"][0]["result"] == "running"
+        assert drills_of_pvc()[0]["result"] == "running"
 
         second = Worker(server)
         try:
@@ -209,15 +245,19 @@ def test_a_drill_whose_worker_is_killed_is_swept(live, tmp_path):
             wait_for(swept, 60, what="the sweeper to find the dead drill", interval=1)
         finally:
             second.stop()
-        rows = session.get(f"{server.url}/v1/restore-drills?namespace=e2e-drill-k&pvc=killed", timeout=30).json()
-        drill = rows["drills"][0]
+        drill = drills_of_pvc()[0]
         assert drill["result"] == "error" and "interrupted" in drill["reason"], drill
         assert drill["cleanup"]["succeeded"] is True
-        assert any(scratch in d for d in drill["cleanup"]["deleted"]), drill["cleanup"]
-        assert drill["scratch"]["volume"] and f"volume {drill['scratch']['volume']}" in drill["cleanup"]["deleted"]
-        assert kube(sandbox).list_persistent_volume_claim_for_all_namespaces(
-            label_selector=f"soteria.io/drill={drill_id}").items == []
-        assert kube(sandbox).list_persistent_volume(label_selector=f"soteria.io/drill={drill_id}").items == []
+        assert f"pvc soteria/{scratch}" in drill["cleanup"]["deleted"], drill["cleanup"]
+        if driver == "longhorn":
+            assert f"volume {drill['scratch']['volume']}" in drill["cleanup"]["deleted"]
+        else:
+            assert f"job soteria/{drill['scratch']['job']}" in drill["cleanup"]["deleted"]
+        # (a restic restore Job's copied Secret goes with the Job, by the garbage collector)
+        wait_for(lambda: _leftovers(live, drill_id) == [], 60, what="nothing of the drill left")
+        # The dead drill's Leases were freed: the next drill of the PVC may start at once.
+        from soteria_site.core import kubernetes
+        assert kubernetes.find_lease("soteria", drills.lease_name(namespace, "killed")) is None
     finally:
         worker.stop()
         stop_soteria(server)
