@@ -103,12 +103,14 @@ def _leftovers(cfg, drill_id: str) -> list[str]:
     return found
 
 
-def _sample(client, series: str) -> float:
-    """One sample of /metrics, by its exact series text (0 when absent)."""
-    for line in client.get("/metrics").content.decode().splitlines():
-        name, _, value = line.rpartition(" ")
-        if name == series:
-            return float(value)
+def _sample(client, name: str, **labels: str) -> float:
+    """The value of one series of /metrics (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(client.get("/metrics").content.decode()):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
     return 0.0
 
 
@@ -121,7 +123,7 @@ def test_a_longhorn_drill_of_a_healthy_backup_passes_and_leaves_nothing(client, 
     seed.make_pvc(drills_live, "e2e-drill", "healthy", files=FILES)
     backup = _backed_up(client, "e2e-drill", "healthy")
     assert inventory_cache.refresh() is not None  # /metrics' rows, before the drill
-    passed_before = _sample(client, 'soteria_restore_drills_total{driver="longhorn",result="passed"}')
+    passed_before = _sample(client, "soteria_restore_drills_total", driver="longhorn", result="passed")
     drill = _drilled(client, "e2e-drill", "healthy")
     assert drill["result"] == "passed", drill
     assert drill["backup"] == backup["name"] and drill["driver"] == "longhorn"
@@ -135,11 +137,11 @@ def test_a_longhorn_drill_of_a_healthy_backup_passes_and_leaves_nothing(client, 
                if e.involved_object.name == "healthy"}
     assert "RestoreDrillPassed" in reasons
     # /metrics shows it at once, without waiting for the next inventory refresh.
-    labels = f'namespace="e2e-drill",pvc="healthy",volume="{row["volume"]}",driver="longhorn"'
-    verified = _sample(client, f"pvc_restore_verified_timestamp_seconds{{{labels}}}")
+    labels = {"namespace": "e2e-drill", "pvc": "healthy", "volume": row["volume"], "driver": "longhorn"}
+    verified = _sample(client, "pvc_restore_verified_timestamp_seconds", **labels)
     assert verified == datetime.fromisoformat(drill["finished_at"].replace("Z", "+00:00")).timestamp()
-    assert _sample(client, f"pvc_restore_verify_failed{{{labels}}}") == 0
-    assert _sample(client, 'soteria_restore_drills_total{driver="longhorn",result="passed"}') == passed_before + 1
+    assert _sample(client, "pvc_restore_verify_failed", **labels) == 0
+    assert _sample(client, "soteria_restore_drills_total", driver="longhorn", result="passed") == passed_before + 1
 
 
 def test_a_longhorn_drill_of_a_corrupted_backup_fails_and_names_the_files(client, drills_live):
@@ -155,8 +157,8 @@ def test_a_longhorn_drill_of_a_corrupted_backup_fails_and_names_the_files(client
     row = _row(client, "e2e-drill", "rotten")
     assert row["verify_result"] == "failed" and row["last_verified_at"] is None
     assert inventory_cache.refresh() is not None
-    labels = f'namespace="e2e-drill",pvc="rotten",volume="{row["volume"]}",driver="longhorn"'
-    assert _sample(client, f"pvc_restore_verify_failed{{{labels}}}") == 1
+    labels = {"namespace": "e2e-drill", "pvc": "rotten", "volume": row["volume"], "driver": "longhorn"}
+    assert _sample(client, "pvc_restore_verify_failed", **labels) == 1
 
 
 def test_a_restic_drill_passes_and_a_corrupted_repository_fails_naming_the_files(client, drills_live):
