@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
@@ -21,8 +21,9 @@ from soteria_site.web.throttles import InventoryThrottle
 
 from .forms import BackupForm, DrillForm, NamespaceRestoreForm, RestoreForm
 from .services import backup as backup_service
-from .services import drills, inventory
+from .services import drills, inventory_cache, inventory_flight
 from .services import restore as restore_service
+from .types import Inventory, InventoryItem
 
 HEALTH_STYLE = {"fresh": "ok", "stale": "bad", "never backed up": "bad", "last backup failed": "bad",
                 "backup stuck": "bad", "backup in progress": "info", "not bound": "muted",
@@ -65,17 +66,28 @@ def _error_page(request, template, context, exc: SoteriaError):
     return render(request, template, {**context, "error": exc}, status=exc.status)
 
 
-@expensive
 @console_permission(VIEW, throttles=(InventoryThrottle,))
 def inventory_page(request):
+    """The stored inventory (the worker's last refresh) with its age, or a live build when
+    none is stored yet or the caller asks for one (?refresh=1): shared with every concurrent
+    build (backups/services/inventory_flight.py), and holding one long-request slot."""
     namespace = request.GET.get("namespace") or None
     context = {"nav": "inventory", "namespace": namespace}
     if namespace and not may(request, VIEW, namespace):
         return _denied(request, VIEW)
-    try:
-        inv = inventory.build(namespace, visible=visible_namespaces(request))
-    except SoteriaError as exc:
-        return _error_page(request, "backups/inventory.html", context, exc)
+    visible = visible_namespaces(request)
+    cached = None if request.GET.get("refresh") else inventory_cache.latest()
+    if cached is not None:
+        inv = _stored_inventory(cached, namespace, visible)
+        context.update(stored=True, stored_age=_span((datetime.now(timezone.utc) - cached.generated_at).total_seconds()))
+    else:
+        if not claim_slot(request):
+            return render(request, "backups/inventory.html", {**context, "error": {"detail": BUSY_DETAIL, "code": "busy"}},
+                          status=503)
+        try:
+            inv = inventory_flight.build(namespace, visible=visible)
+        except SoteriaError as exc:
+            return _error_page(request, "backups/inventory.html", context, exc)
     groups = [(name, [(item, HEALTH_STYLE.get(item.health_reason, "muted"), _verified_age(item, inv.generated_at))
                       for item in items])
               for name, items in inv.by_namespace()]
@@ -84,6 +96,28 @@ def inventory_page(request):
                                for i in inv.items)}
     return render(request, "backups/inventory.html", {**context, "inventory": inv, "groups": groups,
                                                       "totals": totals})
+
+
+def _stored_inventory(cached, namespace: str | None, visible: frozenset[str] | None) -> Inventory:
+    """The stored rows as inventory items. The store keeps what the metrics need, so a stored
+    row has no storage class, capacity or failure detail, and PVCs that are not bound or that
+    no driver handles are not stored at all: the live view shows those."""
+    items = []
+    for row in cached.rows:
+        if (namespace and row["namespace"] != namespace) or (visible is not None and row["namespace"] not in visible):
+            continue
+        items.append(InventoryItem(
+            namespace=row["namespace"], pvc=row["pvc"], volume=row["volume"], storage_class="", capacity="",
+            driver=row["driver"], last_backup_at=_from_timestamp(row.get("last_success")),
+            last_backup_age_hours=row.get("age_hours"), backup_count=row.get("count") or 0,
+            healthy=bool(row.get("healthy")), health_reason=row.get("reason", ""),
+            last_verified_at=_from_timestamp(row.get("verified_at")), verify_result=row.get("verify_result", ""),
+            verify_verdict=row.get("verdict", "")))
+    return Inventory(generated_at=cached.generated_at, items=items)
+
+
+def _from_timestamp(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, timezone.utc) if value is not None else None
 
 
 def _verified_age(item, now: datetime) -> str:

@@ -1,5 +1,7 @@
 """Console pages for policies."""
 
+from datetime import datetime, timedelta, timezone
+
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -7,7 +9,6 @@ from django.views.decorators.http import require_POST
 from soteria_site.core.errors import SoteriaError
 from soteria_site.web import audit
 from soteria_site.web.access import POLICIES, VIEW
-from soteria_site.web.edge import expensive
 from soteria_site.web.identity import requested_by
 from soteria_site.web.permissions import console_permission, visible_namespaces
 
@@ -16,16 +17,25 @@ from .forms import PolicyForm
 from .types import policy_namespace
 
 
-@expensive
 @console_permission(VIEW)
 def policies_page(request):
     context = {"nav": "policies", "form": PolicyForm()}
     try:
         visible = visible_namespaces(request)
-        context["policies"] = services.with_due_times(services.list_policies(visible), visible)
+        due = services.with_due_times(services.list_policies(visible), visible)
     except SoteriaError as exc:
         return render(request, "policies/policies.html", {**context, "error": exc}, status=exc.status)
+    context.update(policies=due.views, due_as_of=due.as_of,
+                   due_age=_span(datetime.now(timezone.utc) - due.as_of) if due.as_of else "")
     return render(request, "policies/policies.html", context)
+
+
+def _span(delta: timedelta) -> str:
+    seconds = max(delta.total_seconds(), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} s"
 
 
 @require_POST

@@ -1,14 +1,15 @@
-"""Policy use-cases: list, create or update, delete (each change audited on the Secret), and the
-inventory refresh that publishes each PVC's policy interval beside its freshness."""
+"""Policy use-cases: list, create or update, delete (each change audited on the Secret), due
+times from the stored inventory, and the inventory refresh that publishes each PVC's policy
+interval beside its freshness."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from backups.models import CachedInventory
-from backups.services import inventory, inventory_cache
+from backups.services import inventory_cache
 from soteria_site.core import events
 from soteria_site.core.errors import NotFound, SoteriaError
 
@@ -70,42 +71,76 @@ def delete_policy(policy_id_: str, actor: str) -> Policy:
     return removed["policy"]
 
 
-def next_due_at(policy: Policy, policies: list[Policy], items) -> datetime | None:
-    """The earliest time one of the PVCs this policy governs falls due (from inventory items)."""
-    times = [evaluate.next_due(item, policy) for item in items
-             if evaluate.effective(policies, item.namespace, item.pvc) is policy]
-    return min(times) if times else None
+@dataclass(frozen=True)
+class StoredPvc:
+    """What due times need of one PVC, from a row of the stored inventory."""
+
+    namespace: str
+    pvc: str
+    last_backup_at: datetime | None
+    backup_count: int
 
 
-def next_drill_due_at(policy: Policy, policies: list[Policy], items, newest_drills) -> datetime | None:
-    """The earliest time one of this policy's PVCs with a successful backup falls due for a
-    restore drill (None when the policy runs no drills or governs no such PVC)."""
-    if not policy.verify_every_hours:
-        return None
-    times = [evaluate.next_drill_due(item, policy, newest_drills) for item in items
-             if item.backup_count and evaluate.effective(policies, item.namespace, item.pvc) is policy]
-    return min(times) if times else None
+@dataclass(frozen=True)
+class DueTimes:
+    """The policies with their due times, and when the stored inventory they come from was
+    built (None: no inventory is stored yet, so no policy has a due time)."""
+
+    views: list[PolicyView]
+    as_of: datetime | None
 
 
-def with_due_times(policies: list[Policy], visible: frozenset[str] | None = None) -> list[PolicyView]:
-    """The policies with their next due times, from an inventory of the `visible` namespaces
-    (the ones the policies were chosen from; None: every namespace). A disabled policy has
-    none; if the inventory cannot be built now, no policy has one, and if the drill records
-    cannot be read, no policy has a drill due time."""
-    items, newest = [], None
-    if policies:
-        try:
-            items = inventory.build(visible=visible).items
-        except SoteriaError as exc:
-            log.warning("next_due_at unavailable: %s", exc.detail)
-    if items and any(p.enabled and p.verify_every_hours for p in policies):
+def stored_pvcs(visible: frozenset[str] | None = None) -> tuple[list[StoredPvc], datetime | None]:
+    """The PVCs of the stored inventory (the worker's last refresh; only bound PVCs a driver
+    handles are stored), of the `visible` namespaces when given, and when it was built."""
+    cached = inventory_cache.latest()
+    if cached is None:
+        return [], None
+    pvcs = [StoredPvc(row["namespace"], row["pvc"],
+                      datetime.fromtimestamp(row["last_success"], timezone.utc) if row.get("last_success") else None,
+                      row.get("count") or 0)
+            for row in cached.rows if visible is None or row["namespace"] in visible]
+    return pvcs, cached.generated_at
+
+
+def _governed(policies: list[Policy], pvcs: list[StoredPvc]) -> dict[str, list[StoredPvc]]:
+    """Policy id -> the PVCs it governs (evaluate.effective, asked of each namespace's policies
+    only: one pass over the PVCs, whatever the number of policies)."""
+    by_namespace: dict[str, list[Policy]] = {}
+    for policy in policies:
+        by_namespace.setdefault(policy.namespace, []).append(policy)
+    governed: dict[str, list[StoredPvc]] = {}
+    for pvc in pvcs:
+        candidates = by_namespace.get(pvc.namespace)
+        policy = evaluate.effective(candidates, pvc.namespace, pvc.pvc) if candidates else None
+        if policy is not None:
+            governed.setdefault(policy.id, []).append(pvc)
+    return governed
+
+
+def with_due_times(policies: list[Policy], visible: frozenset[str] | None = None) -> DueTimes:
+    """The policies with their next due times, from the stored inventory of the `visible`
+    namespaces (the ones the policies were chosen from; None: every namespace): no inventory is
+    built here. A disabled policy has none; before the first stored inventory no policy has
+    one; if the drill records cannot be read, no policy has a drill due time."""
+    pvcs, as_of = stored_pvcs(visible) if policies else ([], None)
+    governed = _governed(policies, pvcs)
+    newest = None
+    if pvcs and any(p.enabled and p.verify_every_hours for p in policies):
         try:
             newest = evaluate.newest_drill_starts()
         except SoteriaError as exc:
             log.warning("next_drill_due_at unavailable: %s", exc.detail)
-    return [PolicyView(p, next_due_at(p, policies, items) if p.enabled else None,
-                       next_drill_due_at(p, policies, items, newest) if p.enabled and newest is not None else None)
-            for p in policies]
+    views = []
+    for policy in policies:
+        mine = governed.get(policy.id, []) if policy.enabled else []
+        due = min((evaluate.next_due(pvc, policy) for pvc in mine), default=None)
+        drill_due = None
+        if newest is not None and policy.verify_every_hours:
+            drill_due = min((evaluate.next_drill_due(pvc, policy, newest) for pvc in mine if pvc.backup_count),
+                            default=None)
+        views.append(PolicyView(policy, due, drill_due))
+    return DueTimes(views, as_of)
 
 
 def refresh_inventory(now: datetime | None = None) -> CachedInventory | None:

@@ -18,7 +18,7 @@ from soteria_site.web.permissions import require_namespaces, visible_namespaces
 from soteria_site.web.throttles import InventoryThrottle, MutationThrottle
 
 from ..services import backup as backup_service
-from ..services import counting, drills, inventory
+from ..services import counting, drills, inventory_flight
 from ..services import restore as restore_service
 from .serializers import (
     BackupRequest,
@@ -86,7 +86,8 @@ class InventoryViewSet(AuditedViewSet):
     @extend_schema(parameters=[InventoryQuery], responses={200: InventoryResponse, **error_responses(400, 404)},
                    summary="Every PVC grouped by namespace, with backup freshness and health")
     def list(self, request):
-        found = inventory.build(_namespace_filter(request), visible=visible_namespaces(request))
+        # Live, shared with every concurrent build (in any web process) rather than repeated.
+        found = inventory_flight.build(_namespace_filter(request), visible=visible_namespaces(request))
         return Response(InventoryResponse(found).data)
 
 

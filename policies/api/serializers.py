@@ -71,6 +71,9 @@ class PolicyOut(serializers.Serializer):
 
 @extend_schema_serializer(many=False)  # one object, though a list action answers it
 class PolicyList(serializers.Serializer):
-    """A list of PolicyView, as {"policies": [...]}."""
+    """A list of PolicyView, as {"policies": [...], "due_times_as_of": ...}."""
 
     policies = PolicyOut(many=True)
+    due_times_as_of = TimeField(allow_null=True, read_only=True,
+                                help_text="when the stored inventory the due times come from was built "
+                                          "(the worker refreshes it); null: none is stored yet, so no due times")

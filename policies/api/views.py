@@ -22,7 +22,6 @@ class PolicyViewSet(AuditedViewSet):
 
     audit_name = "policy"
     required_permissions = {"list": VIEW, "create": POLICIES, "destroy": POLICIES, "destroy_by_query": POLICIES}
-    expensive_actions = ("list",)  # due times need the inventory
     # An id is `<namespace>.<pvc>` or `<namespace>`, and a PVC name may hold dots: anything but
     # a slash (the router's default for trailing_slash=False refuses dots).
     lookup_value_regex = "[^/]+"
@@ -35,8 +34,8 @@ class PolicyViewSet(AuditedViewSet):
                    summary="The backup policies of the namespaces the caller may view, with last run and next due")
     def list(self, request):
         visible = visible_namespaces(request)
-        views = services.with_due_times(services.list_policies(visible), visible)
-        return Response(PolicyList({"policies": views}).data)
+        due = services.with_due_times(services.list_policies(visible), visible)
+        return Response(PolicyList({"policies": due.views, "due_times_as_of": due.as_of}).data)
 
     @extend_schema(request=PolicyRequest, responses={200: PolicyOut, 201: PolicyOut, **error_responses(400, 413, 415)},
                    summary="Create or update a policy (same namespace and pvc = same policy)")

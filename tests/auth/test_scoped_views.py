@@ -3,6 +3,7 @@
 
 import pytest
 
+from policies.services import refresh_inventory
 from tests.support import cast
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("policy_secret_settings")]
@@ -24,6 +25,7 @@ def policies(client, auth_on, world):
                  {"namespace": "media", "interval_hours": 12},
                  {"namespace": "media", "pvc": "photos", "interval_hours": 1}):
         assert post(client, cast.ADMIN, "/v1/policies", body).status_code == 201
+    refresh_inventory()  # the worker's refresh: due times come from the stored inventory
 
 
 @pytest.fixture

@@ -80,6 +80,7 @@ def test_the_list_shows_when_the_next_drill_is_due(client, cluster):
     record_drill("ai", "drilled", "passed", NOW - timedelta(hours=10))
     _policy("ai", verify=24)
     with time_machine.travel(NOW, tick=False):
+        services.refresh_inventory()
         [listed] = client.get("/v1/policies").json()["policies"]
     # The PVC without a backup cannot be drilled, so it does not make the policy due now.
     assert listed["next_drill_due_at"] == "2026-04-13T05:30:00Z"
@@ -207,6 +208,7 @@ def test_the_console_saves_drills_and_lists_them_with_the_next_due_time(client, 
     client.post("/policies/save", {"namespace": "media", "interval_hours": "6", "enabled": "on"})
     assert [p.verify_every_hours for p in services.list_policies()] == [48.0, None]
     with time_machine.travel(NOW, tick=False):
+        services.refresh_inventory()
         page = client.get("/policies/").content.decode()
     assert _cell(page, 'data-policy="ai"', "data-verify") == "48"
     assert _cell(page, 'data-policy="ai"', "data-next-drill") == "2026-04-14 13:30"
