@@ -68,6 +68,10 @@ class Volume:
     from_backup: str = ""
     # The backup target this volume backs up to (`backupTargetName`, 1.8+; "" before).
     backup_target: str = ""
+    # Read for the inventory (longhorn_crd.list_volumes(completed_time=...)): Completed backups
+    # are counted, not kept; `backups` then holds only the others. None: `backups` holds all.
+    completed_backups: int | None = None
+    last_completed_at: datetime | None = None
 
 
 @dataclass(frozen=True)

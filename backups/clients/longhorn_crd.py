@@ -5,8 +5,9 @@ label-selector scan of every Backup object per volume, so that one call costs
 volumes x backups on the manager. The same facts are in three custom resources
 (`longhorn.io/v1beta2`, in SOTERIA_LONGHORN_NAMESPACE): `volumes`, `backups`
 (labelled `backup-volume=<volume>` and, from 1.8, `backup-target=<target>`) and
-`backupvolumes`. Each is read as one paginated list, keeping from every object
-only the fields Soteria uses before the next page is read, and returned as the
+`backupvolumes`. Each is read as one paginated list, object by object as it is
+parsed (kubernetes.stream_items), keeping from every object only the fields
+Soteria uses, and returned as the
 dataclasses of `longhorn.py`, so callers cannot tell the two sources apart.
 Facts and sources: docs/longhorn.md, "Reading the inventory from CRDs".
 
@@ -17,8 +18,9 @@ kubernetes.py's; this module only knows Longhorn's resources.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -41,10 +43,10 @@ def _int(value: Any) -> int:
         return 0
 
 
-def _pages(plural: str) -> Iterator[list[dict]]:
+def _objects(plural: str) -> Iterator[dict]:
     namespace = settings.SOTERIA_LONGHORN_NAMESPACE
     try:
-        yield from kubernetes.custom_object_pages(f"longhorn.{plural}.list", GROUP, VERSION, namespace, plural)
+        yield from kubernetes.custom_object_items(f"longhorn.{plural}.list", GROUP, VERSION, namespace, plural)
     except NotFound:  # a list answers 404 only when the resource itself is not served
         raise UpstreamError(kubernetes.SYSTEM, f"Kubernetes does not serve {plural}.{GROUP}/{VERSION}: "
                                                "is Longhorn (1.6 or newer) installed?", upstream_status=404) from None
@@ -118,28 +120,39 @@ def _backup_status(obj: dict) -> tuple[str, str, BackupStatus]:
     return volume, target, entry
 
 
-def list_volumes() -> list[Volume]:
+def list_volumes(completed_time: Callable[[str], datetime | None] | None = None) -> list[Volume]:
     """Every Longhorn volume with its backups, as `longhorn.list_volumes()` returns them: two
     Kubernetes lists (volumes, then backups) whatever the number of volumes and backups.
 
     A volume's backups are the Backup CRs labelled with its name (else whose status names
     it); from 1.8, only those on the volume's own backup target, as the manager shows them.
-    Backups of volumes that do not exist are dropped as they are read."""
+    Backups of volumes that do not exist are dropped as they are read.
+
+    With `completed_time` (a snapshot name -> when it was taken, or None) Completed backups are
+    folded as they are read into each volume's `completed_backups` and `last_completed_at`
+    instead of being kept: the inventory needs no more of them, and at 50 backups a volume
+    they are most of what the list holds."""
     volumes: dict[str, Volume] = {}
-    for page in _pages("volumes"):
-        for obj in page:
-            volume = _volume(obj)
-            volumes[volume.name] = volume
+    for obj in _objects("volumes"):
+        volume = _volume(obj)
+        volumes[volume.name] = volume
     backups: dict[str, list[BackupStatus]] = {}
-    for page in _pages("backups"):
-        for obj in page:
-            name, target, entry = _backup_status(obj)
-            volume = volumes.get(name)
-            if volume is None:
-                continue
-            if target and volume.backup_target and target != volume.backup_target:
-                continue
-            backups.setdefault(name, []).append(entry)
+    completed: dict[str, list] = {}  # volume -> [count, newest snapshot time]
+    for obj in _objects("backups"):
+        name, target, entry = _backup_status(obj)
+        volume = volumes.get(name)
+        if volume is None:
+            continue
+        if target and volume.backup_target and target != volume.backup_target:
+            continue
+        if completed_time is not None and entry.state == "Completed":
+            seen = completed.setdefault(name, [0, None])
+            seen[0] += 1
+            taken = completed_time(entry.snapshot)
+            if taken is not None and (seen[1] is None or taken > seen[1]):
+                seen[1] = taken
+            continue
+        backups.setdefault(name, []).append(entry)
     listed = []
     for name in sorted(volumes):
         volume = volumes.pop(name)
@@ -147,6 +160,9 @@ def list_volumes() -> list[Volume]:
         if own:
             own.sort(key=lambda b: b.name)  # the manager sorts backupStatus[] by backup name
             volume = replace(volume, backups=tuple(own))
+        if completed_time is not None:
+            count, newest = completed.pop(name, (0, None))
+            volume = replace(volume, completed_backups=count, last_completed_at=newest)
         listed.append(volume)
     return listed
 
@@ -170,4 +186,4 @@ def _backup_volume(obj: dict) -> BackupVolume:
 
 def list_backup_volumes() -> list[BackupVolume]:
     """Every backup volume, as `longhorn.list_backup_volumes()` returns them: one Kubernetes list."""
-    return sorted((_backup_volume(obj) for page in _pages("backupvolumes") for obj in page), key=lambda bv: bv.name)
+    return sorted((_backup_volume(obj) for obj in _objects("backupvolumes")), key=lambda bv: bv.name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
@@ -90,6 +91,8 @@ def backup_facts(volume: Volume, backup_volume: BackupVolume | None, now: dateti
     completed = [b for b in volume.backups if b.state == "Completed"]
     times = [t for t in (volume.last_backup_at, backup_volume.last_backup_at if backup_volume else None) if t]
     times += [t for t in (snapshot_time(b.snapshot) for b in completed) if t]
+    if volume.completed_backups is not None:  # read for the inventory: Completed backups folded
+        times += [volume.last_completed_at] if volume.last_completed_at else []
     last_success = max(times) if times else None
     # Failed backups (Error, Unknown), dated by Soteria's snapshot name, else when Soteria
     # first saw them (remembered by the inventory refresh), else undated.
@@ -124,7 +127,7 @@ def backup_facts(volume: Volume, backup_volume: BackupVolume | None, now: dateti
     running = tuple((b.name or b.snapshot, started) for b, started in running_backups(volume, now))
     return BackupFacts(
         last_success_at=last_success,
-        success_count=len(completed),
+        success_count=len(completed) + (volume.completed_backups or 0),
         last_failure_is_newest=newest_failure is not None,
         last_failure_error=newest_failure.error if newest_failure else "",
         in_progress=running,
@@ -170,9 +173,13 @@ class LonghornDriver:
             return {}
         # From Longhorn's CRDs through the Kubernetes API: the manager's GET /v1/volumes costs
         # volumes x backups on its side (docs/longhorn.md, "Reading the inventory from CRDs").
-        volumes = {v.name: v for v in longhorn_crd.list_volumes()}
-        by_volume = _latest_backup_volumes(longhorn_crd.list_backup_volumes(),
-                                           {v.name: v.backup_target for v in volumes.values()})
+        # The backup volumes are listed while the volumes and backups are; Completed backups are
+        # counted as they are read, not kept (at 50 a volume they are most of the list).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="soteria-inventory") as pool:
+            backup_volumes = pool.submit(longhorn_crd.list_backup_volumes)
+            volumes = {v.name: v for v in longhorn_crd.list_volumes(completed_time=snapshot_time)}
+            by_volume = _latest_backup_volumes(backup_volumes.result(),
+                                               {v.name: v.backup_target for v in volumes.values()})
         views = {}
         for claim in bound:
             name = volume_of(claim)

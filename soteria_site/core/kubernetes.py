@@ -15,10 +15,12 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import ijson
 import urllib3
 from django.conf import settings
 from kubernetes import client as k8s
@@ -194,9 +196,9 @@ def _timeout(timeout: float | None) -> tuple[float, float]:
 
 
 def _call(operation: str, fn: Callable[..., Any], *args: Any, timeout: float | None = None, count: bool = True,
-          text: bool = False, **kwargs: Any) -> Any:
-    """Run one API call; return its parsed JSON body (with `text`, its body as text) or raise a
-    Soteria error.
+          text: bool = False, raw: bool = False, **kwargs: Any) -> Any:
+    """Run one API call; return its parsed JSON body (with `text`, its body as text; with `raw`, its
+    bytes) or raise a Soteria error.
 
     Failures are always counted; a success only with `count` (list_pages counts a whole list once)."""
     try:
@@ -222,6 +224,8 @@ def _call(operation: str, fn: Callable[..., Any], *args: Any, timeout: float | N
         raise UpstreamUnavailable(SYSTEM, f"Kubernetes API is unreachable: {exc}") from None
     if count:
         UPSTREAM_REQUESTS.labels(SYSTEM, operation, "ok").inc()
+    if raw:
+        return data or b""
     if text:
         return (data or b"").decode("utf-8", "replace")
     if not data:
@@ -292,6 +296,55 @@ def list_pages(operation: str, fn: Callable[..., Any], *args: Any, page_size: in
     UPSTREAM_REQUESTS.labels(SYSTEM, operation, "ok").inc()
 
 
+def stream_items(operation: str, fn: Callable[..., Any], *args: Any, page_size: int | None = None,
+                 **kwargs: Any) -> Iterator[dict]:
+    """The items of one list, one at a time, for lists too large to hold (Longhorn's backups).
+
+    Each page is kept as the bytes the apiserver sent and its items are built one by one as
+    they are parsed (ijson), so a caller that keeps a few fields of each item holds one page of
+    bytes and one item, never a page of dicts. While a page is parsed the next one is already
+    being fetched (one background request), so Soteria's parsing overlaps the apiserver's
+    serving instead of adding to it. Counted as one call, as list_pages."""
+    size = page_size or PAGE_SIZE
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="soteria-list") as fetcher:
+        def fetch(token: str | None):
+            return fetcher.submit(_call, operation, fn, *args, limit=size, count=False, raw=True,
+                                  **({"_continue": token} if token else {}), **kwargs)
+
+        pending = fetch(None)
+        while pending is not None:
+            body = pending.result()
+            token = _continue_token(operation, body)
+            pending = fetch(token) if token else None
+            yield from _parsed_items(operation, body)
+            del body
+    UPSTREAM_REQUESTS.labels(SYSTEM, operation, "ok").inc()
+
+
+def _continue_token(operation: str, body: bytes) -> str | None:
+    """The list's `continue` token; the apiserver writes metadata before items, so this reads
+    only the start of the page."""
+    try:
+        meta = next(ijson.items(body, "metadata"), None)
+    except ijson.JSONError:
+        raise UpstreamError(SYSTEM, f"Kubernetes API answered {operation} with something that is not JSON") from None
+    return (meta or {}).get("continue") or None
+
+
+def _parsed_items(operation: str, body: bytes) -> Iterator[dict]:
+    try:
+        yield from ijson.items(body, "items.item", use_float=True)
+    except ijson.JSONError:
+        raise UpstreamError(SYSTEM, f"Kubernetes API answered {operation} with something that is not JSON") from None
+
+
+def custom_object_items(operation: str, group: str, version: str, namespace: str, plural: str, *,
+                        page_size: int | None = None) -> Iterator[dict]:
+    """A namespaced custom resource's objects, one at a time (see stream_items)."""
+    return stream_items(operation, _custom().list_namespaced_custom_object, group, version, namespace, plural,
+                        page_size=page_size)
+
+
 def custom_object_pages(operation: str, group: str, version: str, namespace: str, plural: str, *,
                         label_selector: str | None = None, page_size: int | None = None) -> Iterator[list[dict]]:
     """A namespaced custom resource's objects, a page at a time (see list_pages)."""
@@ -307,11 +360,12 @@ def server_version(timeout: float | None = None) -> str:
 
 
 def list_pvcs(namespace: str | None = None) -> list[Pvc]:
+    """Every PVC (of one namespace, or all): one list, read item by item (stream_items)."""
     if namespace:
-        data = _call("pvcs.list", _core().list_namespaced_persistent_volume_claim, namespace)
+        items = stream_items("pvcs.list", _core().list_namespaced_persistent_volume_claim, namespace)
     else:
-        data = _call("pvcs.list", _core().list_persistent_volume_claim_for_all_namespaces)
-    return [_pvc(item) for item in data.get("items", [])]
+        items = stream_items("pvcs.list", _core().list_persistent_volume_claim_for_all_namespaces)
+    return [_pvc(item) for item in items]
 
 
 def get_pvc(namespace: str, name: str) -> Pvc:
@@ -326,7 +380,8 @@ def find_pvc(namespace: str, name: str) -> Pvc | None:
 
 
 def list_pvs() -> list[Pv]:
-    return [_pv(item) for item in _call("pvs.list", _core().list_persistent_volume).get("items", [])]
+    """Every PV: one list, read item by item (stream_items)."""
+    return [_pv(item) for item in stream_items("pvs.list", _core().list_persistent_volume)]
 
 
 def list_pvs_labelled(selector: str) -> list[Pv]:

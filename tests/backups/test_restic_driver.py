@@ -119,6 +119,15 @@ def test_describe_reads_facts_in_a_constant_number_of_calls(world):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("pvcs", [10, 100, 1_000])
+def test_the_inventory_lists_the_repository_once_whatever_the_number_of_pvcs(world, pvcs):
+    world["snapshots"] = [snap("ai", f"pvc-{i % pvcs}", 1 + i / 100, f"{i:x}") for i in range(1_000)]
+    views = DRIVER.describe([claim("ai", f"pvc-{i}") for i in range(pvcs)], NOW)
+    assert world["calls"] == ["restic.snapshots", "jobs.list"]  # no failed Job: no pods to read
+    assert sum(view.facts.success_count for view in views.values()) == 1_000
+
+
+@pytest.mark.django_db
 def test_a_second_backup_while_one_runs_is_409(world):
     world["jobs"] = [job("ai", "data", "soteria-backup-data-1", "Running", 0.1)]
     with pytest.raises(Conflict) as caught:

@@ -103,3 +103,31 @@ def test_a_server_error_is_a_bad_gateway(fake):
     with pytest.raises(UpstreamError) as info:
         kubernetes.list_pvcs()
     assert info.value.status == 502 and info.value.upstream_status == 500
+
+
+def test_pvcs_are_listed_page_by_page_as_one_call(fake, monkeypatch):
+    monkeypatch.setattr(kubernetes, "PAGE_SIZE", 2)
+    claims = [{**PVC, "metadata": {**PVC["metadata"], "name": f"claim-{i}"}} for i in range(5)]
+    seen = []
+
+    def pages(request):
+        start = int(request.args.get("continue") or 0)
+        seen.append((request.args["limit"], request.args.get("continue")))
+        meta = {"continue": str(start + 2)} if start + 2 < len(claims) else {}
+        return json_response({"kind": "PersistentVolumeClaimList", "metadata": meta, "items": claims[start:start + 2]})
+
+    fake.route("GET", "/api/v1/persistentvolumeclaims", pages)
+    ok = kubernetes.UPSTREAM_REQUESTS.labels("kubernetes", "pvcs.list", "ok")
+    before = ok._value.get()
+    assert [pvc.name for pvc in kubernetes.list_pvcs()] == [f"claim-{i}" for i in range(5)]
+    assert seen == [("2", None), ("2", "2"), ("2", "4")]
+    assert ok._value.get() - before == 1
+
+
+def test_a_list_cut_short_is_a_bad_gateway_not_a_shorter_list(fake):
+    fake.route("GET", "/api/v1/persistentvolumes", lambda r: Response(
+        '{"kind":"PersistentVolumeList","metadata":{},"items":[{"metadata":{"name":"pv-1"}},{"metad',
+        content_type="application/json"))
+    with pytest.raises(UpstreamError, match="not JSON") as info:
+        kubernetes.list_pvs()
+    assert info.value.status == 502

@@ -162,6 +162,26 @@ def test_from_18_only_backups_on_the_volumes_own_backup_target_count(kube_api):
     assert [b.name for b in v17.backups] == ["backup-3", "backup-4"]
 
 
+def test_for_the_inventory_completed_backups_are_counted_as_read_and_only_the_others_kept(kube_api):
+    day1, day2 = datetime(2026, 11, 1, 10, tzinfo=timezone.utc), datetime(2026, 11, 2, 10, tzinfo=timezone.utc)
+    taken = {"soteria-1": day1, "soteria-2": day2}
+    paginated(kube_api, "volumes", [volume_cr("vol-a", target="default"), volume_cr("vol-b")])
+    paginated(kube_api, "backups", [
+        backup_cr("backup-2", "vol-a", target="default", snapshot="soteria-2"),
+        backup_cr("backup-1", "vol-a", target="default", snapshot="soteria-1"),
+        backup_cr("backup-3", "vol-a", target="default", snapshot="recurring-job"),  # undated: counted only
+        backup_cr("backup-4", "vol-a", target="default", state="InProgress"),
+        backup_cr("backup-5", "vol-a", target="offsite", snapshot="soteria-2"),      # another target's
+    ])
+    a, b = longhorn_crd.list_volumes(completed_time=taken.get)
+    assert (a.completed_backups, a.last_completed_at) == (3, day2)
+    assert [x.name for x in a.backups] == ["backup-4"]
+    assert (b.completed_backups, b.last_completed_at, b.backups) == (0, None, ())
+    # Without completed_time every backup is kept, as the manager's backupStatus[] lists them.
+    a, _ = longhorn_crd.list_volumes()
+    assert a.completed_backups is None and len(a.backups) == 4
+
+
 def test_backup_volumes_match_by_spec_volume_name_from_18_and_by_name_before(kube_api):
     paginated(kube_api, "backupvolumes", [
         backup_volume_cr("vol-a-8521839b", "vol-a", "backup-9", "2026-11-02T10:01:00Z"),  # 1.9.1+

@@ -177,8 +177,17 @@ class FakeCluster:
     def create_event(self, namespace, body):
         self.events.append(body)
 
-    def list_volumes(self):
-        return list(self.volumes.values())
+    def list_volumes(self, completed_time=None):
+        """With `completed_time`, Completed backups folded into counts, as longhorn_crd's does."""
+        if completed_time is None:
+            return list(self.volumes.values())
+        folded = []
+        for volume in self.volumes.values():
+            done = [b for b in volume.backups if b.state == "Completed"]
+            times = [t for t in (completed_time(b.snapshot) for b in done) if t]
+            folded.append(replace(volume, backups=tuple(b for b in volume.backups if b.state != "Completed"),
+                                  completed_backups=len(done), last_completed_at=max(times, default=None)))
+        return folded
 
     def get_volume(self, name):
         return self.volumes.get(name)
