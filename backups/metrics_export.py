@@ -105,7 +105,8 @@ class RenderedRows:
     def text(self) -> bytes:
         current = inventory_cache.version()
         with self._lock:
-            if current is None or current != self._version:  # None: nothing cached yet, cheap
+            # None: no refresh recorded yet (none ran, or it ran before changes were recorded).
+            if current is None or current != self._version:
                 registry = CollectorRegistry(auto_describe=False)
                 registry.register(SnapshotCollector())
                 self._text, self._version = generate_latest(registry), current

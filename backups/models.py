@@ -10,18 +10,17 @@ class CachedInventory(models.Model):
     duration_seconds = models.FloatField(default=0)
     rows = models.JSONField(default=list)
     refreshed_at = models.DateTimeField(auto_now=True)
-    # New at every refresh: what a reader that keeps something derived from the rows compares.
-    revision = models.CharField(max_length=32, default="")
 
 
 class CachedRowChange(models.Model):
-    """One PVC's change since the last inventory refresh: a backup or restore Soteria started, a
-    restore drill's verdict. Read over the cached rows (backups/services/inventory_cache.py) and
-    deleted by the next refresh that has seen it, so one backup never rewrites every row."""
+    """A change of the cached rows: one PVC's since the last refresh (a backup or restore Soteria
+    started, a restore drill's verdict), applied over the rows when they are read and deleted by
+    the next refresh that has seen it, so one backup never rewrites every row; or the refresh
+    itself (all rows replaced), which readers that keep something derived from the rows compare."""
 
     namespace = models.CharField(max_length=253)
     pvc = models.CharField(max_length=253)
-    kind = models.CharField(max_length=32)  # inventory_cache.BACKUP_STARTED, RESTORED, VERIFIED
+    kind = models.CharField(max_length=32)  # inventory_cache.BACKUP_STARTED, RESTORED, VERIFIED, REPLACED
     fields = models.JSONField(default=dict)
     recorded_at = models.DateTimeField(auto_now_add=True)
 

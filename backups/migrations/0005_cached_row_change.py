@@ -10,11 +10,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddField(
-            model_name='cachedinventory',
-            name='revision',
-            field=models.CharField(default='', max_length=32),
-        ),
         migrations.CreateModel(
             name='CachedRowChange',
             fields=[

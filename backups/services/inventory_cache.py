@@ -18,7 +18,7 @@ restore Soteria started: the new PVC gets its row) and `record_verification` (a 
 verdict) each add a `CachedRowChange`, applied over the rows by `latest()`. A refresh deletes
 the changes recorded before its build began; later ones stay applied until the next refresh
 has seen them. A backup's completion is left to the next refresh: that costs no upstream call
-of its own, and a backup takes longer than the interval most often anyway (docs/metrics.md).
+of its own (docs/performance-metrics.md).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 IntervalOf = Callable[[str, str], "float | None"]
 # What a CachedRowChange says happened to its PVC.
 BACKUP_STARTED, RESTORED, VERIFIED = "backup started", "restored", "verified"
+REPLACED = "replaced"  # by a refresh: every row, no PVC of its own
 
 
 def refresh(now: datetime | None = None, interval_of: IntervalOf | None = None) -> CachedInventory | None:
@@ -73,9 +74,11 @@ def refresh(now: datetime | None = None, interval_of: IntervalOf | None = None) 
         })
     with transaction.atomic():
         cached, _ = CachedInventory.objects.update_or_create(
-            id=1, defaults={"generated_at": inv.generated_at, "rows": rows, "revision": uuid.uuid4().hex,
+            id=1, defaults={"generated_at": inv.generated_at, "rows": rows,
                             "duration_seconds": round(time.monotonic() - started, 3)})
         CachedRowChange.objects.filter(id__lte=seen).delete()
+        # A new revision every time: ids may come again after a rolled-back transaction.
+        CachedRowChange.objects.create(namespace="", pvc="", kind=REPLACED, fields={"revision": uuid.uuid4().hex})
     return cached
 
 
@@ -149,20 +152,22 @@ def _apply(rows: list[dict], changes) -> list[dict]:
 
 
 def version() -> tuple | None:
-    """What identifies the cached rows as `latest()` reads them, without reading them: it
-    changes whenever they may have (a refresh, a recorded change)."""
-    revision = CachedInventory.objects.filter(id=1).values_list("revision", flat=True).first()
-    if revision is None:
+    """What identifies the cached rows as `latest()` reads them, without reading them (a column
+    after the rows would be read through them): the last refresh's revision and the newest
+    change. None before anything was cached."""
+    newest = CachedRowChange.objects.order_by("-id").values_list("id", flat=True).first()
+    if newest is None:
         return None
-    last = CachedRowChange.objects.order_by("-id").values_list("id", flat=True).first()
-    return revision, last
+    replaced = (CachedRowChange.objects.filter(kind=REPLACED).order_by("-id")
+                .values_list("fields", flat=True).first())
+    return (replaced or {}).get("revision"), newest
 
 
 def latest() -> CachedInventory | None:
     """The last refresh, its rows with every change recorded since applied."""
     cached = CachedInventory.objects.filter(id=1).first()
     if cached is not None:
-        changes = list(CachedRowChange.objects.order_by("id"))
+        changes = list(CachedRowChange.objects.exclude(kind=REPLACED).order_by("id"))
         if changes:
             cached.rows = _apply(cached.rows, changes)
     return cached
