@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -105,9 +106,9 @@ def run(scale: int, port_base: int) -> list[Row]:
 
     work = Path(tempfile.mkdtemp(prefix="soteria-bench-metrics-"))
     cfg = SandboxConfig(state_dir=work / "sandbox", port_base=port_base)
-    cluster.up(cfg, seed=False)
     processes: list[tuple[subprocess.Popen, bool]] = []
     try:
+        cluster.up(cfg, seed=False)
         namespaces, per = _shape(scale)
         seeded = seed.scale(cfg, namespaces, per, 1, prefix="bench", wait=True)
         data = work / "data"
@@ -167,6 +168,7 @@ def run(scale: int, port_base: int) -> list[Row]:
         for process, group in reversed(processes):
             _stop(process, group)
         cluster.down(cfg)
+        shutil.rmtree(work, ignore_errors=True)
     at = f"{seeded['pvcs']:,} PVCs"
     return [
         Row("3 /metrics", f"GET /metrics median of {SCRAPES} scrapes, {at}", median(timings) * 1000, "ms", 50,

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from soteria_site.core.errors import SoteriaError
 
@@ -102,14 +102,24 @@ def record_verification(namespace: str, pvc: str) -> bool:
     cached = latest()
     if cached is None or not any((r["namespace"], r["pvc"]) == (namespace, pvc) for r in cached.rows):
         return False
-    CachedRowChange.objects.create(namespace=namespace, pvc=pvc, kind=VERIFIED, fields=fields)
+    _record(namespace, pvc, VERIFIED, fields)
     return True
+
+
+def _record(namespace: str, pvc: str, kind: str, fields: dict) -> None:
+    """Record one PVC's change. The operation has started already: a database that cannot take
+    the change now leaves it to the next refresh, and never fails the operation."""
+    try:
+        with transaction.atomic():  # a savepoint inside the caller's transaction, if any
+            CachedRowChange.objects.create(namespace=namespace, pvc=pvc, kind=kind, fields=fields)
+    except DatabaseError as exc:
+        log.warning("cached inventory waits for the next refresh to show %s of %s/%s: %s", kind, namespace, pvc, exc)
 
 
 def record_backup(namespace: str, pvc: str, backup: str) -> None:
     """A backup Soteria has just started: the PVC's row shows it in progress (no upstream call;
     a PVC without a row gets one at the next refresh, which also sees the backup complete)."""
-    CachedRowChange.objects.create(namespace=namespace, pvc=pvc, kind=BACKUP_STARTED, fields={"backup": backup})
+    _record(namespace, pvc, BACKUP_STARTED, {"backup": backup})
 
 
 def record_restore(namespace: str, pvc: str, volume: str, driver: str) -> None:
@@ -118,7 +128,7 @@ def record_restore(namespace: str, pvc: str, volume: str, driver: str) -> None:
     row at the next refresh, as does the policy interval of every new row."""
     if not volume:
         return
-    CachedRowChange.objects.create(namespace=namespace, pvc=pvc, kind=RESTORED, fields={
+    _record(namespace, pvc, RESTORED, {
         "namespace": namespace, "pvc": pvc, "volume": volume, "driver": driver, "last_success": None,
         "age_hours": None, "healthy": False, "count": 0, "reason": NEVER_BACKED_UP, "in_progress": 0,
         "interval": None, "policies_known": False, **_drill_fields(None, "", "")})

@@ -70,6 +70,20 @@ def test_a_dry_run_or_refused_backup_changes_no_row(client, refreshed, frozen):
     assert _row("ai", "llm-cache")["in_progress"] == 0 and _row("ai", "other")["in_progress"] == 0
 
 
+def test_a_backup_started_while_the_database_refuses_the_change_still_succeeds(client, refreshed, frozen,
+                                                                              monkeypatch):
+    from django.db import OperationalError
+
+    from backups.models import CachedRowChange
+
+    def locked(**fields):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(CachedRowChange.objects, "create", locked)
+    assert post(client, "/v1/backup", {"namespace": "ai", "pvc": "llm-cache"}).status_code == 200
+    assert _row("ai", "llm-cache")["in_progress"] == 0  # the next refresh shows it
+
+
 def test_a_newer_failure_still_names_the_row_after_a_backup_starts(client, cluster, frozen):
     # Failed two hours ago: dated by Soteria's snapshot name.
     cluster.add_pvc("ai", "flaky", backups=[("Completed", 30, None),
