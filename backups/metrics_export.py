@@ -1,11 +1,18 @@
-"""GET /metrics: counters summed over every process, and freshness from the snapshot.
+"""GET /metrics: counters summed over every process, and freshness from the cached inventory.
 
-The freshness gauges are read from the inventory snapshot in the database (no
+The freshness gauges are read from the cached inventory in the database (no
 upstream call at scrape time); counters come from the Prometheus multiprocess
 directory shared by the gunicorn workers and the queue worker.
+
+The per-PVC part is rendered once per change of the cached rows in each process and kept
+as text: a scrape reads the rows' version (two indexed one-value queries), renders the
+live counters and appends that text. Text-format families may come in any order, and
+the two parts share no family name, so the answer is what one registry would give.
 """
 
 from __future__ import annotations
+
+import threading
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -87,11 +94,34 @@ class SnapshotCollector:
                     duration)
 
 
+class RenderedRows:
+    """The per-PVC families as text, rendered again only when the cached rows changed."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._version: object = object()  # equal to no version: the first call renders
+        self._text = b""
+
+    def text(self) -> bytes:
+        current = inventory_cache.version()
+        with self._lock:
+            # None: no refresh recorded yet (none ran, or it ran before changes were recorded).
+            if current is None or current != self._version:
+                registry = CollectorRegistry(auto_describe=False)
+                registry.register(SnapshotCollector())
+                self._text, self._version = generate_latest(registry), current
+            return self._text
+
+
+ROWS = RenderedRows()
+
+
 @never_cache
 @require_safe
 def metrics_view(request):
-    registry = CollectorRegistry()
+    counters = b""
     if settings.PROMETHEUS_MULTIPROC_DIR:
+        registry = CollectorRegistry()
         MultiProcessCollector(registry)
-    registry.register(SnapshotCollector())
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        counters = generate_latest(registry)
+    return HttpResponse(counters + ROWS.text(), content_type=CONTENT_TYPE_LATEST)

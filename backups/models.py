@@ -12,6 +12,19 @@ class CachedInventory(models.Model):
     refreshed_at = models.DateTimeField(auto_now=True)
 
 
+class CachedRowChange(models.Model):
+    """A change of the cached rows: one PVC's since the last refresh (a backup or restore Soteria
+    started, a restore drill's verdict), applied over the rows when they are read and deleted by
+    the next refresh that has seen it, so one backup never rewrites every row; or the refresh
+    itself (all rows replaced), which readers that keep something derived from the rows compare."""
+
+    namespace = models.CharField(max_length=253)
+    pvc = models.CharField(max_length=253)
+    kind = models.CharField(max_length=32)  # inventory_cache.BACKUP_STARTED, RESTORED, VERIFIED, REPLACED
+    fields = models.JSONField(default=dict)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+
 class OperationLock(models.Model):
     """One running operation per key (e.g. "backup:ns/pvc") within this Soteria."""
 

@@ -22,6 +22,7 @@ def refresh_inventory() -> dict:
 
 SCHEDULES = [ScheduleSpec("policy-evaluation", "policies.tasks.evaluate_policies", settings.SOTERIA_POLICY_EVAL_SECONDS),
              # The cached inventory behind /metrics carries each PVC's policy interval, so the
-             # policies app (above backups) runs its refresh.
+             # policies app (above backups) runs its refresh; also at start, so that a restart
+             # does not leave /metrics without its per-PVC gauges for an interval.
              ScheduleSpec("inventory-refresh", "policies.tasks.refresh_inventory",
-                          settings.SOTERIA_METRICS_REFRESH_SECONDS)]
+                          settings.SOTERIA_METRICS_REFRESH_SECONDS, at_start=True)]

@@ -23,7 +23,7 @@ from .. import drivers
 from .. import types as t
 from ..models import OperationLock
 from ..types import BackupResult, NamespaceBackupResult, PvcBackups, PvcOutcome
-from . import claims
+from . import claims, inventory_cache
 from .counting import BACKUP_REQUESTS, NAMESPACE_BACKUP_REQUESTS, batch_result, counted
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ def backup_claim(claim: claims.Claim, labels: dict[str, str], requested_by: str,
         return driver.backup(claim, labels, requested_by, dry_run, now)
     with pvc_lock(*claim.key):
         result = driver.backup(claim, labels, requested_by, dry_run, now)
+    inventory_cache.record_backup(*claim.key, result.backup)  # /metrics shows it running now
     label_text = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none"
     events.emit_on_pvc(claim.pvc, "BackupStarted",
                  f"Backup {result.backup} of volume {result.volume} ({driver.name}) requested by "

@@ -22,7 +22,7 @@ from soteria_site.core.timeparse import format_time
 from .. import drivers
 from .. import types as t
 from ..types import DRILL_LABEL, RESTORED_FROM, NamespaceRestoreResult, RestoreOutcome, RestorePlan, RestoreResult, RestoreStatus
-from . import claims
+from . import claims, inventory_cache
 from .backup import pvc_lock
 from .counting import NAMESPACE_RESTORE_REQUESTS, RESTORE_REQUESTS, batch_result, counted
 
@@ -72,6 +72,7 @@ def _execute(driver, plan: RestorePlan, claim: claims.Claim, requested_by: str) 
                          f"Restore of backup {plan.backup.name} into {plan.target_namespace}/{plan.target_pvc} "
                          f"requested by {requested_by} failed: {exc.detail}", warning=True)
             raise
+    inventory_cache.record_restore(plan.target_namespace, plan.target_pvc, plan.volume, plan.driver)
     created_at = format_time(plan.backup.created) or "unknown time"
     events.emit_on_pvc(claim.pvc, "RestoreStarted",
                  f"Backup {plan.backup.name} ({created_at}) is being restored into "

@@ -4,6 +4,11 @@ Each app declares `SCHEDULES` in its tasks module. django-q2's own
 `schedule()` adds a row per call, so `upsert()` updates rows by name instead,
 and removes Soteria's rows that the code no longer declares. Missed runs
 collapse into one (Q_CLUSTER catch_up is off).
+
+A schedule may also run once as soon as the worker starts (`at_start`): django-q2's
+scheduler first looks at the table some 30 s after the cluster starts, and a row kept
+from the last run may not be due for a whole interval. `start_now()` queues those tasks
+for the cluster's workers and counts that run as the interval's.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import importlib
 import math
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -24,6 +30,7 @@ class ScheduleSpec:
     name: str  # stable; prefixed with "soteria:" in the table
     func: str  # dotted path of a module-level function
     seconds: int  # interval; django-q2 counts whole minutes, so this rounds up
+    at_start: bool = False  # also run once when the worker starts (start_now)
 
     @property
     def minutes(self) -> int:
@@ -65,3 +72,21 @@ def upsert(specs: list[ScheduleSpec] | None = None) -> list[str]:
             row.save()
     Schedule.objects.filter(name__startswith=PREFIX).exclude(name__in=names).delete()
     return names
+
+
+def start_now(specs: list[ScheduleSpec] | None = None) -> list[str]:
+    """Queue each `at_start` task once, now, and move its schedule's next run one interval
+    later. Returns the names queued."""
+    from django_q.models import Schedule
+    from django_q.tasks import async_task
+
+    specs = declared() if specs is None else specs
+    queued = []
+    for spec in specs:
+        if not spec.at_start:
+            continue
+        name = PREFIX + spec.name
+        async_task(spec.func, task_name=f"{name} (at start)")
+        Schedule.objects.filter(name=name).update(next_run=timezone.now() + timedelta(minutes=spec.minutes))
+        queued.append(name)
+    return queued

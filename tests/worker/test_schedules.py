@@ -43,3 +43,23 @@ def test_declared_schedules_point_at_real_functions():
     for spec in schedules.declared():
         module, func = spec.func.rsplit(".", 1)
         assert callable(getattr(importlib.import_module(module), func)), spec
+
+
+def test_the_worker_start_queues_the_inventory_refresh_and_counts_it_as_the_interval_s_run(frozen):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_q.models import OrmQ
+
+    specs = [ScheduleSpec("inventory-refresh", "policies.tasks.refresh_inventory", 300, at_start=True), SPECS[1]]
+    schedules.upsert(specs)
+    assert schedules.start_now(specs) == ["soteria:inventory-refresh"]
+    assert [q.func() for q in OrmQ.objects.all()] == ["policies.tasks.refresh_inventory"]
+    rows = {s.name: s for s in Schedule.objects.all()}
+    assert rows["soteria:inventory-refresh"].next_run == timezone.now() + timedelta(minutes=5)
+    assert rows["soteria:policy-evaluation"].next_run == timezone.now()  # not run at start: as it was
+
+
+def test_the_inventory_refresh_is_declared_to_run_at_start():
+    [spec] = [s for s in schedules.declared() if s.name == "inventory-refresh"]
+    assert spec.at_start and spec.func == "policies.tasks.refresh_inventory"

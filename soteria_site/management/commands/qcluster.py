@@ -1,5 +1,7 @@
 """`manage.py qcluster`, Soteria's worker: django-q2's cluster, after upserting
-the schedules declared in code and clearing metric files of dead processes."""
+the schedules declared in code, queueing those that run at start (the inventory refresh:
+/metrics has its per-PVC gauges seconds after a restart, not at the first scheduled
+tick) and clearing metric files of dead processes."""
 
 from django.conf import settings
 from django_q.management.commands.qcluster import Command as QclusterCommand
@@ -15,4 +17,6 @@ class Command(QclusterCommand):
         prometheus_dir.remove_dead_process_files(settings.SOTERIA_METRICS_DIR)
         names = schedules.upsert()
         self.stdout.write(f"soteria: schedules upserted: {', '.join(names) or 'none'}")
+        queued = schedules.start_now()
+        self.stdout.write(f"soteria: queued at start: {', '.join(queued) or 'none'}")
         return super().handle(*args, **options)
