@@ -96,7 +96,7 @@ def run(scale: int, port_base: int, cap: int = CAP) -> list[Row]:
                                 "--port-base", str(port_base), "--cap", str(cap)],
                                env=env, capture_output=True, text=True, cwd=REPO)
         if child.returncode:
-            raise RuntimeError(f"the measuring process failed:\n{child.stderr[-3000:]}")
+            raise RuntimeError(f"the measuring process failed (exit {child.returncode}):\n{child.stderr[-3000:]}")
         runs = json.loads(child.stdout.strip().splitlines()[-1])
     finally:
         cluster.down(cfg)
