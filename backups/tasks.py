@@ -4,7 +4,7 @@ from django.conf import settings
 
 from soteria_site.core.schedules import ScheduleSpec
 
-from .services import drills, inventory_cache, manifest_collection, snapshot_cleanup
+from .services import drills, inventory_cache, manifest_collection, restore, snapshot_cleanup
 
 
 def prune_snapshots() -> dict:
@@ -24,6 +24,17 @@ def run_drill(drill_id: str, namespace: str, pvc: str) -> dict:
 
 def sweep_drills() -> dict:
     return drills.sweep()
+
+
+def restore_planned(namespace: str, requested_by: str, plans: list) -> dict:
+    """The restores a POST /v1/restores/namespace planned and queued (its answer said `queued`)."""
+    outcomes = restore.restore_planned(namespace, requested_by, plans)
+    return {"namespace": namespace, "requested_by": requested_by,
+            "restored": [f"{o.plan.target_namespace}/{o.target_pvc}" for o in outcomes if o.status == "restored"],
+            "failed": {f"{o.plan.target_namespace}/{o.target_pvc}": f"{o.error}: {o.detail}"
+                       for o in outcomes if o.status == "failed"},
+            "notes": {f"{o.plan.target_namespace}/{o.target_pvc}": o.detail
+                      for o in outcomes if o.status == "restored" and o.detail}}
 
 
 SCHEDULES = [

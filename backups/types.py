@@ -268,7 +268,7 @@ class PvcBackups:
 class RestoreOutcome:
     pvc: str
     target_pvc: str
-    status: str  # planned | restored | skipped | failed
+    status: str  # planned | queued | restored | skipped | failed (restored: by the worker, never in an answer)
     error: str = ""
     detail: str = ""
     plan: RestorePlan | None = None
@@ -286,7 +286,7 @@ class NamespaceRestoreResult:
 
     @property
     def totals(self) -> dict[str, int]:
-        counts = {"total": len(self.results), "planned": 0, "restored": 0, "skipped": 0, "failed": 0}
+        counts = {"total": len(self.results), "planned": 0, "queued": 0, "restored": 0, "skipped": 0, "failed": 0}
         for outcome in self.results:
             counts[outcome.status] += 1
         return counts

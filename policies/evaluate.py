@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -52,9 +53,16 @@ def jitter(namespace: str, pvc: str, interval_seconds: float) -> timedelta:
     return timedelta(seconds=fraction * JITTER_FRACTION * interval_seconds)
 
 
-def effective(policies: list[Policy], namespace: str, pvc: str) -> Policy | None:
-    """The policy that governs a PVC: its own if any (even disabled), else its namespace's."""
-    by_id = {p.id: p for p in policies}
+def policy_index(policies: list[Policy]) -> dict[str, Policy]:
+    """The policies by id: give it to `effective` when asking for many PVCs, so the index is
+    built once and not once a PVC (10,000 PVCs x 1,000 policies was 10 million insertions)."""
+    return {p.id: p for p in policies}
+
+
+def effective(policies: list[Policy] | Mapping[str, Policy], namespace: str, pvc: str) -> Policy | None:
+    """The policy that governs a PVC: its own if any (even disabled), else its namespace's.
+    `policies` is the list, or its `policy_index`."""
+    by_id = policies if isinstance(policies, Mapping) else policy_index(policies)
     return by_id.get(f"{namespace}.{pvc}") or by_id.get(namespace)
 
 
@@ -126,8 +134,9 @@ def _evaluate(now: datetime) -> Report:
     inv = inventory.build(now=now)
     todo: list[tuple[InventoryItem, Policy]] = []
     governed: dict[str, list[InventoryItem]] = {}
+    by_id = policy_index(policies)
     for item in inv.items:
-        policy = effective(policies, item.namespace, item.pvc)
+        policy = effective(by_id, item.namespace, item.pvc)
         if policy is None or not policy.enabled:
             continue
         key = f"{item.namespace}/{item.pvc}"
@@ -223,7 +232,12 @@ def _start_drills(policies: list[Policy], governed, report: Report, now: datetim
 
 
 def _apply_retention(policies: list[Policy], governed, report: Report) -> None:
-    """Keep the newest `retain` successful backups this policy made; never the last successful one."""
+    """Keep the newest `retain` successful backups this policy made; never the last successful one.
+
+    A PVC whose inventory row counts no more successful backups than `retain` has none to
+    delete (the policy's are a part of them), so its backups are not listed: the list is one
+    upstream read per PVC, and in the steady state most PVCs are at or below their `retain`.
+    A backup that completed after the inventory was read is then counted at the next run."""
     driver = drivers.current()
     for policy in policies:
         if not policy.enabled or not policy.retain:
@@ -231,7 +245,7 @@ def _apply_retention(policies: list[Policy], governed, report: Report) -> None:
         for item in governed.get(policy.id, []):
             key = f"{item.namespace}/{item.pvc}"
             if key in report.started or item.in_progress or item.health_reason in (
-                    t.NOT_BOUND, t.UNSUPPORTED_DRIVER, t.VOLUME_MISSING):
+                    t.NOT_BOUND, t.UNSUPPORTED_DRIVER, t.VOLUME_MISSING) or item.backup_count <= policy.retain:
                 continue
             try:
                 claim = claims_service.get_claim(item.namespace, item.pvc)

@@ -32,8 +32,18 @@ def clear(cfg: SandboxConfig) -> dict:
 
 
 def calls(cfg: SandboxConfig) -> dict[str, int]:
-    """Per-route counts of /v1 calls since the last reset."""
+    """Per-route counts of /v1 calls since the last reset (`peak_concurrency` reads the peak)."""
     return _call(cfg, "GET", "/sandbox/calls")["calls"]
+
+
+def peak_concurrency(cfg: SandboxConfig) -> int:
+    """The most /v1 calls the emulator handled at once since the last reset."""
+    return _call(cfg, "GET", "/sandbox/calls")["peak_concurrent"]
+
+
+def set_call_delay(cfg: SandboxConfig, seconds: float) -> dict:
+    """A fixed latency added to every /v1 call (0: none), as a manager across a network has."""
+    return configure(cfg, call_delay_seconds=seconds)
 
 
 def reset_calls(cfg: SandboxConfig) -> dict:
@@ -52,7 +62,7 @@ def longhorn_seed(cfg: SandboxConfig, payload: dict) -> dict:
 def configure(cfg: SandboxConfig, **settings) -> dict:
     """Change the emulator's switches, e.g. snapshot_max_count=5, failed_backup_ttl_minutes=0.01,
     backup_poll_seconds=0.2, snapshot_attach_seconds=3, auto_cleanup_snapshot_after_backup=True,
-    volume_list_scan_ns=0. Returns the whole configuration."""
+    volume_list_scan_ns=0, call_delay_seconds=0.02. Returns the whole configuration."""
     return _call(cfg, "POST", "/sandbox/config", settings)
 
 

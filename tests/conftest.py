@@ -75,6 +75,16 @@ def _isolated_upstreams(settings, tmp_path):
     longhorn.reset()
 
 
+@pytest.fixture(autouse=True)
+def _restores_queue_runs_inline(monkeypatch):
+    """Queues run synchronously in tests: a namespace restore's queued task runs as it is
+    queued, in this process (a test that wants it left queued patches `_enqueue` itself)."""
+    from backups import tasks
+    from backups.services import restore
+
+    monkeypatch.setattr(restore, "_enqueue", tasks.restore_planned)
+
+
 @pytest.fixture
 def cluster(monkeypatch) -> FakeCluster:
     """Kubernetes and Longhorn at the client seam, as an in-process fake (tests/support/fake_cluster.py)."""

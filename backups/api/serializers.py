@@ -258,7 +258,9 @@ class RestoreOutcomeOut(serializers.Serializer):
 
     pvc = serializers.CharField()
     target_pvc = serializers.CharField()
-    status = serializers.ChoiceField(choices=["planned", "restored", "skipped", "failed"])
+    status = serializers.ChoiceField(choices=["planned", "queued", "restored", "skipped", "failed"],
+                                     help_text="queued: handed to the worker, which creates the claim; it then "
+                                               "shows in GET /v1/restores")
     error = serializers.CharField(allow_blank=True)
     detail = serializers.CharField(allow_blank=True)
     backup = serializers.SerializerMethodField()
@@ -274,12 +276,13 @@ class RestoreOutcomeOut(serializers.Serializer):
 
     def get_volume(self, outcome) -> str:
         """Blank until the volume exists (a plan only names it)."""
-        return outcome.plan.volume if outcome.plan and outcome.status != "planned" else ""
+        return outcome.plan.volume if outcome.plan and outcome.status not in ("planned", "queued") else ""
 
 
 class RestoreTotalsOut(serializers.Serializer):
     total = serializers.IntegerField()
     planned = serializers.IntegerField()
+    queued = serializers.IntegerField()
     restored = serializers.IntegerField()
     skipped = serializers.IntegerField()
     failed = serializers.IntegerField()

@@ -3,20 +3,23 @@
 An existing target PVC is never overwritten (409 naming it); a missing target
 namespace is 404 (Soteria does not create namespaces). Conflicts are found in
 planning, before any volume is created; `dry_run` returns the plan and calls
-nothing that mutates.
+nothing that mutates. A namespace restore's planned PVCs are created by the worker
+(a queued task), not while the request waits.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from django.conf import settings
 from django.db import connections
 
 from soteria_site.core import events, kubernetes
-from soteria_site.core.errors import Conflict, InvalidInput, SoteriaError
-from soteria_site.core.names import dns_subdomain_error, require_dns_label, require_dns_subdomain
+from soteria_site.core.errors import Conflict, InvalidInput, NotFound, SoteriaError
+from soteria_site.core.names import dns_subdomain_error, fit_name, require_dns_label, require_dns_subdomain
 from soteria_site.core.timeparse import format_time
 
 from .. import drivers
@@ -88,7 +91,12 @@ def _execute(driver, plan: RestorePlan, claim: claims.Claim, requested_by: str) 
 
 def restore_namespace(namespace: str, target_namespace: str, target_prefix: str, requested_by: str, *,
                       snapshot: str = "", dry_run: bool = False) -> NamespaceRestoreResult:
-    """POST /v1/restores/namespace: plan every bound PVC (conflicts included) before creating anything."""
+    """POST /v1/restores/namespace: plan every bound PVC (conflicts included) before creating anything.
+
+    Planning is answered at once; unless a dry run, the planned PVCs are then handed to the
+    worker as one queued task (`restore_planned`), so the answer does not wait for hundreds of
+    volumes: each planned PVC is `queued`, and once the worker has created its claim it shows
+    in GET /v1/restores with Longhorn's progress, as every restored claim does."""
     with counted(NAMESPACE_RESTORE_REQUESTS, dry_run) as counted_as:
         require_dns_label(namespace, "namespace")
         target_namespace = target_namespace or namespace
@@ -103,11 +111,12 @@ def restore_namespace(namespace: str, target_namespace: str, target_prefix: str,
         outcomes = [_plan_one(driver, claim, target_namespace, target_prefix, snapshot, taken)
                     for claim in claim_list]
         if not dry_run:
-            outcomes = _execute_all(driver, outcomes, {c.pvc.name: c for c in claim_list}, requested_by)
+            outcomes = _queue(namespace, outcomes, requested_by)
         result = NamespaceRestoreResult(driver=driver.name, namespace=namespace, target_namespace=target_namespace,
                                         target_prefix=target_prefix, requested_by=requested_by, dry_run=dry_run,
                                         results=outcomes)
-        counted_as.result = batch_result(dry_run, result.totals["failed"], result.totals["restored"])
+        totals = result.totals
+        counted_as.result = batch_result(dry_run, totals["failed"], totals["queued"] + totals["restored"])
     return result
 
 
@@ -131,25 +140,56 @@ def _plan_one(driver, claim, target_namespace, prefix, snapshot, taken) -> Resto
     return RestoreOutcome(name, target, "planned", plan=plan)
 
 
-def _execute_all(driver, outcomes, claim_by_name, requested_by) -> list[RestoreOutcome]:
-    def one(outcome: RestoreOutcome) -> RestoreOutcome:
-        if outcome.status != "planned":
-            return outcome
+def _queue(namespace: str, outcomes: list[RestoreOutcome], requested_by: str) -> list[RestoreOutcome]:
+    """Hand the planned PVCs to the worker as one task; each is then `queued` (or `failed`,
+    every one of them, when the queue cannot be written)."""
+    plans = [o.plan for o in outcomes if o.status == "planned"]
+    if not plans:
+        return outcomes
+    try:
+        _enqueue(namespace, requested_by, plans)
+    except Exception as exc:  # noqa: BLE001 - the queue is the database: say so per PVC, as for any failure
+        log.exception("the restores of namespace %s could not be queued", namespace)
+        return [replace(o, status="failed", error="not_queued", detail=f"the restore could not be queued: {exc}")
+                if o.status == "planned" else o for o in outcomes]
+    return [replace(o, status="queued") if o.status == "planned" else o for o in outcomes]
+
+
+def _enqueue(namespace: str, requested_by: str, plans: list[RestorePlan]) -> None:
+    from django_q.tasks import async_task
+
+    async_task("backups.tasks.restore_planned", namespace, requested_by, plans,
+               task_name=fit_name(f"namespace-restore-{namespace}-{time.time_ns()}", 100),
+               group=f"namespace-restore-{namespace}")
+
+
+def restore_planned(namespace: str, requested_by: str, plans: list[RestorePlan]) -> list[RestoreOutcome]:
+    """In the worker: carry out a namespace restore's plans, at most SOTERIA_NAMESPACE_CONCURRENCY
+    at a time. Each PVC is counted and told by Events as a single restore is; one failing never
+    stops the others. The source claims are read again (one list): a source gone since the
+    plan fails its own restore only."""
+    claim_by_name = {c.pvc.name: c for c in claims.list_batch(namespace)}
+    driver = drivers.current()
+
+    def one(plan: RestorePlan) -> RestoreOutcome:
         try:
             with counted(RESTORE_REQUESTS, dry_run=False) as counted_as:
-                counted_as.driver = outcome.plan.driver
-                plan = _execute(driver, outcome.plan, claim_by_name[outcome.pvc], requested_by)
+                counted_as.driver = plan.driver
+                claim = claim_by_name.get(plan.pvc)
+                if claim is None:
+                    raise NotFound(f"source PVC {namespace}/{plan.pvc} no longer exists", code="pvc_not_found")
+                done = _execute(driver, plan, claim, requested_by)
         except SoteriaError as exc:
-            return RestoreOutcome(outcome.pvc, outcome.target_pvc, "failed", exc.code, exc.detail, outcome.plan)
+            return RestoreOutcome(plan.pvc, plan.target_pvc, "failed", exc.code, exc.detail, plan)
         except Exception as exc:  # noqa: BLE001 - one PVC must not stop the others
-            log.exception("restore of %s failed", outcome.pvc)
-            return RestoreOutcome(outcome.pvc, outcome.target_pvc, "failed", "internal_error", str(exc), outcome.plan)
+            log.exception("restore of %s/%s failed", namespace, plan.pvc)
+            return RestoreOutcome(plan.pvc, plan.target_pvc, "failed", "internal_error", str(exc), plan)
         finally:
             connections.close_all()
-        return RestoreOutcome(outcome.pvc, outcome.target_pvc, "restored", detail=plan.size_note, plan=plan)
+        return RestoreOutcome(plan.pvc, plan.target_pvc, "restored", detail=done.size_note, plan=done)
 
     with ThreadPoolExecutor(max_workers=settings.SOTERIA_NAMESPACE_CONCURRENCY) as pool:
-        return list(pool.map(one, outcomes))
+        return list(pool.map(one, plans))
 
 
 def _shown_source(source: str, visible: frozenset[str] | None) -> str:

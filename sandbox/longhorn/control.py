@@ -1,7 +1,8 @@
 """The sandbox-only control API under /sandbox/ (not part of Longhorn).
 
   GET|POST|DELETE /sandbox/faults   list, add, clear injected faults (see faults.py)
-  GET|DELETE      /sandbox/calls    per-route counts of /v1 calls; reset them
+  GET|DELETE      /sandbox/calls    per-route counts of /v1 calls and the peak number of /v1
+                                    calls in flight at once; reset both
   POST            /sandbox/seed     bulk-load volumes and historical backups
   GET|POST        /sandbox/config   read or change op_seconds and the behaviour switches
   GET             /sandbox/state    how many volumes, backups, ... are held
@@ -115,7 +116,7 @@ def _set_config(emu, body) -> dict:
         if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= 250:
             raise BadRequest("snapshot_max_count: an integer from 2 to 250 (Longhorn's range) is required")
         changes["snapshot_max_count"] = value
-    for key in ("failed_backup_ttl_minutes", "backup_poll_seconds", "volume_list_scan_ns"):
+    for key in ("failed_backup_ttl_minutes", "backup_poll_seconds", "volume_list_scan_ns", "call_delay_seconds"):
         if key in body:
             changes[key] = float(_number(body, key))
     if "snapshot_attach_seconds" in body:

@@ -29,7 +29,8 @@ TICK_SECONDS = 0.05
 # 0 = never), auto-cleanup-snapshot-after-on-demand-backup-completed (1.9, default false).
 # Sandbox knobs: how long a snapshot of a detached volume waits for the attachment, how often
 # the failed-backup clean-up runs (Longhorn: every backupstore poll, 300 s), and the modelled
-# cost of each (volume x backup) pair the manager's volume list scans.
+# cost of each (volume x backup) pair the manager's volume list scans, and a fixed latency added
+# to every /v1 call (a manager reached over a network, answering after `call_delay_seconds`).
 DEFAULT_CONFIG = {
     "snapshot_max_count": 250,
     "failed_backup_ttl_minutes": 1440.0,
@@ -37,6 +38,7 @@ DEFAULT_CONFIG = {
     "snapshot_attach_seconds": None,  # None: two controller steps
     "backup_poll_seconds": 300.0,
     "volume_list_scan_ns": 50.0,
+    "call_delay_seconds": 0.0,
 }
 
 

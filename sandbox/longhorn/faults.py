@@ -1,9 +1,10 @@
-"""Fault injection and call counting for the /v1 API.
+"""Fault injection, call counting and peak concurrency for the /v1 API.
 
 Every /v1 request has a route key: an action name for `?action=` calls
 ("snapshotBackup", "backupList", "pvCreate", ...) or a route name such as
 "volume.create", "volume.delete", "volumes.list", "backupvolumes.list".
-Faults match a key (or "*" for every route), optionally one resource name,
+The peak number of /v1 calls handled at once is kept beside the counts (a client's
+concurrency cap can be checked against it). Faults match a key (or "*" for every route), optionally one resource name,
 and apply to the next `count` matching calls (0 means until cleared):
 
 - error:      answer a Longhorn-style 500 error body (status configurable);
@@ -22,6 +23,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
 MODES = ("error", "timeout", "slow", "fail_async", "unknown_async")
@@ -80,6 +82,8 @@ class Faults:
         self._faults: list[Fault] = []
         self._ids = itertools.count(1)
         self._calls: Counter[str] = Counter()
+        self._in_flight = 0
+        self._peak = 0
         # Set (and replaced) by clear(): wakes every call hanging on a fault.
         self._released = threading.Event()
 
@@ -119,8 +123,23 @@ class Faults:
 
     def calls(self) -> dict:
         with self._lock:
-            return {"total": sum(self._calls.values()), "calls": dict(sorted(self._calls.items()))}
+            return {"total": sum(self._calls.values()), "calls": dict(sorted(self._calls.items())),
+                    "in_flight": self._in_flight, "peak_concurrent": self._peak}
 
     def reset_calls(self) -> None:
+        """Forget the counts; the peak starts again from the calls in flight now."""
         with self._lock:
             self._calls.clear()
+            self._peak = self._in_flight
+
+    @contextmanager
+    def in_flight(self):
+        """Around a /v1 call's handling: counts it as in flight and keeps the peak."""
+        with self._lock:
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1

@@ -5,12 +5,14 @@ found"; known path, other method: 405 with no body; a trailing slash is
 redirected, as mux's StrictSlash does). Actions are POSTs with `?action=`; an
 action the emulator does not know gets 405, as an unknown action does in
 Longhorn. Every /v1 call is counted under its route key and checked against
-the injected faults before it runs. /sandbox/... is the control API.
+the injected faults before it runs; while it runs it counts as in flight (the peak is
+kept), after the configured `call_delay_seconds`. /sandbox/... is the control API.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
@@ -112,7 +114,11 @@ class App:
         self.emu.faults.count_call(key)
         ctx = Ctx(request)
         try:
-            return self._run(key, handler, ctx, request, args)
+            with self.emu.faults.in_flight():
+                delay = float(self.emu.config["call_delay_seconds"])
+                if delay:
+                    time.sleep(delay)
+                return self._run(key, handler, ctx, request, args)
         except ApiError as exc:
             return error_response(ctx, exc.status, exc.message)
         except Exception as exc:  # the manager answers 500 for anything unexpected too

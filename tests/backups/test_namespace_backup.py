@@ -4,7 +4,7 @@ import pytest
 import time_machine
 
 from soteria_site.core.errors import UpstreamError
-from tests.support.fake_cluster import NOW
+from tests.support.fake_cluster import NOW, track_concurrency
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,3 +64,15 @@ def test_unknown_namespace_is_404_and_bad_names_400(client, cluster):
     assert _post(client, {"namespace": "nowhere"}).status_code == 404
     assert _post(client, {"namespace": "No"}).json()["field"] == "namespace"
     assert _post(client, {"namespace": "ai", "extra": 1}).json()["field"] == "extra"
+
+
+def test_the_namespace_is_backed_up_at_most_the_concurrency_cap_at_once(client, cluster, settings, monkeypatch):
+    from backups.clients import longhorn
+
+    settings.SOTERIA_NAMESPACE_CONCURRENCY = 3
+    for i in range(9):
+        cluster.add_pvc("ai", f"data-{i}")
+    peak = track_concurrency(monkeypatch, longhorn, "backup_snapshot", together=3)
+    body = _post(client, {"namespace": "ai"}).json()
+    assert body["totals"]["success"] == 9, body
+    assert peak() == 3

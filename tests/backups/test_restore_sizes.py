@@ -64,13 +64,20 @@ def test_a_source_no_bigger_than_the_backup_is_restored_at_the_backup_size_witho
 
 
 @pytest.mark.django_db(transaction=True)  # the batch runs in threads
-def test_a_namespace_restore_reports_a_smaller_claim_in_its_detail(client, grown):
+def test_a_namespace_restore_reports_a_smaller_claim_in_its_task_result(client, grown, monkeypatch):
+    from backups import tasks
+    from backups.services import restore
+
+    queued = []
+    monkeypatch.setattr(restore, "_enqueue", lambda *task: queued.append(task))
     grown.fail["expand_volume"] = UpstreamError("longhorn", "Longhorn failed expand: no")
     grown.namespaces.add("ai-copy")
     body = client.post("/v1/restores/namespace", {"namespace": "ai", "target_namespace": "ai-copy"},
                        content_type="application/json").json()
     row = next(r for r in body["results"] if r["pvc"] == "grown")
-    assert row["status"] == "restored" and "smaller" in row["detail"]
+    assert row["status"] == "queued" and row["detail"] == ""
+    result = tasks.restore_planned(*queued[0])
+    assert result["restored"] == ["ai-copy/grown"] and "smaller" in result["notes"]["ai-copy/grown"]
 
 
 def test_the_expansion_waits_until_the_restoring_volume_is_attached(client, grown, monkeypatch):

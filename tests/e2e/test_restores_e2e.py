@@ -204,8 +204,8 @@ def test_namespace_restore_plan_matches_execution(client, live):
     plan = post(client, "/v1/restores/namespace", {**request, "dry_run": True}).json()
     done = post(client, "/v1/restores/namespace", request).json()
     planned = {r["pvc"]: (r["target_pvc"], r["backup"]) for r in plan["results"] if r["status"] == "planned"}
-    restored = {r["pvc"]: (r["target_pvc"], r["backup"]) for r in done["results"] if r["status"] == "restored"}
-    assert planned == restored and set(planned) == {"alpha", "beta"}
+    queued = {r["pvc"]: (r["target_pvc"], r["backup"]) for r in done["results"] if r["status"] == "queued"}
+    assert planned == queued and set(planned) == {"alpha", "beta"}
     assert {r["pvc"]: r["error"] for r in done["results"] if r["status"] == "skipped"} == {"never": "no_backup"}
     for name in ("alpha", "beta"):
         _restored(client, "e2e-nsr-copy", f"copy-{name}")

@@ -123,3 +123,29 @@ def test_retention_never_deletes_the_last_successful_backup(cluster):
     _policy("ai", "db", hours=48, retain=1)
     _run()
     assert [b.name for b in cluster.backups["pvc-ai-db"] if b.state == "Completed"] == ["backup-pvc-ai-db-0"]
+
+
+def test_retention_lists_backups_only_of_pvcs_with_more_than_it_keeps(cluster):
+    mine = {"policy": "ai"}
+    cluster.add_pvc("ai", "full", backups=[("Completed", h, f"snap-{h}", mine) for h in (1, 2, 3)])
+    cluster.add_pvc("ai", "over", backups=[("Completed", h, f"snap-{h}", mine) for h in (1, 2, 3, 4)])
+    _policy("ai", hours=24, retain=3)
+    report = _run()
+    assert report.retention_deleted == {"ai/over": ["backup-pvc-ai-over-3"]}
+    assert cluster.calls["list_backups"] == 1  # only "over": "full" has no more than 3 to choose from
+
+
+def test_each_pvc_gets_its_own_policy_else_its_namespaces_across_namespaces(cluster):
+    for i in range(30):
+        cluster.add_pvc(f"ns-{i % 3}", f"pvc-{i}", backups=[("Completed", 10, None)])
+    _policy("ns-0", hours=6)
+    _policy("ns-1", hours=48)
+    _policy("ns-1", "pvc-1", hours=6)
+    _policy("ns-2", "pvc-2", hours=6, enabled=False)
+    report = _run()
+    assert sorted(report.started) == sorted([f"ns-0/pvc-{i}" for i in range(0, 30, 3)] + ["ns-1/pvc-1"])
+    policies = services.list_policies()
+    index = evaluate.policy_index(policies)
+    for i in range(30):
+        assert evaluate.effective(index, f"ns-{i % 3}", f"pvc-{i}") is evaluate.effective(
+            policies, f"ns-{i % 3}", f"pvc-{i}")

@@ -117,8 +117,33 @@ def test_calls_are_counted_per_route_key(lh):
     lh.get("/sandbox/state")  # control calls are not counted
     assert lh.get("/sandbox/calls").json() == {"total": 8, "calls": {
         "backupList": 1, "backupvolumes.list": 1, "method_not_allowed": 1, "snapshotCRCreate": 1,
-        "unmatched": 1, "volume.get": 1, "volumes.list": 2}}
-    assert lh.delete("/sandbox/calls").json() == {"total": 0, "calls": {}}
+        "unmatched": 1, "volume.get": 1, "volumes.list": 2}, "in_flight": 0, "peak_concurrent": 1}
+    assert lh.delete("/sandbox/calls").json() == {"total": 0, "calls": {}, "in_flight": 0, "peak_concurrent": 0}
+
+
+def test_the_peak_number_of_calls_in_flight_is_recorded(lh):
+    add_fault(lh, action="volumes.list", mode="timeout", count=0, delay=30)  # hang until cleared
+    callers = [threading.Thread(target=lh.get, args=("/v1/volumes",)) for _ in range(3)]
+    for caller in callers:
+        caller.start()
+    wait_for(lambda: lh.get("/sandbox/calls").json()["in_flight"] == 3, what="three calls in flight")
+    lh.delete("/sandbox/faults")  # wakes them
+    for caller in callers:
+        caller.join(10)
+    calls = lh.get("/sandbox/calls").json()
+    assert calls["in_flight"] == 0 and calls["peak_concurrent"] == 3
+    assert lh.delete("/sandbox/calls").json()["peak_concurrent"] == 0
+    lh.get("/v1/volumes")
+    assert lh.get("/sandbox/calls").json()["peak_concurrent"] == 1
+
+
+def test_every_call_can_be_given_a_fixed_latency(lh):
+    assert lh.post("/sandbox/config", {"call_delay_seconds": 0.3}).json()["call_delay_seconds"] == 0.3
+    started = time.monotonic()
+    assert lh.get("/v1/volumes").status_code == 200
+    assert time.monotonic() - started >= 0.3
+    assert lh.get("/sandbox/state").status_code == 200  # the control API is not delayed
+    assert lh.post("/sandbox/config", {"call_delay_seconds": -1}).status_code == 400
 
 
 def test_op_seconds_can_be_changed_at_runtime(lh):

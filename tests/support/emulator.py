@@ -88,7 +88,7 @@ class Longhorn:
         assert self.post("/sandbox/reset").status_code == 200
         assert self.delete("/sandbox/faults").status_code == 200
         assert self.delete("/sandbox/calls").status_code == 200
-        assert self.post("/sandbox/config", {"op_seconds": op_seconds}).status_code == 200
+        assert self.post("/sandbox/config", {"op_seconds": op_seconds, "call_delay_seconds": 0}).status_code == 200
 
 
 class EmulatorProcess:

@@ -489,3 +489,28 @@ def _selects(selector: str, labels: dict[str, str]) -> bool:
         elif term not in labels:
             return False
     return True
+
+
+def track_concurrency(monkeypatch: pytest.MonkeyPatch, module, name: str, together: int):
+    """Wrap a client function (after FakeCluster.install): each call waits until `together`
+    calls are inside at once, so a batch that runs `together` at a time shows it, and one that
+    runs more shows that. Returns a function answering the most that were inside at once.
+    The number of calls must be a multiple of `together`."""
+    inner = getattr(module, name)
+    gate = threading.Barrier(together, timeout=10)
+    lock = threading.Lock()
+    state = {"inside": 0, "peak": 0}
+
+    def tracked(*args, **kwargs):
+        with lock:
+            state["inside"] += 1
+            state["peak"] = max(state["peak"], state["inside"])
+        try:
+            gate.wait()
+            return inner(*args, **kwargs)
+        finally:
+            with lock:
+                state["inside"] -= 1
+
+    monkeypatch.setattr(module, name, tracked)
+    return lambda: state["peak"]
