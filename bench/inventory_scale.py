@@ -1,7 +1,7 @@
 """Targets 1 and 2: the live inventory against the bare cost of its own upstream calls, and the
 peak memory of the process that builds it, at N Longhorn PVCs with K backups each.
 
-Run by hand (results go in docs/performance-inventory.md):
+Run by hand (results go in docs/performance.md):
 
     .venv/bin/python bench/inventory_scale.py --scale 10000 --backups 50
 

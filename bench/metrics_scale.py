@@ -1,5 +1,5 @@
 """/metrics at scale, and how soon a started worker publishes the first cached inventory
-(targets 3 and 6 of docs/performance-metrics.md).
+(targets 3 and 6 of docs/performance.md).
 
 Seeds `scale` Longhorn PVCs (one backup each: a scrape's cost grows with the rows, not
 with the backups) into a private sandbox, starts Soteria as it runs in a cluster (gunicorn
@@ -11,7 +11,7 @@ with 2 workers, then the django-q2 worker) and measures:
   /metrics: their median time, and the upstream calls made meanwhile (the emulator's count of
   Longhorn calls plus Soteria's own count of its Kubernetes calls, which must both stay 0).
 
-Run alone (results go in docs/performance-metrics.md):
+Run alone (results go in docs/performance.md):
 
     .venv/bin/python bench/metrics_scale.py --scale 10000
 

@@ -1,7 +1,7 @@
 """Target 9: with the restic driver the inventory costs one repository listing whatever the
 number of PVCs, measured against a repository of 1,000 snapshots.
 
-Run by hand (results go in docs/performance-inventory.md):
+Run by hand (results go in docs/performance.md):
 
     .venv/bin/python bench/restic_inventory.py --scale 1000
 

@@ -110,8 +110,9 @@ def _governed(policies: list[Policy], pvcs: list[StoredPvc]) -> dict[str, list[S
     for policy in policies:
         by_namespace.setdefault(policy.namespace, []).append(policy)
     governed: dict[str, list[StoredPvc]] = {}
+    indexed = {namespace: evaluate.policy_index(group) for namespace, group in by_namespace.items()}
     for pvc in pvcs:
-        candidates = by_namespace.get(pvc.namespace)
+        candidates = indexed.get(pvc.namespace)
         policy = evaluate.effective(candidates, pvc.namespace, pvc.pvc) if candidates else None
         if policy is not None:
             governed.setdefault(policy.id, []).append(pvc)
@@ -152,8 +153,10 @@ def refresh_inventory(now: datetime | None = None) -> CachedInventory | None:
         log.warning("inventory refresh without policies: %s", exc.detail)
         return inventory_cache.refresh(now=now)
 
+    by_id = evaluate.policy_index(policies)  # once, not once a PVC
+
     def interval_of(namespace: str, pvc: str) -> float | None:
-        policy = evaluate.effective(policies, namespace, pvc)
+        policy = evaluate.effective(by_id, namespace, pvc)
         return policy.interval_seconds if policy is not None and policy.enabled else None
 
     return inventory_cache.refresh(now=now, interval_of=interval_of)
