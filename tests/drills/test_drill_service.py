@@ -12,7 +12,7 @@ import pytest
 import time_machine
 from prometheus_client import REGISTRY
 
-from backups import drivers
+from backups import drivers, manifests
 from backups.drivers import drill_jobs
 from backups.services import claims, drill_records, drills, inventory
 from backups.types import DRILL_LABEL
@@ -226,6 +226,15 @@ def test_a_backup_without_a_manifest_is_unverified_when_it_reads_in_full(world):
     planned = drills.start("ai", "llm-cache", "alice")
     assert drills.run(planned.id, "ai", "llm-cache")["result"] == "unverified"
     assert "has no manifest" in recorded(planned.id)["reason"] and scratch_left(world) == []
+
+
+def test_a_manifest_whose_every_file_changed_around_the_backup_compares_nothing_so_is_unverified(world):
+    # Every file was written within the clock margin of the backup: the manifest left them all out.
+    changed = manifests.Manifest(files=0, bytes=0, digest="", changed_files=len(FILES), changed_bytes=1)
+    record_manifest("ai", "llm-cache", "snap-new", changed, NOW - timedelta(hours=2))
+    planned = drills.start("ai", "llm-cache", "alice")
+    assert drills.run(planned.id, "ai", "llm-cache")["result"] == "unverified"
+    assert "changed around its point in time" in recorded(planned.id)["reason"]
 
 
 def test_an_exception_mid_drill_still_cleans_up_and_records_an_error(world, monkeypatch):
