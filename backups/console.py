@@ -21,7 +21,7 @@ from soteria_site.web.throttles import InventoryThrottle
 
 from .forms import BackupForm, DrillForm, NamespaceRestoreForm, RestoreForm
 from .services import backup as backup_service
-from .services import drills, inventory_cache, inventory_flight
+from .services import drill_results, drills, inventory_cache, inventory_flight
 from .services import restore as restore_service
 from .types import Inventory, InventoryItem
 
@@ -134,7 +134,7 @@ def pvc_page(request, namespace, pvc):
     except SoteriaError as exc:
         return _error_page(request, "backups/pvc.html", context, exc)
     try:
-        drill_rows, drills_error = _drill_rows(drills.history(namespace, pvc)), None
+        drill_rows, drills_error = _drill_rows(drill_results.history(namespace, pvc)), None
     except SoteriaError as exc:  # the backups are still worth showing
         drill_rows, drills_error = [], exc
     suggested = fit_name(f"restore-{pvc}", DNS_SUBDOMAIN_MAX)  # a valid PVC name however long `pvc` is

@@ -18,7 +18,7 @@ from soteria_site.web.permissions import require_namespaces, visible_namespaces
 from soteria_site.web.throttles import InventoryThrottle, MutationThrottle
 
 from ..services import backup as backup_service
-from ..services import counting, drills, inventory_flight
+from ..services import counting, drill_results, drills, inventory_flight
 from ..services import restore as restore_service
 from .serializers import (
     BackupRequest,
@@ -193,7 +193,7 @@ class RestoreDrillViewSet(AuditedViewSet):
         query = _query(DrillsQuery, request)
         if query.get("namespace"):
             require_namespaces(request, VIEW, query["namespace"])
-        rows = drills.history(query.get("namespace"), query.get("pvc"), visible=visible_namespaces(request))
+        rows = drill_results.history(query.get("namespace"), query.get("pvc"), visible=visible_namespaces(request))
         return Response(DrillsResponse({"drills": rows}).data)
 
     @extend_schema(request=DrillRequest,

@@ -20,7 +20,7 @@ from .. import types as t
 from ..drivers import failure_memory
 from ..types import BackupFacts, Inventory, InventoryItem
 from . import claims as claims_service
-from . import drills
+from . import drill_results
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _with_verification(items: list[InventoryItem]) -> list[InventoryItem]:
     """Each PVC's restore drill outcome (one list of the verification records). Extra fields:
     when they cannot be read the inventory is still answered, without them."""
     try:
-        verified = drills.verification_by_pvc()
+        verified = drill_results.verification_by_pvc()
     except SoteriaError as exc:
         log.warning("inventory without restore drill results: %s", exc.detail)
         return items

@@ -36,7 +36,7 @@ from soteria_site.core.errors import SoteriaError
 from ..metrics import INVENTORY_REFRESH_FAILURES
 from ..models import CachedInventory, CachedRowChange
 from ..types import BACKUP_IN_PROGRESS, BACKUP_STUCK, LAST_BACKUP_FAILED, NEVER_BACKED_UP, NO_DRIVER, NOT_BOUND
-from . import drill_records, drills, inventory
+from . import drill_records, drill_results, inventory
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def record_verification(namespace: str, pvc: str) -> bool:
     except SoteriaError as exc:
         log.warning("cached inventory keeps the old drill result of %s/%s: %s", namespace, pvc, exc.detail)
         return False
-    verification = drills.verification_of(record)
+    verification = drill_results.verification_of(record)
     fields = (_drill_fields(verification.last_verified_at, verification.verify_result, verification.verdict)
               if verification else _drill_fields(None, "", ""))
     cached = latest()

@@ -72,10 +72,10 @@ def _drill(client):
 
 def _drills_ended(client):
     """A drill of ai/llm-cache that passed, with what a worker records, and one running."""
-    from backups.services import drills
+    from backups.services import drill_results, drills
 
     _drill(client)
-    [running] = drills.history("ai", "llm-cache")
+    [running] = drill_results.history("ai", "llm-cache")
     drills.finish("ai", "llm-cache", running["id"], result="passed", reason="restored 3 files",
                   restored={"files": 3, "bytes": 30, "digest": "ab", "seconds": 1.5},
                   source={"files": 3, "bytes": 30, "digest": "ab", "changed_files": 0},

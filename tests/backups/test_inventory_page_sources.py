@@ -9,12 +9,10 @@ import time_machine
 from django.core.cache import cache
 
 from backups.services import inventory_cache
-from tests.support.fake_cluster import NOW
+from tests.support.fake_cluster import INVENTORY_LISTS, NOW
 
 pytestmark = pytest.mark.django_db
 
-INVENTORY_LISTS = ("list_pvcs", "list_pvs", "list_storage_classes", "list_volumes", "list_backup_volumes",
-                   "list_backups")
 
 
 @pytest.fixture

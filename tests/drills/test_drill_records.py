@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from backups.manifests import Manifest
-from backups.services import drill_records, drills
+from backups.services import drill_records, drill_results
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import UpstreamError
 from tests.support.fake_cluster import NOW
@@ -100,8 +100,8 @@ def test_a_damaged_record_reads_as_empty_and_is_rewritten(records, data):
         "annotations": {"soteria.io/namespace": "ai", "soteria.io/pvc": "llm-cache"}}, "data": data})
     assert drill_records.load("ai", "llm-cache").drills == []
     assert drill_records.load_all()[("ai", "llm-cache")].drills == []
-    assert drills.verification_by_pvc() == {}
-    assert drills.history("ai") == []
+    assert drill_results.verification_by_pvc() == {}
+    assert drill_results.history("ai") == []
     drill_records.update("ai", "llm-cache", lambda r: r.add_manifest("snap-1", Manifest(1, 1, "d"), NOW))
     drill_records.update("ai", "llm-cache", lambda r: r.put_drill(drill(1)))
-    assert [d["id"] for d in drills.history("ai", "llm-cache")] == ["d1"]
+    assert [d["id"] for d in drill_results.history("ai", "llm-cache")] == ["d1"]

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from backups import drivers, manifests
 from backups.drivers import drill_jobs
-from backups.services import claims, drill_records, drills, inventory
+from backups.services import claims, drill_records, drill_results, drills, inventory
 from backups.types import DRILL_LABEL
 from soteria_site.core import kubernetes, workloads
 from soteria_site.core.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
@@ -91,7 +91,7 @@ def test_a_dry_run_creates_nothing_and_names_the_backup_the_scratch_claim_and_th
     assert f"soteria-drills/{planned.scratch_pvc}" in targets
     verify = next(c for c in planned.calls if c.call == "kubernetes.createJob")
     assert verify.args["compares"] == "manifest snap-new"
-    assert drills.history("ai", "llm-cache") == []
+    assert drill_results.history("ai", "llm-cache") == []
 
 
 def test_a_dry_run_says_when_the_backup_has_no_manifest(world):
@@ -117,7 +117,7 @@ def test_a_second_drill_of_the_same_pvc_is_409_and_leaves_the_first_alone(world)
     with pytest.raises(Conflict) as caught:
         drills.start("ai", "llm-cache", "bob")
     assert caught.value.code == "drill_in_progress" and caught.value.extra["running"] == first.id
-    assert [d["id"] for d in drills.history("ai", "llm-cache")] == [first.id]
+    assert [d["id"] for d in drill_results.history("ai", "llm-cache")] == [first.id]
     assert lease_holders(world) == {drills.lease_name("ai", "llm-cache"): first.id, drills.slot_name(0): first.id}
     assert world.enqueued == [first.id]
 
@@ -129,7 +129,7 @@ def test_with_every_slot_taken_another_pvc_is_429_and_its_lease_is_released(worl
         drills.start("ai", "vector-db", "alice")
     assert caught.value.status == 429 and caught.value.code == "drill_capacity" and caught.value.extra["limit"] == 1
     assert drills.lease_name("ai", "vector-db") not in lease_holders(world)
-    assert drills.history("ai", "vector-db") == [] and world.enqueued == [first.id]
+    assert drill_results.history("ai", "vector-db") == [] and world.enqueued == [first.id]
     # Once the first has ended and given its Leases back, the other PVC may be drilled.
     drills.finish("ai", "llm-cache", first.id, result="error", reason="stopped")
     drills._release("ai", "llm-cache", first.id, 0)
@@ -157,7 +157,7 @@ def test_a_failed_enqueue_gives_the_leases_back(world, monkeypatch):
         drills.start("ai", "llm-cache", "alice")
     assert world.leases == {}
     # Told as it happened, not left "running" for the sweeper to call interrupted.
-    [drill] = drills.history("ai", "llm-cache")
+    [drill] = drill_results.history("ai", "llm-cache")
     assert drill["result"] == "error" and "could not be queued" in drill["reason"]
     assert "locked" in drill["reason"]
 
@@ -173,7 +173,7 @@ def test_a_kubernetes_error_while_taking_a_slot_gives_the_pvc_lease_back(world, 
     monkeypatch.setattr(kubernetes, "create_lease", slots_down)
     with pytest.raises(UpstreamUnavailable):
         drills.start("ai", "llm-cache", "alice")
-    assert world.leases == {} and drills.history("ai", "llm-cache") == []
+    assert world.leases == {} and drill_results.history("ai", "llm-cache") == []
 
 
 def test_a_dry_run_stores_nothing_not_even_manifests(world, monkeypatch):
@@ -432,11 +432,11 @@ def test_history_is_newest_first_and_a_pvc_needs_its_namespace(world):
     first = ended(world, "passed", NOW)
     second = ended(world, "failed", NOW + timedelta(hours=1))
     third = ended(world, "error", NOW + timedelta(hours=2))
-    assert [d["id"] for d in drills.history("ai", "llm-cache")] == [third, second, first]
-    assert [d["id"] for d in drills.history("ai")] == [third, second, first]
-    assert drills.history("media") == [] and drills.history(visible=frozenset({"media"})) == []
+    assert [d["id"] for d in drill_results.history("ai", "llm-cache")] == [third, second, first]
+    assert [d["id"] for d in drill_results.history("ai")] == [third, second, first]
+    assert drill_results.history("media") == [] and drill_results.history(visible=frozenset({"media"})) == []
     with pytest.raises(InvalidInput) as caught:
-        drills.history(pvc="llm-cache")
+        drill_results.history(pvc="llm-cache")
     assert caught.value.status == 400 and caught.value.extra["field"] == "namespace"
 
 

@@ -32,6 +32,11 @@ MUTATING = {"create_snapshot", "backup_snapshot", "create_event", "create_secret
             "replace_config_map", "delete_config_map", "delete_lease", "create_job", "delete_job"}
 
 
+# The calls of one inventory build: a test that finds none of them counted built nothing.
+INVENTORY_LISTS = ("list_pvcs", "list_pvs", "list_storage_classes", "list_volumes", "list_backup_volumes",
+                   "list_backups")
+
+
 class FakeCluster:
     def __init__(self) -> None:
         self.pvcs: dict[tuple[str, str], Pvc] = {}
