@@ -29,7 +29,7 @@ from tests.support.soteria import SoteriaServer, start_soteria, stop_soteria  # 
 TESTS = Path(__file__).resolve().parent
 # Directories whose every test needs the sandbox (its cluster, the Longhorn emulator, the
 # kubelet stand-in, or Soteria under gunicorn pointed at them) or real Chromium.
-SANDBOX_DIRS = {"e2e", "metrics_e2e", "sandbox", "security", "browser"}
+SANDBOX_DIRS = {"e2e", "metrics_e2e", "sandbox", "security", "browser", "reliability"}
 BROWSER_DIRS = {"browser"}
 
 
