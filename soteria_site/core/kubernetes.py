@@ -206,6 +206,8 @@ def _call(operation: str, fn: Callable[..., Any], *args: Any, timeout: float | N
         data = response.data
     except ApiException as exc:
         UPSTREAM_REQUESTS.labels(SYSTEM, operation, f"http_{exc.status}").inc()
+        if exc.status == 410 and kwargs.get("_continue"):
+            raise _expired_continue(exc, operation) from None
         raise translate_api_exception(exc, operation) from None
     except (urllib3.exceptions.TimeoutError, TimeoutError) as exc:
         UPSTREAM_REQUESTS.labels(SYSTEM, operation, "timeout").inc()
@@ -259,6 +261,28 @@ def translate_api_exception(exc: ApiException, operation: str) -> Exception:
     return UpstreamError(SYSTEM, f"Kubernetes rejected {operation}: {message}", upstream_status=exc.status)
 
 
+class ContinueExpired(UpstreamError):
+    """A paginated list outlived the snapshot its continue token points at (etcd compacted it,
+    about five minutes after the list began). `resume` is the token the apiserver offers to read
+    the rest of the list as it is now (an inconsistent list), or None when it offers none."""
+
+    def __init__(self, operation: str, detail: str, resume: str | None) -> None:
+        super().__init__(SYSTEM, f"Kubernetes API could not continue {operation}: {detail}", upstream_status=410)
+        self.resume = resume
+
+
+def _expired_continue(exc: ApiException, operation: str) -> ContinueExpired:
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    resume = meta.get("continue") if isinstance(meta.get("continue"), str) else None
+    return ContinueExpired(operation, str(body.get("message") or exc.reason or "continue token expired"),
+                           resume or None)
+
+
 def _core() -> k8s.CoreV1Api:
     return k8s.CoreV1Api(_api_client())
 
@@ -284,10 +308,15 @@ def list_pages(operation: str, fn: Callable[..., Any], *args: Any, page_size: in
     """The items of one list, a page at a time (`limit` + `continue`), so a caller can keep only
     what it needs of each page before the next is read. All pages of a list count as one call
     in the request counter; a failed page is counted as that list's failure and raised."""
-    token = None
+    token, expired = None, 0
     while True:
-        page = _call(operation, fn, *args, limit=page_size or PAGE_SIZE, count=False,
-                     **({"_continue": token} if token else {}), **kwargs)
+        try:
+            page = _call(operation, fn, *args, limit=page_size or PAGE_SIZE, count=False,
+                         **({"_continue": token} if token else {}), **kwargs)
+        except ContinueExpired as exc:
+            token, expired = _resume(exc, expired), expired + 1
+            continue
+        expired = 0
         yield page.get("items") or []
         token = (page.get("metadata") or {}).get("continue")
         del page
@@ -311,14 +340,35 @@ def stream_items(operation: str, fn: Callable[..., Any], *args: Any, page_size: 
             return fetcher.submit(_call, operation, fn, *args, limit=size, count=False, raw=True,
                                   **({"_continue": token} if token else {}), **kwargs)
 
-        pending = fetch(None)
+        pending, expired = fetch(None), 0
         while pending is not None:
-            body = pending.result()
+            try:
+                body = pending.result()
+            except ContinueExpired as exc:
+                pending, expired = fetch(_resume(exc, expired)), expired + 1
+                continue
+            expired = 0
             token = _continue_token(operation, body)
             pending = fetch(token) if token else None
             yield from _parsed_items(operation, body)
             del body
     UPSTREAM_REQUESTS.labels(SYSTEM, operation, "ok").inc()
+
+
+RESUMES = 3  # expirations in a row (no page read between) before a list gives up
+
+
+def _resume(exc: ContinueExpired, expired: int) -> str:
+    """The token the apiserver offers with its 410 to read the rest of a list whose snapshot
+    expired: the items not read yet, as they are now. Objects created, changed or deleted
+    while the list was read may or may not be in it; for an inventory that is a view of one
+    moment anyway this is better than failing a list that takes minutes. Without a token (an
+    apiserver that cannot offer one) the list fails: its callers have already used the items
+    read so far, so starting again would count them twice."""
+    if not exc.resume or expired >= RESUMES:
+        raise exc
+    log.warning("%s; reading the rest of the list as it is now", exc.detail)
+    return exc.resume
 
 
 def _continue_token(operation: str, body: bytes) -> str | None:

@@ -131,3 +131,77 @@ def test_a_list_cut_short_is_a_bad_gateway_not_a_shorter_list(fake):
     with pytest.raises(UpstreamError, match="not JSON") as info:
         kubernetes.list_pvs()
     assert info.value.status == 502
+
+
+EXPIRED = ("The provided continue parameter is too old to display a consistent list result. You can start a "
+           "new list without the continue parameter, or use the continue token in this response to retrieve "
+           "the remainder of the results.")
+
+
+def _paged(claims, expire_at=None, offer=True, times=1):
+    """PVC pages of 2; the page starting at `expire_at` answers 410 Expired (`times` times), as
+    the apiserver does once etcd has compacted the revision of the list's first page, offering
+    a token that reads the rest (`offer`)."""
+    seen, left = [], {"expired": times}
+
+    def pages(request):
+        token = request.args.get("continue")
+        seen.append(token)
+        start = int((token or "0").removeprefix("resume-"))
+        if start == expire_at and token and not token.startswith("resume-") and left["expired"]:
+            left["expired"] -= 1
+            body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": EXPIRED,
+                    "reason": "Expired", "code": 410, "metadata": {"continue": f"resume-{start}"} if offer else {}}
+            return json_response(body, status=410)
+        meta = {"continue": str(start + 2)} if start + 2 < len(claims) else {}
+        return json_response({"kind": "PersistentVolumeClaimList", "metadata": meta, "items": claims[start:start + 2]})
+
+    return pages, seen
+
+
+@pytest.mark.parametrize("lister", ["stream_items", "list_pages"])
+def test_a_list_whose_snapshot_expired_reads_the_rest_with_the_token_offered(fake, monkeypatch, caplog, lister):
+    monkeypatch.setattr(kubernetes, "PAGE_SIZE", 2)
+    claims = [{**PVC, "metadata": {**PVC["metadata"], "name": f"claim-{i}"}} for i in range(5)]
+    pages, seen = _paged(claims, expire_at=2)
+    fake.route("GET", "/api/v1/persistentvolumeclaims", pages)
+    ok = kubernetes.UPSTREAM_REQUESTS.labels("kubernetes", "pvcs.list", "ok")
+    before = ok._value.get()
+    if lister == "stream_items":
+        names = [pvc.name for pvc in kubernetes.list_pvcs()]
+    else:
+        api = kubernetes._core().list_persistent_volume_claim_for_all_namespaces
+        names = [item["metadata"]["name"] for page in kubernetes.list_pages("pvcs.list", api) for item in page]
+    assert names == [f"claim-{i}" for i in range(5)]  # every claim once: none lost, none twice
+    assert seen == [None, "2", "resume-2", "4"]
+    assert ok._value.get() - before == 1
+    assert "reading the rest of the list as it is now" in caplog.text
+
+
+def test_an_expired_list_with_no_token_offered_fails_instead_of_starting_again(fake, monkeypatch):
+    monkeypatch.setattr(kubernetes, "PAGE_SIZE", 2)
+    claims = [{**PVC, "metadata": {**PVC["metadata"], "name": f"claim-{i}"}} for i in range(5)]
+    pages, seen = _paged(claims, expire_at=2, offer=False)
+    fake.route("GET", "/api/v1/persistentvolumeclaims", pages)
+    with pytest.raises(UpstreamError, match="could not continue pvcs.list: The provided continue parameter") as info:
+        kubernetes.list_pvcs()
+    assert info.value.status == 502 and info.value.upstream_status == 410
+    assert seen == [None, "2"]  # the first page was not read again
+
+
+def test_a_list_that_keeps_expiring_gives_up(fake, monkeypatch):
+    monkeypatch.setattr(kubernetes, "PAGE_SIZE", 2)
+    claims = [{**PVC, "metadata": {**PVC["metadata"], "name": f"claim-{i}"}} for i in range(5)]
+
+    def pages(request):
+        token = request.args.get("continue")
+        if not token:
+            return json_response({"kind": "PersistentVolumeClaimList", "metadata": {"continue": "a"},
+                                  "items": claims[:2]})
+        return json_response({"kind": "Status", "status": "Failure", "message": EXPIRED, "reason": "Expired",
+                              "code": 410, "metadata": {"continue": token + "a"}}, status=410)
+
+    fake.route("GET", "/api/v1/persistentvolumeclaims", pages)
+    with pytest.raises(UpstreamError) as info:
+        kubernetes.list_pvcs()
+    assert info.value.upstream_status == 410
