@@ -211,7 +211,7 @@ SOTERIA_UPSTREAM_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_UPSTREAM_TIMEOUT_SECO
 SOTERIA_READY_TIMEOUT_SECONDS = env_float(ENV, "SOTERIA_READY_TIMEOUT_SECONDS", 2.0, minimum=0.1, maximum=30)
 SOTERIA_WEB_WORKERS = env_int(ENV, "SOTERIA_WEB_WORKERS", 2, minimum=1, maximum=64)
 # Threads per web process; one of them is always kept free for probes and cheap pages.
-SOTERIA_WEB_THREADS = env_int(ENV, "SOTERIA_WEB_THREADS", 4, minimum=2, maximum=64)
+SOTERIA_WEB_THREADS = env_int(ENV, "SOTERIA_WEB_THREADS", 8, minimum=2, maximum=64)
 SOTERIA_WORKER_CONCURRENCY = env_int(ENV, "SOTERIA_WORKER_CONCURRENCY", 2, minimum=1, maximum=32)
 # A backup still running after this long is reported "backup stuck".
 SOTERIA_BACKUP_STUCK_HOURS = env_float(ENV, "SOTERIA_BACKUP_STUCK_HOURS", 6.0, minimum=0, exclusive_minimum=True,

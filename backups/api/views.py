@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
@@ -38,6 +39,8 @@ from .serializers import (
     RestoreRequest,
     RestoreResponse,
     RestoreStatusResponse,
+    inventory_group_json,
+    inventory_json,
 )
 
 # What a request with a body may also answer: invalid, too large, not JSON.
@@ -86,9 +89,13 @@ class InventoryViewSet(AuditedViewSet):
     @extend_schema(parameters=[InventoryQuery], responses={200: InventoryResponse, **error_responses(400, 404)},
                    summary="Every PVC grouped by namespace, with backup freshness and health")
     def list(self, request):
-        # Live, shared with every concurrent build (in any web process) rather than repeated.
-        found = inventory_flight.build(_namespace_filter(request), visible=visible_namespaces(request))
-        return Response(InventoryResponse(found).data)
+        # Live, shared with every concurrent build (in any web process) rather than repeated;
+        # JSON callers get the namespaces' JSON the build's leader rendered, put together.
+        namespace, visible = _namespace_filter(request), visible_namespaces(request)
+        if request.accepted_renderer.format == "json":
+            generated_at, groups = inventory_flight.rendered(namespace, visible, inventory_group_json)
+            return HttpResponse(inventory_json(generated_at, groups), content_type="application/json")
+        return Response(InventoryResponse(inventory_flight.build(namespace, visible=visible)).data)
 
 
 class PvcBackupsViewSet(AuditedViewSet):

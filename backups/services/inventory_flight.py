@@ -18,23 +18,31 @@ A follower never takes an answer whose build started before its flight did, so t
 answer is as live as a build of its own would have been, up to the leader's head start.
 A request for one namespace joins a running build of every namespace when there is one,
 and otherwise runs its own, smaller, flight.
+
+What a leader publishes is cut by namespace: each namespace's rows pickled on their own and,
+when the leader's caller is the API, each namespace's JSON as the API answers it. So a
+follower's answer is the chosen namespaces' bytes put together, not a render of its own, and
+no single pickle, unpickle or JSON encoding holds the interpreter (and with it /healthz and
+every other request of that process) for more than one namespace's rows.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.core.cache import cache
 from django.db import connection
 
 from soteria_site.core.errors import SoteriaError, UpstreamTimeout
 
-from ..types import Inventory
+from ..types import Inventory, NamespaceGroup
 from . import inventory
 
 log = logging.getLogger(__name__)
@@ -67,22 +75,53 @@ class Failure:
         return exc
 
 
+@dataclass(frozen=True)
+class Published:
+    """One build, by namespace (sorted): its rows pickled, and its JSON when rendered."""
+
+    generated_at: datetime
+    rows: tuple[tuple[str, bytes], ...]
+    json: tuple[tuple[str, bytes], ...] | None
+
+    def chosen(self, namespace: str | None, visible: frozenset[str] | None) -> list[int]:
+        return [i for i, (name, _) in enumerate(self.rows)
+                if (namespace is None or name == namespace) and (visible is None or name in visible)]
+
+
+Render = Callable[[NamespaceGroup], bytes]
+
+
 def build(namespace: str | None = None, visible: frozenset[str] | None = None) -> Inventory:
     """The live inventory of `namespace` (None: every one), only `visible` namespaces when
     given, from the build running now or from a new one that concurrent callers share."""
+    found = _published(namespace, None)
+    items = [item for i in found.chosen(namespace, visible) for item in pickle.loads(found.rows[i][1])]
+    return Inventory(generated_at=found.generated_at, items=items)
+
+
+def rendered(namespace: str | None, visible: frozenset[str] | None, render: Render) -> tuple[datetime, list[bytes]]:
+    """As build(), as the JSON of each chosen namespace (`render` of its group), in order: the
+    leader's rendering when it made one, so concurrent API callers render the inventory once."""
+    found = _published(namespace, render)
+    chosen = found.chosen(namespace, visible)
+    if found.json is not None:
+        return found.generated_at, [found.json[i][1] for i in chosen]
+    return found.generated_at, [render(NamespaceGroup(found.rows[i][0], pickle.loads(found.rows[i][1])))
+                                for i in chosen]
+
+
+def _published(namespace: str | None, render: Render | None) -> Published:
     if namespace is not None and _running(ALL) is not None:
-        found = _shared(ALL, lambda: inventory.build())
-    else:
-        scope = ALL if namespace is None else namespace
-        found = _shared(scope, lambda: inventory.build(namespace))
-    return _filtered(found, namespace, visible)
+        return _shared(ALL, lambda: _cut(inventory.build(), render))
+    scope = ALL if namespace is None else namespace
+    return _shared(scope, lambda: _cut(inventory.build(namespace), render))
 
 
-def _filtered(found: Inventory, namespace: str | None, visible: frozenset[str] | None) -> Inventory:
-    if namespace is None and visible is None:
-        return found
-    return replace(found, items=[i for i in found.items if (namespace is None or i.namespace == namespace)
-                                 and (visible is None or i.namespace in visible)])
+def _cut(found: Inventory, render: Render | None) -> Published:
+    groups = found.by_namespace()
+    return Published(generated_at=found.generated_at,
+                     rows=tuple((group.name, pickle.dumps(group.pvcs, pickle.HIGHEST_PROTOCOL)) for group in groups),
+                     json=tuple((group.name, render(group)) for group in groups) if render else None)
 
 
 def _keys(scope: str) -> tuple[str, str, str]:
@@ -94,7 +133,7 @@ def _running(scope: str) -> Flight | None:
     return cache.get(_keys(scope)[0])
 
 
-def _shared(scope: str, work: Callable[[], Inventory]) -> Inventory:
+def _shared(scope: str, work: Callable[[], Published]) -> Published:
     lock_key, done_key, result_key = _keys(scope)
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
@@ -114,7 +153,7 @@ def _shared(scope: str, work: Callable[[], Inventory]) -> Inventory:
         log.warning("inventory build %s stopped without an answer; building again", leader.token)
 
 
-def _lead(scope: str, mine: Flight, work: Callable[[], Inventory]) -> Inventory:
+def _lead(scope: str, mine: Flight, work: Callable[[], Published]) -> Published:
     lock_key, done_key, result_key = _keys(scope)
     stop = threading.Event()
     beat = threading.Thread(target=_renew, args=(lock_key, mine, stop), daemon=True,

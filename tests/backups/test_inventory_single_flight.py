@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -13,11 +14,15 @@ import time_machine
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
+from rest_framework.renderers import JSONRenderer
 
+from backups.api import serializers
+from backups.api import views as api_views
 from backups.services import inventory, inventory_flight
 from soteria_site.core.errors import UpstreamUnavailable
 from soteria_site.web import edge
 from tests.support import cast
+from tests.support.fake_cluster import NOW
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -92,7 +97,11 @@ def _rows(response) -> list[tuple[str, str]]:
 def test_eight_concurrent_inventory_requests_cost_the_upstream_calls_of_one(world, gate, auth_on, monkeypatch):
     # Eight long-request slots in this one process, as two web processes of five threads have.
     monkeypatch.setattr(edge, "_slots", threading.BoundedSemaphore(8))
+    rendered = []
+    monkeypatch.setattr(api_views, "inventory_group_json",
+                        lambda group: rendered.append(group.name) or serializers.inventory_group_json(group))
     alone = _rows(_get("/v1/inventory", cast.ADMIN)())
+    rendered.clear()
     one_build = dict(world.calls)
     world.calls.clear()
     gate.followers, gate.builds, gate.expected = 0, 0, 7
@@ -114,6 +123,19 @@ def test_eight_concurrent_inventory_requests_cost_the_upstream_calls_of_one(worl
     assert _rows(results["media-only"]) == [("media", "photos")]
     assert _rows(results["scoped"]) == [("ai", "llm-cache"), ("ai", "notebooks")]
     assert len({results[key].json()["generated_at"] for key in results}) == 1
+    assert sorted(rendered) == ["ai", "media"]  # each namespace's JSON rendered once, for all eight
+
+
+def test_the_answer_put_together_from_namespaces_is_the_whole_answer_byte_for_byte(world, auth_on):
+    with time_machine.travel(NOW, tick=False):
+        whole = inventory.build()
+        for path, identity, keep in [("/v1/inventory", cast.ADMIN, {"ai", "media"}),
+                                     ("/v1/inventory?namespace=media", cast.ADMIN, {"media"}),
+                                     ("/v1/inventory", cast.SCOPED, {"ai"})]:
+            response = _get(path, identity)()
+            expected = replace(whole, items=[i for i in whole.items if i.namespace in keep])
+            assert response.status_code == 200 and response["Content-Type"] == "application/json"
+            assert response.content == JSONRenderer().render(serializers.InventoryResponse(expected).data), path
 
 
 def test_requests_after_a_build_finished_build_again(world):
