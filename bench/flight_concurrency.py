@@ -161,7 +161,8 @@ def run(scale: int, port_base: int, rounds: int = 3, threads: int | None = None)
     from sandbox import cluster, faults, seed
     from sandbox.config import SandboxConfig
 
-    cfg = SandboxConfig(state_dir=Path(tempfile.mkdtemp(prefix="soteria-bench-flight-")), port_base=port_base)
+    cfg = SandboxConfig(state_dir=Path(tempfile.mkdtemp(prefix="soteria-bench-flight-")), port_base=port_base,
+                        longhorn_crs_via_etcd=True)
     data_dir = Path(tempfile.mkdtemp(prefix="soteria-bench-flight-data-"))
     cluster.up(cfg, seed=False)
     process = None

@@ -206,7 +206,7 @@ def run(scale: int, port_base: int) -> list[Row]:
     from sandbox.config import SandboxConfig
 
     work = Path(tempfile.mkdtemp(prefix="soteria-bench-metrics-"))
-    cfg = SandboxConfig(state_dir=work / "sandbox", port_base=port_base)
+    cfg = SandboxConfig(state_dir=work / "sandbox", port_base=port_base, longhorn_crs_via_etcd=True)
     processes: list[tuple[subprocess.Popen, bool]] = []
     try:
         cluster.up(cfg, seed=False)

@@ -26,6 +26,7 @@ def start_longhorn(cfg: SandboxConfig) -> None:
         "--host", HOST, "--port", str(cfg.port("longhorn")),
         "--state-dir", str(cfg.longhorn_dir), "--kubeconfig", str(cfg.kubeconfig),
         "--version", cfg.longhorn_version, "--op-seconds", str(cfg.longhorn_op_seconds),
+        *(["--etcd-url", f"http://{HOST}:{cfg.port('etcd')}"] if cfg.longhorn_crs_via_etcd else []),
     ], cwd=kube.HERE.parent)
     kube._wait(lambda: longhorn_ready(cfg), 30, "longhorn", cfg)
 

@@ -41,6 +41,9 @@ class SandboxConfig:
     longhorn_version: str = "1.7"
     # Seconds an emulated backup or restore takes from start to Completed.
     longhorn_op_seconds: float = 2.0
+    # Benchmark seeding only: the emulator writes new Longhorn CRs straight into etcd
+    # (sandbox/longhorn/mirror.py EtcdCreates), a hundred times faster than the API server.
+    longhorn_crs_via_etcd: bool = False
 
     def __post_init__(self) -> None:
         if self.longhorn_version not in LONGHORN_VERSIONS:

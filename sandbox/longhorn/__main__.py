@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -41,9 +42,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--namespace", default="longhorn-system",
                         help="where the Longhorn CRs are mirrored (with --kubeconfig)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument("--etcd-url", help="benchmark seeding only: write new Longhorn CRs straight into this "
+                                           "loopback etcd instead of through the API server (docs/sandbox-longhorn.md)")
     args = parser.parse_args(argv)
     if args.host not in LOOPBACK:
         parser.error("--host must be a loopback address")
+    if args.etcd_url and urlsplit(args.etcd_url).hostname not in LOOPBACK:
+        parser.error("--etcd-url must be a loopback address")
     if args.op_seconds < 0:
         parser.error("--op-seconds must be >= 0")
     return args
@@ -53,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     emulator = Emulator(args.state_dir, args.longhorn_version, args.op_seconds, args.kubeconfig,
-                        args.kube_sync_seconds, args.namespace)
+                        args.kube_sync_seconds, args.namespace, etcd_url=args.etcd_url)
     emulator.start()
     handler = WSGIRequestHandler if args.access_log else QuietHandler
     server = make_server(args.host, args.port, App(emulator), threaded=True, request_handler=handler)

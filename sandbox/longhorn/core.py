@@ -45,7 +45,7 @@ DEFAULT_CONFIG = {
 class Emulator:
     def __init__(self, state_dir: Path, version: str = "1.7", op_seconds: float = 2.0,
                  kubeconfig: Path | None = None, kube_sync_seconds: float = 2.0,
-                 cr_namespace: str = "longhorn-system"):
+                 cr_namespace: str = "longhorn-system", etcd_url: str | None = None):
         if version not in LONGHORN_VERSIONS:
             raise ValueError(f"version must be one of {', '.join(LONGHORN_VERSIONS)}")
         self.dir = state_dir
@@ -66,7 +66,7 @@ class Emulator:
             from .k8s import KubeBridge
             from .mirror import CrMirror
             self.kube = KubeBridge(self, kubeconfig, kube_sync_seconds)
-            self.mirror = CrMirror(self, kubeconfig, cr_namespace)
+            self.mirror = CrMirror(self, kubeconfig, cr_namespace, etcd_url=etcd_url)
             self.store.listener = self.mirror
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -143,6 +143,36 @@ def test_seeded_backups_become_crs(clh, crs, cr_emulator):
     assert len(list_crs(crs, ns, "backupvolumes")) == 20
 
 
+def test_crs_seeded_through_etcd_are_what_the_api_server_would_hold(kube_cluster, crs, tmp_path):
+    """Benchmark seeding writes new CRs straight into etcd: the API server lists them with
+    everything a create gives them, and an emulator restarted without etcd finds nothing to
+    write: each CR is exactly what the API server path would have made of the store."""
+    ns, state = "longhorn-etcd", tmp_path / "state"
+    process = EmulatorProcess(PORT_SPARE, state, kubeconfig=kube_cluster.kubeconfig, namespace=ns,
+                              etcd_url=f"http://127.0.0.1:{kube_cluster.port('etcd')}").start()
+    try:
+        seed = {"volumes": [{"name": f"etcd-{i}", "backups": [{"state": "Completed"}, {"state": "Error"}]}
+                            for i in range(300)]}
+        assert process.client.post("/sandbox/seed", seed).status_code == 200
+        status = wait_mirrored(process.client)
+        assert status["writes"] == 1200 and status["errors"] == 0  # volumes, backups, backup volumes
+    finally:
+        process.stop()
+    assert len(list_crs(crs, ns, "volumes")) == 300 and len(list_crs(crs, ns, "backupvolumes")) == 300
+    backups = list_crs(crs, ns, "backups")
+    assert len(backups) == 600
+    assert sorted(b["status"]["state"] for b in backups if b["metadata"]["labels"]["backup-volume"] == "etcd-7") \
+        == ["Completed", "Error"]
+    meta = backups[0]["metadata"]
+    assert meta["uid"] and meta["resourceVersion"] and meta["creationTimestamp"] and meta["managedFields"]
+    again = EmulatorProcess(PORT_SPARE, state, kubeconfig=kube_cluster.kubeconfig, namespace=ns).start()
+    try:
+        status = wait_mirrored(again.client)
+        assert status["objects"] == 1200 and status["writes"] == 0 and status["deletes"] == 0
+    finally:
+        again.stop()
+
+
 def test_crs_survive_a_crash_and_catch_up(kube_cluster, crs, tmp_path):
     process = EmulatorProcess(PORT_SPARE, tmp_path / "state", op_seconds=3, kubeconfig=kube_cluster.kubeconfig,
                               namespace="longhorn-restart").start()

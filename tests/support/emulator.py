@@ -95,9 +95,9 @@ class EmulatorProcess:
     """`python -m sandbox.longhorn` as a child process in its own session."""
 
     def __init__(self, port: int, state_dir: Path, version: str = "1.7", op_seconds: float = FAST,
-                 kubeconfig: Path | None = None, namespace: str = ""):
+                 kubeconfig: Path | None = None, namespace: str = "", etcd_url: str | None = None):
         self.port, self.state_dir, self.version = port, state_dir, version
-        self.op_seconds, self.kubeconfig = op_seconds, kubeconfig
+        self.op_seconds, self.kubeconfig, self.etcd_url = op_seconds, kubeconfig, etcd_url
         # Each emulator mirrors its CRs into its own namespace of the shared test API server.
         self.namespace = namespace or f"longhorn-{port}"
         self.proc: subprocess.Popen | None = None
@@ -112,6 +112,8 @@ class EmulatorProcess:
                 "--op-seconds", str(self.op_seconds), "--kube-sync-seconds", "0.5"]
         if self.kubeconfig:
             argv += ["--kubeconfig", str(self.kubeconfig), "--namespace", self.namespace]
+        if self.etcd_url:
+            argv += ["--etcd-url", self.etcd_url]
         self.state_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(3):  # a client socket may grab the port between the check and the bind
             RESERVED.release(self.port)
