@@ -217,21 +217,25 @@ class EtcdCreates:
         return body
 
     def create(self, objects: list[tuple[str, dict]]) -> None:
-        """Put (key, object) pairs that do not exist yet; raises on the first failed batch."""
-        for start in range(0, len(objects), self.TXN_OPS):
-            batch = objects[start:start + self.TXN_OPS]
-            # Only when none of the keys exists (create_revision 0), as a create would.
-            txn = {"compare": [{"key": _b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
-                               for key, _ in batch],
-                   "success": [{"requestPut": {"key": _b64(key),
-                                               "value": _b64(json.dumps(obj, separators=(",", ":")))}}
-                               for key, obj in batch]}
-            response = self.http.request("POST", f"{self.url}/v3/kv/txn", body=json.dumps(txn).encode(),
-                                         headers={"Content-Type": "application/json"})
-            answer = json.loads(response.data or b"{}")
-            if response.status != 200 or not answer.get("succeeded"):
-                raise RuntimeError(f"etcd create of {len(batch)} CRs: {response.status} "
-                                   f"{'some exist already' if response.status == 200 else answer}")
+        """Put (key, object) pairs that do not exist yet, a few transactions at a time; raises
+        if a transaction failed."""
+        batches = [objects[start:start + self.TXN_OPS] for start in range(0, len(objects), self.TXN_OPS)]
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="longhorn-etcd") as pool:
+            list(pool.map(self._txn, batches))
+
+    def _txn(self, batch: list[tuple[str, dict]]) -> None:
+        # Only when none of the keys exists (create_revision 0), as a create would.
+        txn = {"compare": [{"key": _b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+                           for key, _ in batch],
+               "success": [{"requestPut": {"key": _b64(key),
+                                           "value": _b64(json.dumps(obj, separators=(",", ":")))}}
+                           for key, obj in batch]}
+        response = self.http.request("POST", f"{self.url}/v3/kv/txn", body=json.dumps(txn).encode(),
+                                     headers={"Content-Type": "application/json"})
+        answer = json.loads(response.data or b"{}")
+        if response.status != 200 or not answer.get("succeeded"):
+            raise RuntimeError(f"etcd create of {len(batch)} CRs: {response.status} "
+                               f"{'some exist already' if response.status == 200 else answer}")
 
 
 def _b64(text: str) -> str:
