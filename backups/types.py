@@ -33,6 +33,9 @@ class Claim:
     pvc: Pvc
     pv: Pv | None
     storage_class: StorageClass | None
+    # The node of a running pod that mounts it, when already looked up for a whole batch ("":
+    # none); None: not looked up (a Job that must run beside it lists the pods itself).
+    mounted_on: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:

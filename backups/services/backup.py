@@ -21,6 +21,7 @@ from soteria_site.core.names import POLICY_LABEL, fit_name, label_value, require
 
 from .. import drivers
 from .. import types as t
+from ..drivers import job_bodies
 from ..models import OperationLock
 from ..types import BackupResult, NamespaceBackupResult, PvcBackups, PvcOutcome
 from . import claims, inventory_cache
@@ -135,6 +136,8 @@ def _backup_each(claim_list, driver, labels, requested_by, dry_run) -> list[PvcO
         return PvcOutcome(claim.pvc.name, "planned" if dry_run else "success", volume=result.volume,
                           backup=result.backup, plan=result.plan if dry_run else ())
 
+    if todo and not dry_run:
+        todo = job_bodies.with_mount_nodes(todo)  # where each backup's Job must run, one pod list for all
     if todo:
         with ThreadPoolExecutor(max_workers=settings.SOTERIA_NAMESPACE_CONCURRENCY) as pool:
             for outcome in pool.map(one, todo):

@@ -139,6 +139,26 @@ def test_longhorn_starts_a_manifest_job_on_the_node_using_the_claim(cluster, fro
     assert cluster.calls["backup_snapshot"] == 1 and cluster.calls["create_job"] == 1
 
 
+@pytest.mark.django_db(transaction=True)  # the batch's threads write their own rows
+def test_a_namespace_backup_lists_the_pods_once_and_pins_each_job_to_its_claims_node(cluster, frozen):
+    for i in range(6):
+        cluster.add_pvc("ai", f"data-{i}")
+    cluster.pods = [Pod(namespace="ai", name=f"app-{i}", phase="Running", node_name=f"worker-{i % 3}",
+                        claims=(f"data-{i}",)) for i in range(5)]  # data-5 is not mounted
+    cluster.pods.append(Pod(namespace="ai", name="old", phase="Succeeded", node_name="worker-9", claims=("data-5",)))
+    result = backup.backup_namespace("ai", [], "brad")
+    assert result.totals["success"] == 6 and cluster.calls["list_pods"] == 1
+
+    def node(i):
+        body = cluster.job_bodies[("ai", f"soteria-manifest-data-{i}-20260412-153000")]
+        affinity = body["spec"]["template"]["spec"].get("affinity")
+        terms = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] \
+            if affinity else []
+        return terms[0]["matchFields"][0]["values"][0] if terms else ""
+
+    assert [node(i) for i in range(6)] == ["worker-0", "worker-1", "worker-2", "worker-0", "worker-1", ""]
+
+
 @pytest.mark.django_db
 def test_a_manifest_job_that_cannot_be_created_does_not_fail_the_backup(cluster, frozen, caplog):
     cluster.add_pvc("ai", "data")
