@@ -105,7 +105,12 @@ def wait_mirrored(cfg: SandboxConfig, timeout: float = 600.0) -> dict:
 
     deadline = time.monotonic() + timeout
     while True:
-        status = mirror_status(cfg)
+        try:
+            status = mirror_status(cfg)
+        except TimeoutError:  # an emulator writing hundreds of thousands of CRs answers late
+            if time.monotonic() > deadline:
+                raise
+            continue
         if not status.get("enabled") or (status["ready"] and not status["pending"] and not status["busy"]
                                          and not status["resyncPending"]):
             return status
