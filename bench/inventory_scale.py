@@ -167,7 +167,7 @@ def run(scale: int = 10_000, port_base: int = 29000, backups: int = BACKUPS, rep
     from sandbox.config import SandboxConfig
 
     cfg = SandboxConfig(state_dir=Path(state_dir or tempfile.mkdtemp(prefix="soteria-bench-")), port_base=port_base,
-                        longhorn_crs_via_etcd=True)
+                        longhorn_crs_via_etcd=True, apiserver_watch_cache=False)
     cluster.up(cfg, seed=False)
     try:
         seeded = _seed(cfg, scale, backups)

@@ -325,6 +325,9 @@ class CrMirror:
                     try:
                         self._resync.clear()
                         self._full_resync()
+                    except Exception:
+                        self._resync.set()  # the API server failed part-way: compare again on the next pass
+                        raise
                     finally:
                         self._busy = False
                 self._mark_live()
