@@ -78,7 +78,7 @@ def restore_namespace_page(request, namespace):
     unchanged, the restores handed to the worker."""
     form = NamespaceRestoreForm(request.POST or None, initial={"target_namespace": f"{namespace}-restore",
                                                               "target_prefix": "restore-"})
-    context = {"nav": "restores", "namespace": namespace, "form": form}
+    context = {"nav": "restores", "namespace": namespace, "form": form, "plan": None, "result": None}
     if request.method != "POST" or not form.is_valid():
         return render(request, "backups/restore_namespace.html", context, status=400 if form.errors else 200)
     data = form.cleaned_data
