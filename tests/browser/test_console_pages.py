@@ -92,7 +92,10 @@ def _open(page, name: str, width: int) -> None:
 def test_page_fits_has_no_serious_accessibility_violation_and_is_photographed(shared, axe, screenshots, name, width):
     _open(shared, name, width)
     scroll, inner = shared.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert scroll <= inner, f"{name} is {scroll - inner}px wider than a {width}px window"
+    wide = shared.evaluate("""() => [...document.querySelectorAll('body *')]
+        .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.table-wrap'))
+        .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
+    assert scroll <= inner, f"{name} is {scroll - inner}px wider than a {width}px window: {wide}"
 
     found = axe.run(shared).response["violations"]
     serious = [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
