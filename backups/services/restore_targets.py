@@ -1,5 +1,6 @@
 """The name of a restore's new claim: a free one to propose (`<pvc>-restore-<YYYYMMDD>`), within
-Kubernetes' limits for a PVC name, and whether a given one is already taken."""
+Kubernetes' limits for a PVC name. Whether a name given is taken, the restore's plan says
+(`target_exists`)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,3 @@ def suggest(pvc: str, target_namespace: str, now: datetime | None = None) -> str
         if name not in taken:
             return name
     return proposed(pvc, day)
-
-
-def taken(namespace: str, name: str) -> bool:
-    return kubernetes.find_pvc(namespace, name) is not None
