@@ -6,6 +6,8 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from backups.console.common import CHANGED, digest
+from backups.forms import DeleteConfirmForm
 from soteria_site.core.errors import SoteriaError
 from soteria_site.web import audit
 from soteria_site.web.access import POLICIES, VIEW
@@ -61,9 +63,33 @@ def save_action(request):
     return redirect("console:policies")
 
 
+def _digest(p) -> str:
+    return digest(p.namespace, p.pvc, p.interval_hours, p.enabled, p.retain, p.tags, p.verify_every_hours,
+                  p.updated_at)
+
+
 @require_POST
 @console_permission(POLICIES)
 def delete_action(request, policy_id):
+    """First send: what deleting the policy means. Second, confirmed send for the same version of
+    the policy: the deletion."""
+    form = DeleteConfirmForm(request.POST)
+    form.is_valid()  # two optional hidden fields: always valid
+    visible = visible_namespaces(request)
+    try:
+        found = [p for p in services.list_policies(visible) if p.id == policy_id]
+        view = services.with_due_times(found, visible).views[0] if found else None
+    except SoteriaError as exc:
+        messages.error(request, f"Policy not deleted: {exc.detail}")
+        return redirect("console:policies")
+    if view is None:
+        messages.error(request, f"Policy not deleted: no policy {policy_id}.")
+        return redirect("console:policies")
+    context = {"nav": "policies", "view": view, "policy": view.policy, "digest": _digest(view.policy)}
+    if not form.confirming or form.cleaned_data["digest"] != context["digest"]:
+        if form.confirming:
+            messages.error(request, CHANGED)
+        return render(request, "policies/delete_plan.html", context, status=409 if form.confirming else 200)
     try:
         services.delete_policy(policy_id, requested_by(request))
     except SoteriaError as exc:

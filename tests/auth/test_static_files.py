@@ -4,7 +4,8 @@ import pytest
 
 pytestmark = pytest.mark.django_db
 
-FILES = ["/static/soteria/brand.css", "/static/soteria/admin.css", "/static/rest_framework/css/bootstrap.min.css",
+FILES = ["/static/soteria/brand.css", "/static/soteria/admin.css", "/static/soteria/console.css",
+         "/static/soteria/console.js", "/static/rest_framework/css/bootstrap.min.css",
          "/static/rest_framework/js/csrf.js", "/static/admin/css/base.css"]
 
 

@@ -133,6 +133,9 @@ def test_a_namespace_out_of_scope_is_counted_as_denied(client, cluster, counts, 
 
 def test_console_requests_are_counted_by_the_same_services(client, cluster, counts):
     cluster.add_pvc("ai", "db")
-    client.post("/pvc/ai/db/backup", {"tags": "", "dry_run": "on"})
+    plan = client.post("/pvc/ai/db/backup", {"tags": ""})  # the plan is a dry run
     client.post("/pvc/ai/nope/backup", {"tags": ""})
     assert counts.delta() == {("backup", "dry_run"): 1, ("backup", "rejected"): 1}
+    client.post("/pvc/ai/db/backup", {"tags": "", "confirm": "on", "digest": plan.context["digest"]})
+    # The confirmation plans again, then backs up.
+    assert counts.delta() == {("backup", "dry_run"): 2, ("backup", "rejected"): 1, ("backup", "success"): 1}

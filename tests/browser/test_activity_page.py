@@ -10,21 +10,20 @@ def _entries(page, action: str, target: str):
     def cell(column: int, text: str):
         return page.locator(f"td:nth-child({column})", has_text=re.compile(rf"^{re.escape(text)}$"))
 
-    return page.locator("tbody tr").filter(has=cell(3, action)).filter(has=cell(4, target))
+    return page.locator("table.recent tbody tr").filter(has=cell(3, action)).filter(has=cell(4, target))
 
 
 def test_activity_lists_the_actions_just_taken_with_the_actor(page):
-    # A dry-run backup, a refused restore and a policy created and deleted, all from the console.
+    # A backup planned (not confirmed), a refused restore and a policy created and deleted, all from the console.
     page.goto("/pvc/ai/notebooks/")
     backup = page.locator("section").filter(has=page.get_by_role("heading", name="Back up now"))
-    backup.get_by_label("Dry run").check()
-    backup.get_by_role("button", name="Start backup").click()
-    expect(page.locator(".messages li.success")).to_contain_text("would start")
+    backup.get_by_role("button", name="Review backup").click()
+    expect(page.locator('[data-plan="backup"]')).to_be_visible()
 
     page.goto("/pvc/ai/llm-cache/")
     restore = page.locator("section").filter(has=page.get_by_role("heading", name="Restore into a new PVC"))
     restore.get_by_label("New PVC name").fill("notebooks")
-    restore.get_by_role("button", name="Restore").click()
+    restore.get_by_role("button", name="Review restore").click()
     expect(page.locator(".messages li.error")).to_contain_text("already exists")
 
     page.goto("/policies/")
@@ -33,6 +32,7 @@ def test_activity_lists_the_actions_just_taken_with_the_actor(page):
     policy.get_by_role("button", name="Save policy").click()
     expect(page.locator(".messages li.success")).to_have_text("Policy browser-activity-ns created.")
     page.locator('tr[data-policy="browser-activity-ns"]').get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name="Delete policy").click()
     expect(page.locator(".messages li.success")).to_have_text("Policy browser-activity-ns deleted.")
 
     page.get_by_role("link", name="Activity").click()
@@ -52,4 +52,4 @@ def test_activity_lists_the_actions_just_taken_with_the_actor(page):
     expect(refused.locator(".badge")).to_have_class(re.compile(r"\bbad\b"))
     expect(refused.locator("td").nth(5)).to_contain_text("already exists")
     # Newest first: the policy deletion was the last thing done.
-    assert page.locator("tbody tr").first.locator("td").nth(2).inner_text() == "policy.destroy"
+    assert page.locator("table.recent tbody tr").first.locator("td").nth(2).inner_text() == "policy.destroy"

@@ -35,7 +35,10 @@ def test_back_up_now_with_tags_starts_a_backup_that_completes(page):
     before = page.locator("tr[data-backup]").count()
     form = _backup_section(page)
     form.get_by_label("Tags").fill("reason=browser-test, pre-upgrade")
-    form.get_by_role("button", name="Start backup").click()
+    form.get_by_role("button", name="Review backup").click()
+    plan = page.locator('[data-plan="backup"]')
+    expect(plan).to_contain_text("reason=browser-test")
+    page.get_by_role("button", name="Start backup").click()
 
     message = page.locator(".messages li.success")
     expect(message).to_have_text(SUCCESS)
@@ -56,14 +59,15 @@ def test_back_up_now_with_tags_starts_a_backup_that_completes(page):
     expect(labels).not_to_contain_text("longhorn.io/")
 
 
-def test_dry_run_backup_says_what_would_happen_and_starts_nothing(page):
+def test_the_backup_plan_says_what_would_happen_and_cancelling_starts_nothing(page):
     page.goto("/pvc/ai/notebooks/")
     expect(page.get_by_text("No backups yet.")).to_be_visible()
-    form = _backup_section(page)
-    form.get_by_label("Dry run").check()
-    form.get_by_role("button", name="Start backup").click()
-    expect(page.locator(".messages li.success")).to_have_text(
-        re.compile(r"Backup soteria-backup-ai-notebooks-\d{8}-\d{6} of volume pvc-[0-9a-f-]+ would start\."))
+    _backup_section(page).get_by_role("button", name="Review backup").click()
+    plan = page.locator('[data-plan="backup"]')
+    expect(plan).to_contain_text(re.compile(r"soteria-backup-ai-notebooks-\d{8}-\d{6}"))
+    expect(plan).to_contain_text(re.compile(r"pvc-[0-9a-f-]+"))
+    page.get_by_role("link", name="Cancel").click()
+    expect(page).to_have_url(re.compile(r"/pvc/ai/notebooks/$"))
     expect(page.get_by_text("No backups yet.")).to_be_visible()
 
 
@@ -71,7 +75,7 @@ def test_invalid_tag_is_refused_with_a_message(page):
     page.goto("/pvc/ai/notebooks/")
     form = _backup_section(page)
     form.get_by_label("Tags").fill("bad key!=x")
-    form.get_by_role("button", name="Start backup").click()
+    form.get_by_role("button", name="Review backup").click()
     expect(page.locator(".messages li.error")).to_contain_text("Backup refused: tags[0]")
     expect(page.get_by_text("No backups yet.")).to_be_visible()
 
@@ -79,4 +83,4 @@ def test_invalid_tag_is_refused_with_a_message(page):
 def test_backup_of_an_unsupported_volume_is_refused_with_the_reason(page):
     page.goto("/pvc/media/transcode-cache/")
     expect(page.locator(".panel strong")).to_contain_text("is not a Longhorn volume")
-    expect(page.get_by_role("button", name="Start backup")).to_have_count(0)
+    expect(page.get_by_role("button", name="Review backup")).to_have_count(0)

@@ -33,13 +33,13 @@ def test_viewer_sees_the_inventory_but_no_backup_or_restore_forms(new_context, a
     expect(page.locator("header .who")).to_have_text("dave")
     for namespace in ("ai", "databases", "media"):
         expect(page.locator(f'section[data-namespace="{namespace}"]')).to_be_visible()
-    expect(page.get_by_role("button", name="Back up namespace")).to_have_count(0)
+    expect(page.get_by_role("link", name="Back up namespace…")).to_have_count(0)
 
     response = page.goto(auth_server.url + "/pvc/ai/llm-cache/")
     assert response.status == 200
     expect(page.get_by_role("heading", name=re.compile(r"^Backups \(\d+\)$"))).to_be_visible()
     expect(page.get_by_role("heading", name="Back up now")).to_have_count(0)
-    expect(page.get_by_role("button", name="Start backup")).to_have_count(0)
+    expect(page.get_by_role("button", name="Review backup")).to_have_count(0)
     expect(page.get_by_role("heading", name="Restore into a new PVC")).to_have_count(0)
 
     page.goto(auth_server.url + "/policies/")
@@ -54,9 +54,12 @@ def test_admin_backs_up_from_the_console_with_the_forms_csrf_token(new_context, 
     form = page.locator("section").filter(has=page.get_by_role("heading", name="Back up now"))
     expect(form.locator('input[name="csrfmiddlewaretoken"]')).to_have_count(1)
     form.get_by_label("Tags").fill("reason=browser-admin")
+    with page.expect_response(lambda r: r.url.endswith("/pvc/databases/redis-data/backup")) as planned:
+        form.get_by_role("button", name="Review backup").click()
+    assert planned.value.status == 200  # the plan (a CSRF failure would be 403)
     with page.expect_response(lambda r: r.url.endswith("/pvc/databases/redis-data/backup")) as posted:
-        form.get_by_role("button", name="Start backup").click()
-    assert posted.value.status == 302  # accepted (a CSRF failure would be 403), then back to the PVC page
+        page.get_by_role("button", name="Start backup").click()
+    assert posted.value.status == 302  # confirmed, then back to the PVC page
 
     success = re.compile(r"Backup (soteria-backup-databases-redis-data-\d{8}-\d{6}) of volume \S+ started\.")
     message = page.locator(".messages li.success")
@@ -67,7 +70,7 @@ def test_admin_backs_up_from_the_console_with_the_forms_csrf_token(new_context, 
                  what=f"backup {snapshot} to be Completed")
 
     page.goto(auth_server.url + "/activity/")
-    entry = page.locator("tbody tr").filter(has_text="databases/redis-data").filter(has_text="backup.create").first
+    entry = page.locator("table.recent tbody tr").filter(has_text="databases/redis-data").filter(has_text="backup.create").first
     expect(entry.locator("td").nth(1)).to_have_text("alice")
     expect(entry.locator("td").nth(4)).to_have_text("ok")
 
@@ -132,7 +135,7 @@ def test_cross_site_form_post_with_admin_headers_is_refused(new_context, auth_se
     page = context.new_page()
     # The admin has the console open (so the browser holds Soteria's CSRF cookie) ...
     page.goto(auth_server.url + "/pvc/media/photos/")
-    expect(page.get_by_role("button", name="Start backup")).to_be_visible()
+    expect(page.get_by_role("button", name="Review backup")).to_be_visible()
     before = _backups(context, auth_server.url)
 
     # ... and then opens a page elsewhere that posts to Soteria; the proxy would add the headers.

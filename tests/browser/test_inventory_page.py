@@ -58,13 +58,13 @@ def test_unhealthy_badges_are_styled_apart_from_healthy_ones(page):
 
 def test_namespace_filter_shows_only_that_namespace(page):
     page.goto("/")
-    page.get_by_label("namespace filter").fill("media")
-    page.get_by_label("namespace filter").press("Enter")
-    expect(page).to_have_url(re.compile(r"\?namespace=media$"))
+    page.get_by_label("Namespace", exact=True).fill("media")
+    page.get_by_label("Namespace", exact=True).press("Enter")
+    expect(page).to_have_url(re.compile(r"\?namespace=media&"))
     expect(page.get_by_role("heading", name="Inventory: media")).to_be_visible()
     assert _namespaces(page) == ["media"]
     assert _pvcs(page, "media") == ["photos", "transcode-cache"]
-    expect(page.get_by_label("namespace filter")).to_have_value("media")
+    expect(page.get_by_label("Namespace", exact=True)).to_have_value("media")
 
 
 def test_filter_on_a_namespace_without_pvcs_says_so(page):

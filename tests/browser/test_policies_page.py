@@ -30,6 +30,12 @@ def test_create_a_namespace_policy_then_delete_it(page):
     expect(cells.nth(5)).to_have_text("enabled")
 
     row.get_by_role("button", name="Delete").click()
+    # The plan first: the policy is still there until the deletion is confirmed.
+    expect(page.locator('[data-plan="policy-delete"]')).to_contain_text("browser-policy-ns/every PVC")
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.locator('tr[data-policy="browser-policy-ns"]')).to_have_count(1)
+    row.get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name="Delete policy").click()
     expect(page.locator(".messages li.success")).to_have_text("Policy browser-policy-ns deleted.")
     expect(page.locator('tr[data-policy="browser-policy-ns"]')).to_have_count(0)
 
@@ -47,6 +53,7 @@ def test_saving_the_same_scope_again_updates_the_policy(page):
     expect(row).to_have_count(1)
     expect(row.locator("td").nth(2)).to_have_text("48")
     row.get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name="Delete policy").click()
     expect(page.locator('tr[data-policy="browser-policy-update.data"]')).to_have_count(0)
 
 

@@ -12,16 +12,18 @@ def _restore_form(page):
     return page.locator("section").filter(has=page.get_by_role("heading", name="Restore into a new PVC"))
 
 
-def test_dry_run_restore_shows_the_plan_and_creates_nothing(page, kube):
+def test_the_restore_plan_shows_what_would_be_created_and_cancelling_creates_nothing(page, kube):
     page.goto("/pvc/ai/model-store/")
     form = _restore_form(page)
     expect(form.get_by_label("Target namespace")).to_have_value("ai")
     form.get_by_label("New PVC name").fill("browser-dry-run-1")
-    form.get_by_label("Dry run").check()
-    form.get_by_role("button", name="Restore").click()
+    form.get_by_role("button", name="Review restore").click()
 
-    expect(page.locator(".messages li.info")).to_have_text(re.compile(
-        r"Dry run: would restore backup \S+ into ai/browser-dry-run-1 \(new volume \S+, [^)]+\)\."))
+    plan = page.locator('[data-plan="restore"]')
+    expect(plan.locator("[data-target]")).to_have_text("ai/browser-dry-run-1")
+    expect(plan).to_contain_text("Conflicts")
+    expect(plan.locator("[data-size]")).to_contain_text("Gi")
+    page.get_by_role("link", name="Cancel").click()
     expect(page).to_have_url(re.compile(r"/pvc/ai/model-store/$"))
     assert not pvc_exists(kube, "ai", "browser-dry-run-1")
     page.goto("/restores/")
@@ -36,12 +38,15 @@ def test_restore_into_a_new_pvc_shows_progress_until_done(page, kube):
     chosen = form.get_by_label("Backup").locator("option").nth(2).get_attribute("value")
     form.get_by_label("Backup").select_option(chosen)
     form.get_by_label("New PVC name").fill("browser-restore-1")
-    form.get_by_role("button", name="Restore").click()
+    form.get_by_role("button", name="Review restore").click()
+    expect(page.locator('[data-plan="restore"]')).to_contain_text(chosen)
+    page.get_by_role("button", name="Restore now").click()
 
+    started = page.locator("[data-restore-started]")
+    expect(started).to_contain_text(re.compile(rf"Restoring backup {re.escape(chosen)} into ai/browser-restore-1"))
+    started.get_by_role("link", name="Follow its progress on the Restores page").click()
     expect(page).to_have_url(re.compile(r"/restores/\?namespace=ai$"))
     expect(page.get_by_role("heading", name="Restores into ai")).to_be_visible()
-    expect(page.locator(".messages li.success")).to_have_text(re.compile(
-        rf"Restoring backup {re.escape(chosen)} into ai/browser-restore-1 \(volume \S+, \S+\); progress below\."))
     row = page.locator('tr[data-pvc="ai/browser-restore-1"]')
     expect(row).to_be_visible()
     expect(row.locator("td").nth(1)).to_contain_text("llm-cache")
@@ -55,9 +60,11 @@ def test_restore_onto_an_existing_pvc_is_refused_naming_it(page, kube):
     page.goto("/pvc/ai/llm-cache/")
     form = _restore_form(page)
     form.get_by_label("New PVC name").fill("model-store")
-    form.get_by_role("button", name="Restore").click()
+    form.get_by_role("button", name="Review restore").click()
 
-    expect(page).to_have_url(re.compile(r"/pvc/ai/llm-cache/$"))
+    expect(page).to_have_url(re.compile(r"/pvc/ai/llm-cache/restore$"))
+    expect(page.locator("[data-free-name]")).to_contain_text("llm-cache-restore-")
+    expect(page.get_by_role("button", name="Restore now")).to_have_count(0)
     expect(page.locator(".messages li.error")).to_have_text(
         "Restore refused: target PVC ai/model-store already exists; Soteria never overwrites a PVC")
     page.goto("/restores/")
@@ -68,6 +75,6 @@ def test_restore_into_an_invalid_name_is_refused_by_the_form(page, kube):
     page.goto("/pvc/ai/llm-cache/")
     form = _restore_form(page)
     form.get_by_label("New PVC name").fill("Browser_Restore")
-    form.get_by_role("button", name="Restore").click()
+    form.get_by_role("button", name="Review restore").click()
     expect(page.locator(".messages li.error")).to_contain_text("target_pvc:")
     assert not pvc_exists(kube, "ai", "Browser_Restore".lower())

@@ -73,6 +73,9 @@ def test_a_dotted_namespace_is_refused(client, cluster):
 
 def test_the_console_deletes_a_dotted_pvc_policy_by_id(client, cluster):
     _post(client, {"namespace": "ai", "pvc": DOTTED, "interval_hours": 6})
-    response = client.post(f"/policies/ai.{DOTTED}/delete", follow=True)
+    plan = client.post(f"/policies/ai.{DOTTED}/delete")  # the plan: nothing deleted yet
+    assert plan.status_code == 200 and _ids(client) == [f"ai.{DOTTED}"]
+    response = client.post(f"/policies/ai.{DOTTED}/delete", {"confirm": "on", "digest": plan.context["digest"]},
+                           follow=True)
     assert response.status_code == 200
     assert _ids(client) == []
