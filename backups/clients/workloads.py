@@ -75,6 +75,12 @@ class PodUse:
     owner_kind: str
     owner_name: str
     labels: dict[str, str] = field(default_factory=dict)
+    phase: str = "Running"
+
+    @property
+    def ended(self) -> bool:
+        """A pod that has ended (Succeeded or Failed) holds no mount any more."""
+        return self.phase in ("Succeeded", "Failed")
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,8 @@ def _pod_use(obj: dict) -> PodUse:
     claims = tuple((v.get("persistentVolumeClaim") or {}).get("claimName", "") for v in spec.get("volumes") or ()
                    if v.get("persistentVolumeClaim"))
     return PodUse(namespace=meta.get("namespace", ""), name=meta.get("name", ""), claims=claims,
-                  owner_kind=owner.get("kind", ""), owner_name=owner.get("name", ""), labels=meta.get("labels") or {})
+                  owner_kind=owner.get("kind", ""), owner_name=owner.get("name", ""), labels=meta.get("labels") or {},
+                  phase=(obj.get("status") or {}).get("phase") or "Pending")
 
 
 def _apps() -> k8s.AppsV1Api:

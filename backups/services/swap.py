@@ -170,6 +170,8 @@ def _check_workload(workload: Workload, pvc: str, restored: str, everything: lis
                        "scale it back up while its claim is swapped; Soteria does not swap under an autoscaler",
                        code="hpa_managed")
     for pod in workloads.list_pod_uses(namespace):
+        if pod.ended:  # e.g. the manifest Job of the backup that was restored
+            continue
         if restored in pod.claims:
             raise Conflict(f"restored PVC {namespace}/{restored} is mounted by pod {pod.name}",
                            code="restored_in_use", field="restored_pvc")

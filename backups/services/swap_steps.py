@@ -103,11 +103,13 @@ def _point_volume(workload: Workload, record: dict, index: int, volume: str, old
 
 def _forget(workload: Workload, record: dict) -> bool:
     current = workloads.get_workload(workload.kind, workload.namespace, workload.name)
-    value = current.annotations.get(RECORD)
-    if value is None:
+    if RECORD not in current.annotations:
         return False
+    # Guarded by the resourceVersion just read, not by the value: the apiserver compares a
+    # `test` of a string by its JSON text, and Go escapes characters (&, <, >) Python does not.
     workloads.patch_workload(workload.kind, workload.namespace, workload.name, [
-        {"op": "test", "path": RECORD_POINTER, "value": value}, {"op": "remove", "path": RECORD_POINTER}])
+        {"op": "test", "path": "/metadata/resourceVersion", "value": current.resource_version},
+        {"op": "remove", "path": RECORD_POINTER}])
     return True
 
 
@@ -134,8 +136,16 @@ def _delete_pvc(workload: Workload, record: dict, pvc: str, pv: str, unless_pv: 
         raise Conflict(f"PV {pv} is not Retain: deleting PVC {namespace}/{pvc} could delete its data",
                        code="volume_not_retained")
     kubernetes.delete_pvc(namespace, pvc)
-    _wait(f"the deletion of PVC {namespace}/{pvc}",
-          lambda: True if kubernetes.find_pvc(namespace, pvc) is None else "it is still there (a pod may mount it)")
+
+    def gone():
+        if kubernetes.find_pvc(namespace, pvc) is None:
+            return True
+        naming = sorted(p.name for p in workloads.list_pod_uses(namespace) if pvc in p.claims)
+        # The pvc-protection controller keeps a claim while a pod names it; before Kubernetes
+        # 1.23 that includes pods that have ended (a finished Job's).
+        return (f"it is still there; pods naming it: {', '.join(naming[:5])} (delete them, or their Jobs)"
+                if naming else "it is still there")
+    _wait(f"the deletion of PVC {namespace}/{pvc}", gone)
     return True
 
 

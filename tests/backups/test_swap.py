@@ -246,3 +246,14 @@ def test_swapping_needs_the_restore_permission_in_the_namespace(client, apps, au
     assert client.post("/v1/restores/swap/undo", {"namespace": "shop", "pvc": "data"},
                        content_type="application/json", **CAST["viewer"].headers).status_code == 403
     assert _mutations(cluster) == {}
+
+
+def test_pods_that_have_ended_do_not_count_as_mounting_the_claim(client, apps, cluster):
+    """A backup's finished manifest Job pod still names the claim; a running one blocks the swap."""
+    apps.bare_pods.append(PodUse("shop", "soteria-manifest-data-1", ("data",), "Job", "soteria-manifest-data",
+                                 phase="Succeeded"))
+    body = {"namespace": "shop", "pvc": "data", "restored_pvc": "data-restored", "dry_run": True}
+    assert _post(client, body).status_code == 200
+    apps.bare_pods.append(PodUse("shop", "soteria-backup-data-2", ("data",), "Job", "soteria-backup-data"))
+    refused = _post(client, body)
+    assert refused.status_code == 409 and refused.json()["pod"] == "soteria-backup-data-2"
