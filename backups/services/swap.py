@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from soteria_site.core import events, kubernetes
-from soteria_site.core.errors import Conflict, InvalidInput, NotFound, SoteriaError
+from soteria_site.core.errors import Conflict, InvalidInput, NotFound, SoteriaError, UpstreamError
 from soteria_site.core.kubernetes import Pvc
 from soteria_site.core.names import require_dns_label, require_dns_subdomain
 from soteria_site.core.timeparse import format_time
@@ -126,6 +126,17 @@ def _pick(found: list[Workload], workload: dict | None, namespace: str, what: st
     if not found:
         raise Conflict(f"no Deployment or StatefulSet in namespace {namespace} {what}", code="no_workload")
     return found[0]
+
+
+def _workloads_of(namespace: str) -> list[Workload]:
+    """The namespace's Deployments and StatefulSets; a refusal says which rights are missing."""
+    try:
+        return workloads.list_workloads(namespace)
+    except UpstreamError as exc:
+        if exc.upstream_status != 403:
+            raise
+        raise UpstreamError("kubernetes", f"{exc.detail}; swapping needs the rights of the optional component "
+                                          "deploy/overlays/swap (docs/swap.md)", upstream_status=403) from None
 
 
 # --- Checks ------------------------------------------------------------------------------------
@@ -302,7 +313,7 @@ def swap(namespace: str, pvc: str, restored_pvc: str, requested_by: str, *, work
         raise InvalidInput("restored_pvc must be another PVC than pvc", field="restored_pvc")
     source, restored = _claim(namespace, pvc, "pvc"), _claim(namespace, restored_pvc, "restored_pvc")
     _check_claims(source.pvc, restored.pvc)
-    everything = workloads.list_workloads(namespace)
+    everything = _workloads_of(namespace)
     for other in everything:
         record = _record_of(other)
         if record and pvc in (record.get("pvc"), record.get("restored_pvc")):
@@ -331,7 +342,7 @@ def undo(namespace: str, pvc: str, requested_by: str, *, workload: dict | None =
     works after a complete swap and after one that stopped part way."""
     _validate(namespace, pvc, workload)
     found = []
-    for candidate in workloads.list_workloads(namespace):
+    for candidate in _workloads_of(namespace):
         record = _record_of(candidate)
         if record and record.get("pvc") == pvc:
             found.append((candidate, record))

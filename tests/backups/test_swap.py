@@ -257,3 +257,11 @@ def test_pods_that_have_ended_do_not_count_as_mounting_the_claim(client, apps, c
     apps.bare_pods.append(PodUse("shop", "soteria-backup-data-2", ("data",), "Job", "soteria-backup-data"))
     refused = _post(client, body)
     assert refused.status_code == 409 and refused.json()["pod"] == "soteria-backup-data-2"
+
+
+def test_without_the_swap_rights_the_answer_names_the_component_that_grants_them(client, apps, cluster):
+    cluster.fail["list_workloads"] = UpstreamError("kubernetes", "Kubernetes refused deployments.list to Soteria: "
+                                                   "forbidden", upstream_status=403)
+    response = _post(client, {"namespace": "shop", "pvc": "data", "restored_pvc": "data-restored"})
+    assert response.status_code == 502 and response.json()["error"] == "kubernetes_error"
+    assert "deploy/overlays/swap" in response.json()["detail"]
