@@ -7,7 +7,7 @@ import pytest
 from backups.services import manifest_collection
 from sandbox import seed
 from tests.support.http import post
-from tests.support.kube import apps, kube, pod_template
+from tests.support.kube import apps, kube, pod_template, workload_settled
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,11 +46,7 @@ def _pods_mounting(cfg, claim: str) -> list[str]:
 
 
 def _settled(cfg, kind: str, name: str, replicas: int) -> bool:
-    api = apps(cfg)
-    obj = (api.read_namespaced_deployment if kind == "Deployment" else api.read_namespaced_stateful_set)(name, NS)
-    status = obj.status
-    return (status.observed_generation == obj.metadata.generation and (status.replicas or 0) == replicas
-            and (status.updated_replicas or 0) == replicas and (status.ready_replicas or 0) == replicas)
+    return workload_settled(cfg, NS, kind, name, replicas)
 
 
 def _claim_name(cfg, name: str) -> str:

@@ -31,3 +31,13 @@ def pod_template(name: str, volumes: list[dict], mounts: list[dict]) -> dict:
             "spec": {"terminationGracePeriodSeconds": 1, "volumes": volumes,
                      "containers": [{"name": "app", "image": "busybox", "command": ["sh", "-c", "sleep 3600"],
                                      "volumeMounts": mounts}]}}
+
+
+def workload_settled(cfg: SandboxConfig, namespace: str, kind: str, name: str, replicas: int) -> bool:
+    """Whether a Deployment or StatefulSet runs `replicas` up-to-date, ready pods."""
+    api = apps(cfg)
+    read = api.read_namespaced_deployment if kind == "Deployment" else api.read_namespaced_stateful_set
+    obj = read(name, namespace)
+    status = obj.status
+    return (status.observed_generation == obj.metadata.generation and (status.replicas or 0) == replicas
+            and (status.updated_replicas or 0) == replicas and (status.ready_replicas or 0) == replicas)
