@@ -279,7 +279,7 @@ def test_a_swap_and_its_undo_work_with_the_swap_component_and_use_each_of_its_ru
                       "resources": {"requests": {"storage": "1Gi"}}}}]}}]
     _admin(cfg, "apply", "-f", "-", stdin=yaml.safe_dump_all(workloads))
     for kind, name in (("Deployment", "web"), ("StatefulSet", "db")):
-        wait_for(lambda: workload_settled(cfg, ns, kind, name, 1), 60, what=f"{name} running")
+        wait_for(lambda k=kind, n=name: workload_settled(cfg, ns, k, n, 1), 60, what=f"{name} running")
     for pvc in ("web-data", "data-db-0"):
         swapped = post(client, "/v1/restores/swap", {"namespace": ns, "pvc": pvc, "restored_pvc": f"{pvc}-copy"})
         assert swapped.status_code == 200, swapped.content
