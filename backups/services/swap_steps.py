@@ -16,7 +16,7 @@ from collections.abc import Callable
 from django.conf import settings
 
 from soteria_site.core import kubernetes
-from soteria_site.core.errors import Conflict, UpstreamTimeout
+from soteria_site.core.errors import Conflict, UpstreamError, UpstreamTimeout
 
 from ..clients import workloads
 from ..clients.workloads import STATEFULSET, Workload
@@ -56,15 +56,39 @@ def owned(workload: Workload, pod: workloads.PodUse) -> bool:
 
 
 # --- The workload ---------------------------------------------------------------------------
+GUARDED_ATTEMPTS = 5
+
+
+def _guarded(workload: Workload, operations: Callable[[Workload], list[dict] | None]) -> bool:
+    """Patch the workload's metadata under a resourceVersion guard, read afresh each attempt:
+    its controller updates the status (and so the resourceVersion) often, which is not a
+    reason to give up. `operations(current)` answers None when there is nothing to do."""
+    for attempt in range(GUARDED_ATTEMPTS):
+        current = workloads.get_workload(workload.kind, workload.namespace, workload.name)
+        ops = operations(current)
+        if ops is None:
+            return False
+        guard = {"op": "test", "path": "/metadata/resourceVersion", "value": current.resource_version}
+        try:
+            workloads.patch_workload(workload.kind, workload.namespace, workload.name, [guard, *ops])
+            return True
+        except UpstreamError as exc:
+            if exc.upstream_status not in (400, 422) or attempt == GUARDED_ATTEMPTS - 1:
+                raise
+    return True
+
+
 def _record(workload: Workload, record: dict) -> bool:
     value = json.dumps(record, sort_keys=True)
-    guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": workload.resource_version}]
-    if workload.annotations:
-        add = {"op": "add", "path": RECORD_POINTER, "value": value}
-    else:
-        add = {"op": "add", "path": "/metadata/annotations", "value": {RECORD: value}}
-    workloads.patch_workload(workload.kind, workload.namespace, workload.name, guard + [add])
-    return True
+
+    def operations(current: Workload):
+        if RECORD in current.annotations:
+            raise Conflict(f"{workload.kind} {workload.namespace}/{workload.name} already carries a swap record; "
+                           "undo that swap first", code="swap_in_place")
+        if current.annotations:
+            return [{"op": "add", "path": RECORD_POINTER, "value": value}]
+        return [{"op": "add", "path": "/metadata/annotations", "value": {RECORD: value}}]
+    return _guarded(workload, operations)
 
 
 def _scale(workload: Workload, record: dict, replicas: int) -> bool:
@@ -102,15 +126,10 @@ def _point_volume(workload: Workload, record: dict, index: int, volume: str, old
 
 
 def _forget(workload: Workload, record: dict) -> bool:
-    current = workloads.get_workload(workload.kind, workload.namespace, workload.name)
-    if RECORD not in current.annotations:
-        return False
-    # Guarded by the resourceVersion just read, not by the value: the apiserver compares a
-    # `test` of a string by its JSON text, and Go escapes characters (&, <, >) Python does not.
-    workloads.patch_workload(workload.kind, workload.namespace, workload.name, [
-        {"op": "test", "path": "/metadata/resourceVersion", "value": current.resource_version},
-        {"op": "remove", "path": RECORD_POINTER}])
-    return True
+    # Guarded by the resourceVersion, not by the value: the apiserver compares a `test` of a
+    # string by its JSON text, and Go escapes characters (&, <, >) that Python does not.
+    return _guarded(workload, lambda current: [{"op": "remove", "path": RECORD_POINTER}]
+                    if RECORD in current.annotations else None)
 
 
 # --- Volumes and claims ------------------------------------------------------------------------

@@ -265,3 +265,22 @@ def test_without_the_swap_rights_the_answer_names_the_component_that_grants_them
     response = _post(client, {"namespace": "shop", "pvc": "data", "restored_pvc": "data-restored"})
     assert response.status_code == 502 and response.json()["error"] == "kubernetes_error"
     assert "deploy/overlays/swap" in response.json()["detail"]
+
+
+def test_the_record_is_written_even_while_the_controller_keeps_updating_the_workload(client, apps, cluster,
+                                                                                     monkeypatch):
+    """Status updates move the resourceVersion between Soteria's read and its guarded patch."""
+    from backups.clients import workloads
+
+    patch, raced = workloads.patch_workload, []
+
+    def racing(kind, namespace, name, operations):
+        if len(raced) < 2:  # the controller updates the status just before each of the first two patches
+            raced.append(name)
+            meta = apps.obj(kind, namespace, name)["metadata"]
+            meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
+        return patch(kind, namespace, name, operations)
+    monkeypatch.setattr(workloads, "patch_workload", racing)
+    response = _post(client, {"namespace": "shop", "pvc": "data", "restored_pvc": "data-restored"})
+    assert response.status_code == 200, response.content
+    assert apps.record(DEPLOYMENT, "shop", "web")["restored_pvc"] == "data-restored" and len(raced) == 2
