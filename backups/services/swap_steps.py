@@ -160,8 +160,8 @@ def _delete_pvc(workload: Workload, record: dict, pvc: str, pv: str, unless_pv: 
         if kubernetes.find_pvc(namespace, pvc) is None:
             return True
         naming = sorted(p.name for p in workloads.list_pod_uses(namespace) if pvc in p.claims)
-        # The pvc-protection controller keeps a claim while a pod names it; before Kubernetes
-        # 1.23 that includes pods that have ended (a finished Job's).
+        # The pvc-protection controller keeps a claim while a pod names it; on older Kubernetes
+        # versions (1.20 among them) that includes pods that have ended (a finished Job's).
         return (f"it is still there; pods naming it: {', '.join(naming[:5])} (delete them, or their Jobs)"
                 if naming else "it is still there")
     _wait(f"the deletion of PVC {namespace}/{pvc}", gone)
