@@ -229,6 +229,13 @@ def _scale_steps(steps, workload: Workload, ns: str, claim: str) -> None:
           claim=claim)
 
 
+def _scale_back_steps(steps, workload: Workload, record: dict) -> None:
+    _step(steps, "scale", _label(workload), f"scale {_label(workload)} back to {record['replicas']} replicas",
+          replicas=record["replicas"])
+    _step(steps, "wait_ready", _label(workload), f"wait until {_label(workload)} runs {record['replicas']} ready, "
+          "up-to-date replicas", replicas=record["replicas"])
+
+
 def _swap_steps(workload: Workload, record: dict) -> list[SwapStep]:
     ns, pvc, restored = workload.namespace, record["pvc"], record["restored_pvc"]
     steps: list[SwapStep] = []
@@ -251,8 +258,7 @@ def _swap_steps(workload: Workload, record: dict) -> list[SwapStep]:
               pv=new_pv, claim=pvc)
         _step(steps, "create_pvc", f"PVC {ns}/{pvc}", f"create PVC {pvc} on PV {new_pv} and wait until it is Bound",
               pvc=pvc, pv=new_pv, spec="old_claim")
-    _step(steps, "scale", _label(workload), f"scale {_label(workload)} back to {record['replicas']} replicas",
-          replicas=record["replicas"])
+    _scale_back_steps(steps, workload, record)
     return steps
 
 
@@ -280,8 +286,7 @@ def _undo_steps(workload: Workload, record: dict) -> list[SwapStep]:
               f"{record['old_pv_policy']}", pv=old_pv, policy=record["old_pv_policy"])
         _step(steps, "retain_pv", f"PV {new_pv}", f"set PV {new_pv}'s reclaim policy back to "
               f"{record['restored_pv_policy']}", pv=new_pv, policy=record["restored_pv_policy"])
-    _step(steps, "scale", _label(workload), f"scale {_label(workload)} back to {record['replicas']} replicas",
-          replicas=record["replicas"])
+    _scale_back_steps(steps, workload, record)
     _step(steps, "forget", _label(workload), f"remove annotation {RECORD} from {_label(workload)}")
     return steps
 

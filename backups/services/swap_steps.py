@@ -99,6 +99,17 @@ def _scale(workload: Workload, record: dict, replicas: int) -> bool:
     return True
 
 
+def _wait_ready(workload: Workload, record: dict, replicas: int) -> bool:
+    def ready():
+        current = workloads.get_workload(workload.kind, workload.namespace, workload.name)
+        if current.settled and current.ready_replicas >= replicas:
+            return True
+        return (f"{current.ready_replicas}/{replicas} ready, {current.updated_replicas} updated, generation "
+                f"{current.observed_generation}/{current.generation} observed")
+    _wait(f"{workload.kind} {workload.namespace}/{workload.name} running {replicas} ready replicas", ready)
+    return True
+
+
 def _wait_pods_gone(workload: Workload, record: dict, claim: str) -> bool:
     def gone():
         left = [p.name for p in workloads.list_pod_uses(workload.namespace) if owned(workload, p)]
@@ -215,6 +226,6 @@ def _create_pvc(workload: Workload, record: dict, pvc: str, pv: str, spec: str) 
     return created
 
 
-ACTIONS = {"record": _record, "scale": _scale, "wait_pods_gone": _wait_pods_gone, "point_volume": _point_volume,
+ACTIONS = {"record": _record, "scale": _scale, "wait_pods_gone": _wait_pods_gone, "wait_ready": _wait_ready, "point_volume": _point_volume,
            "forget": _forget, "retain_pv": _retain_pv, "delete_pvc": _delete_pvc, "bind_pv": _bind_pv,
            "create_pvc": _create_pvc}

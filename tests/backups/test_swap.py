@@ -53,7 +53,8 @@ def test_a_dry_run_plans_every_step_and_changes_nothing(client, apps, cluster):
     body = response.json()
     assert body["workload"] == {"kind": "Deployment", "name": "web"} and body["mode"] == "volume"
     assert body["replicas"] == 2 and body["dry_run"] is True
-    assert [s["action"] for s in body["steps"]] == ["record", "scale", "wait_pods_gone", "point_volume", "scale"]
+    assert [s["action"] for s in body["steps"]] == ["record", "scale", "wait_pods_gone", "point_volume", "scale",
+                                                    "wait_ready"]
     assert {s["status"] for s in body["steps"]} == {"planned"}
     assert "from PVC data to PVC data-restored" in body["steps"][3]["detail"]
     assert _mutations(cluster) == {} and apps.record(DEPLOYMENT, "shop", "web") is None
@@ -63,7 +64,7 @@ def test_a_deployment_is_pointed_at_the_restored_claim_and_undo_puts_it_back(cli
     response = _post(client, {"namespace": "shop", "pvc": "data", "restored_pvc": "data-restored",
                               "workload": {"kind": "Deployment", "name": "web"}})
     assert response.status_code == 200, response.content
-    assert [s["status"] for s in response.json()["steps"]] == ["done"] * 5
+    assert [s["status"] for s in response.json()["steps"]] == ["done"] * 6
     assert _claim_of(apps) == "data-restored"
     assert apps.obj(DEPLOYMENT, "shop", "web")["spec"]["replicas"] == 2
     assert apps.scaled == [(DEPLOYMENT, "web", 0), (DEPLOYMENT, "web", 2)]
@@ -71,14 +72,14 @@ def test_a_deployment_is_pointed_at_the_restored_claim_and_undo_puts_it_back(cli
     # The ConfigMap volume beside it is untouched; the claims and volumes too.
     assert apps.obj(DEPLOYMENT, "shop", "web")["spec"]["template"]["spec"]["volumes"][0]["configMap"] == {"name": "x"}
     assert ("shop", "data") in cluster.pvcs and cluster.calls["delete_pvc"] == 0
-    assert [e["reason"] for e in cluster.events] == ["Swap"] * 5
-    assert AuditEntry.objects.filter(action="swap.swap.step").count() == 5
+    assert [e["reason"] for e in cluster.events] == ["Swap"] * 6
+    assert AuditEntry.objects.filter(action="swap.swap.step").count() == 6
     assert AuditEntry.objects.filter(action="swap.create", status=200).count() == 1
 
     undone = _post(client, {"namespace": "shop", "pvc": "data"}, "/v1/restores/swap/undo")
     assert undone.status_code == 200, undone.content
     assert [s["action"] for s in undone.json()["steps"]] == ["scale", "wait_pods_gone", "point_volume", "scale",
-                                                             "forget"]
+                                                             "wait_ready", "forget"]
     assert _claim_of(apps) == "data" and apps.obj(DEPLOYMENT, "shop", "web")["spec"]["replicas"] == 2
     assert apps.record(DEPLOYMENT, "shop", "web") is None
     assert "soteria.io/swap" not in apps.obj(DEPLOYMENT, "shop", "web")["metadata"]["annotations"]
@@ -95,7 +96,8 @@ def test_a_statefulsets_claim_is_recreated_on_the_restored_volume_and_undo_bring
                           "dry_run": True}).json()
     assert plan["mode"] == "claim" and plan["workload"] == {"kind": "StatefulSet", "name": "db"}
     assert [s["action"] for s in plan["steps"]] == ["record", "scale", "wait_pods_gone", "retain_pv", "retain_pv",
-                                                    "delete_pvc", "delete_pvc", "bind_pv", "create_pvc", "scale"]
+                                                    "delete_pvc", "delete_pvc", "bind_pv", "create_pvc", "scale",
+                                                    "wait_ready"]
     response = _post(client, {"namespace": "shop", "pvc": "data-db-0", "restored_pvc": "data-db-0-restored"})
     assert response.status_code == 200, response.content
     claim = cluster.pvcs[("shop", "data-db-0")]
@@ -123,8 +125,8 @@ def test_an_undo_puts_back_a_swap_that_stopped_part_way(client, apps, cluster):
     response = _post(client, {"namespace": "shop", "pvc": "data-db-0", "restored_pvc": "data-db-0-restored"})
     assert response.status_code == 502, response.content
     body = response.json()
-    assert "stopped at step 9 of 10 (create_pvc)" in body["detail"] and "quota exceeded" in body["detail"]
-    assert [s["status"] for s in body["steps"]] == ["done"] * 3 + ["skipped"] + ["done"] * 4 + ["failed", "planned"]
+    assert "stopped at step 9 of 11 (create_pvc)" in body["detail"] and "quota exceeded" in body["detail"]
+    assert [s["status"] for s in body["steps"]] == ["done"] * 3 + ["skipped"] + ["done"] * 4 + ["failed", "planned", "planned"]
     assert ("shop", "data-db-0") not in cluster.pvcs  # both claims are gone, both volumes kept
     assert cluster.pvs[old_pv].reclaim_policy == cluster.pvs[new_pv].reclaim_policy == "Retain"
     assert "SwapFailed" in [e["reason"] for e in cluster.events]

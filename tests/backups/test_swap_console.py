@@ -27,7 +27,7 @@ def test_the_page_shows_the_plan_and_changes_nothing_without_the_confirmation(cl
     assert page.status_code == 200
     text = page.content.decode()
     assert "Plan:" in text and "Deployment shop/web" in text and 'id="swap"' in text
-    assert text.count('data-step="') == 5
+    assert text.count('data-step="') == 6
     unconfirmed = client.post(PAGE, {"namespace": "shop", "pvc": "data", "restored_pvc": "data-restored"})
     assert "Nothing was changed" in unconfirmed.content.decode()
     assert apps.patches == [] and apps.scaled == []
@@ -36,7 +36,7 @@ def test_the_page_shows_the_plan_and_changes_nothing_without_the_confirmation(cl
 def test_a_confirmed_swap_shows_each_step_and_offers_undo(client, apps):
     done = client.post(PAGE, {"namespace": "shop", "pvc": "data", "restored_pvc": "data-restored", "confirm": "on"})
     text = done.content.decode()
-    assert done.status_code == 200 and "Swapped:" in text and text.count(">done<") == 5
+    assert done.status_code == 200 and "Swapped:" in text and text.count(">done<") == 6
     assert 'id="undo"' in text and _claim(apps) == "data-restored"
     # Coming back to the page shows the swap in place and its undo, not a new plan.
     again = client.get(PAGE, {"namespace": "shop", "pvc": "data", "restored_pvc": "data-restored"}).content.decode()

@@ -35,6 +35,7 @@ def test_a_restore_is_swapped_into_place_step_by_step_and_undone(page, sandbox, 
                                           [{"name": "data", "mountPath": "/data"}])}})
     wait_for(lambda: workload_settled(sandbox, NS, "Deployment", "site", 1), 60, what="site running")
 
+    page.set_viewport_size({"width": 1024, "height": 800})
     page.goto(f"/restores/?namespace={NS}")
     row = page.locator(f'tr[data-pvc="{NS}/site-data-restored"]')
     reload_until(page, lambda: row.locator(".badge").inner_text() == "done", what="the restore to be done")
@@ -42,8 +43,10 @@ def test_a_restore_is_swapped_into_place_step_by_step_and_undone(page, sandbox, 
 
     expect(page.get_by_role("heading", name=re.compile(r"^Plan: Deployment browser-swap\/site, PVC site-data"))) \
         .to_be_visible()
-    expect(page.locator("tr[data-step]")).to_have_count(5)
-    expect(page.locator("tr[data-step] .badge")).to_have_text(["planned"] * 5)
+    expect(page.locator("tr[data-step]")).to_have_count(6)
+    expect(page.locator("tr[data-step] .badge")).to_have_text(["planned"] * 6)
+    # The plan's long step descriptions wrap: no sideways scrolling in a 1024 px window.
+    assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
     page.get_by_role("button", name="Swap into place").click()  # not confirmed
     expect(page.get_by_text("Nothing was changed: tick the confirmation to go ahead.")).to_be_visible()
     assert _claim_name(sandbox) == "site-data"
@@ -51,13 +54,13 @@ def test_a_restore_is_swapped_into_place_step_by_step_and_undone(page, sandbox, 
     page.get_by_label(re.compile("I have read the plan")).check()
     page.get_by_role("button", name="Swap into place").click()
     expect(page.get_by_role("heading", name=re.compile(r"^Swapped: Deployment browser-swap\/site"))).to_be_visible()
-    expect(page.locator("#steps tr[data-step] .badge")).to_have_text(["done"] * 5)
+    expect(page.locator("#steps tr[data-step] .badge")).to_have_text(["done"] * 6)
     assert _claim_name(sandbox) == "site-data-restored"
     assert apps(sandbox).read_namespaced_deployment("site", NS).spec.replicas == 1
 
     page.get_by_label(re.compile("put the previous claim back")).check()
     page.get_by_role("button", name="Undo the swap").click()
     expect(page.get_by_role("heading", name=re.compile(r"^Undone: Deployment browser-swap\/site"))).to_be_visible()
-    expect(page.locator("#steps tr[data-step] .badge")).to_have_text(["done"] * 5)
+    expect(page.locator("#steps tr[data-step] .badge")).to_have_text(["done"] * 6)
     assert _claim_name(sandbox) == "site-data"
     expect(page.get_by_role("button", name="Undo the swap")).to_have_count(0)

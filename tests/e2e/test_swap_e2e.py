@@ -67,7 +67,7 @@ def test_a_deployment_is_swapped_onto_the_restored_claim_and_undone(client, live
                                               "dry_run": True})
     assert plan.status_code == 200, plan.content
     assert [s["action"] for s in plan.json()["steps"]] == ["record", "scale", "wait_pods_gone", "point_volume",
-                                                           "scale"]
+                                                           "scale", "wait_ready"]
     assert _claim_name(live, "web") == "web-data"  # a plan changes nothing
 
     swapped = post(client, "/v1/restores/swap", {"namespace": NS, "pvc": "web-data",
@@ -82,7 +82,7 @@ def test_a_deployment_is_swapped_onto_the_restored_claim_and_undone(client, live
     assert kube(live).read_namespaced_persistent_volume_claim("web-data", NS).status.phase == "Bound"
     reasons = [e.reason for e in kube(live).list_namespaced_event(NS).items
                if e.involved_object.name == "web-data" and e.reason.startswith("Swap")]
-    assert reasons.count("Swap") == 5
+    assert reasons.count("Swap") == 6
 
     # A second swap while this one is in place is refused.
     again = post(client, "/v1/restores/swap", {"namespace": NS, "pvc": "web-data", "restored_pvc": "web-data-restored"})
