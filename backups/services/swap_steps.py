@@ -226,6 +226,6 @@ def _create_pvc(workload: Workload, record: dict, pvc: str, pv: str, spec: str) 
     return created
 
 
-ACTIONS = {"record": _record, "scale": _scale, "wait_pods_gone": _wait_pods_gone, "wait_ready": _wait_ready, "point_volume": _point_volume,
-           "forget": _forget, "retain_pv": _retain_pv, "delete_pvc": _delete_pvc, "bind_pv": _bind_pv,
-           "create_pvc": _create_pvc}
+ACTIONS = {"record": _record, "scale": _scale, "wait_pods_gone": _wait_pods_gone, "wait_ready": _wait_ready,
+           "point_volume": _point_volume, "forget": _forget, "retain_pv": _retain_pv, "delete_pvc": _delete_pvc,
+           "bind_pv": _bind_pv, "create_pvc": _create_pvc}
