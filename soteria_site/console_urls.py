@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from backups import console
+from backups import console, console_swap
 from policies import console as policies_console
 
 app_name = "console"
@@ -15,6 +15,8 @@ urlpatterns = [
     path("namespace/<str:namespace>/backup", console.backup_namespace_page, name="backup-namespace"),
     path("namespace/<str:namespace>/restore", console.restore_namespace_page, name="restore-namespace"),
     path("restores/", console.restores_page, name="restores"),
+    path("restores/swap/", console_swap.swap_page, name="swap"),
+    path("restores/swap/undo", console_swap.undo_action, name="swap-undo"),
     path("policies/", policies_console.policies_page, name="policies"),
     path("policies/save", policies_console.save_action, name="policy-save"),
     path("policies/<str:policy_id>/delete", policies_console.delete_action, name="policy-delete"),

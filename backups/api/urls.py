@@ -1,6 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from .swap import SwapViewSet
 from .views import BackupViewSet, InventoryViewSet, PvcBackupsViewSet, RestoreDrillViewSet, RestoreViewSet
 
 router = SimpleRouter(trailing_slash=False)
@@ -8,6 +9,7 @@ router.register("inventory", InventoryViewSet, basename="inventory")  # GET /v1/
 router.register("backups", PvcBackupsViewSet, basename="backups")  # GET /v1/backups
 router.register("backup", BackupViewSet, basename="backup")  # POST /v1/backup, POST /v1/backup/namespace
 router.register("restores", RestoreViewSet, basename="restores")  # GET+POST /v1/restores, POST .../namespace
+router.register("restores/swap", SwapViewSet, basename="swap")  # POST /v1/restores/swap, POST .../undo
 router.register("restore-drills", RestoreDrillViewSet, basename="restore-drills")  # GET+POST /v1/restore-drills
 
 urlpatterns = [

@@ -58,6 +58,8 @@ class ErrorResponse(serializers.Serializer):
     errors = serializers.DictField(required=False, help_text="every field error of an invalid body")
     reason = serializers.CharField(required=False, help_text="why a request is anonymous (401)")
     cleanup = serializers.DictField(required=False, help_text="what a failed restore removed again")
+    steps = serializers.ListField(child=serializers.DictField(), required=False,
+                                  help_text="a swap or undo that stopped: each step, done or not (docs/swap.md)")
 
 
 # Why each error status is answered, as the schema describes it.

@@ -84,8 +84,13 @@ def _drills_ended(client):
     assert _post(client, "/v1/restore-drills", {"namespace": "media", "pvc": "photos"}).status_code == 202
 
 
+def _swap(client):
+    assert _post(client, "/v1/restores/swap", SWAP).status_code == 200
+
+
 SCOPED = {"HTTP_X_AUTH_REQUEST_USER": "erin", "HTTP_X_AUTH_REQUEST_GROUPS": "team-ai"}
 SOURCE = {"namespace": "ai", "pvc": "llm-cache"}
+SWAP = {**SOURCE, "restored_pvc": "llm-cache-restored"}
 
 CASES = [
     # The inventory.
@@ -133,6 +138,22 @@ CASES = [
     Case("post", "/v1/restores/namespace", "/v1/restores/namespace", 400, {"namespace": "ai"}),
     Case("post", "/v1/restores/namespace", "/v1/restores/namespace", 404,
          {"namespace": "ai", "target_namespace": "nowhere"}),
+    # Swapping a restored claim into place, and undoing it.
+    Case("post", "/v1/restores/swap", "/v1/restores/swap", 200, {**SWAP, "dry_run": True}),
+    Case("post", "/v1/restores/swap", "/v1/restores/swap", 200,
+         {**SWAP, "workload": {"kind": "Deployment", "name": "llm"}}),
+    Case("post", "/v1/restores/swap", "/v1/restores/swap", 400, {**SWAP, "workload": {"kind": "Pod", "name": "x"}}),
+    Case("post", "/v1/restores/swap", "/v1/restores/swap", 404, {**SOURCE, "restored_pvc": "nope"}),
+    Case("post", "/v1/restores/swap", "/v1/restores/swap", 409, {**SOURCE, "restored_pvc": "pending"}),
+    Case("post", "/v1/restores/swap", "/v1/restores/swap", 409, SWAP, before=_swap),
+    Case("post", "/v1/restores/swap", "/v1/restores/swap", 403, {"namespace": "media", "pvc": "photos",
+                                                                  "restored_pvc": "x", "dry_run": True},
+         auth=True, headers=SCOPED),
+    Case("post", "/v1/restores/swap/undo", "/v1/restores/swap/undo", 200, {**SOURCE, "dry_run": True},
+         before=_swap),
+    Case("post", "/v1/restores/swap/undo", "/v1/restores/swap/undo", 200, SOURCE, before=_swap),
+    Case("post", "/v1/restores/swap/undo", "/v1/restores/swap/undo", 400, {"namespace": "ai"}),
+    Case("post", "/v1/restores/swap/undo", "/v1/restores/swap/undo", 404, SOURCE),
     # Policies.
     Case("get", "/v1/policies", "/v1/policies", 200, before=_policies),
     Case("post", "/v1/policies", "/v1/policies", 201, {"namespace": "ai", "pvc": "llm-cache", "interval_hours": 6}),
@@ -195,6 +216,7 @@ def _api_time(value) -> bool:
 @pytest.fixture
 def world(cluster, settings, monkeypatch):  # noqa: F811 - the fixture imported above
     from backups.services import drills
+    from tests.support.fake_workloads import DEPLOYMENT, FakeApps, deployment
 
     settings.SOTERIA_SECRET_NAMESPACE = "soteria"
     # A restore drill is queued for the worker, not run; its manifests are not collected here.
@@ -207,6 +229,9 @@ def world(cluster, settings, monkeypatch):  # noqa: F811 - the fixture imported 
     cluster.add_pvc("ai", "pending", bound=False)
     cluster.add_pvc("media", "photos", backups=[("Completed", 2, None)])
     cluster.namespaces.update({"ai-restore", "media-restore"})
+    # A Deployment mounting ai/llm-cache and a restored copy to swap in under it.
+    cluster.add_pvc("ai", "llm-cache-restored")
+    FakeApps(cluster).install(monkeypatch).add(DEPLOYMENT, deployment("ai", "llm", "llm-cache", replicas=1))
     return cluster
 
 

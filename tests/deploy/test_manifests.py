@@ -225,6 +225,32 @@ def test_longhorns_resources_are_only_listed_and_only_in_longhorns_namespace(bui
     assert not any("longhorn.io" in r["apiGroups"] for r in cluster_rules)
 
 
+# --- with the swap component ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def with_swap(tmp_path_factory) -> Built:
+    """deploy/ with the optional swap component enabled (docs/swap.md)."""
+    copy = tmp_path_factory.mktemp("swap") / "deploy"
+    shutil.copytree(ROOT / "deploy", copy)
+    kustomization = yaml.safe_load((copy / "kustomization.yaml").read_text())
+    kustomization["components"] = ["overlays/swap"]
+    (copy / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return _build(copy, copy.parent)
+
+
+def test_the_swap_rights_are_off_by_default_and_exactly_what_a_swap_uses(built, with_swap):
+    _validate(with_swap.path)
+    assert not [d for d in built if d["metadata"]["name"] == "soteria-swap"]
+    role = next(d for d in with_swap if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "soteria-swap")
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+               for v in rule["verbs"]}
+    assert granted == {*(("apps", r, v) for r in ("deployments", "statefulsets") for v in ("get", "list", "patch")),
+                       ("apps", "deployments/scale", "patch"), ("apps", "statefulsets/scale", "patch"),
+                       ("autoscaling", "horizontalpodautoscalers", "list"), ("", "persistentvolumes", "patch"),
+                       ("", "persistentvolumeclaims", "delete")}
+    binding = next(d for d in with_swap if d["kind"] == "ClusterRoleBinding" and d["metadata"]["name"] == "soteria-swap")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "soteria", "namespace": "soteria"}]
+
+
 # --- with the oauth2-proxy component ---------------------------------------------------
 def test_overlay_output_validates_strictly(overlaid):
     _validate(overlaid.path)

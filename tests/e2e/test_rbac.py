@@ -20,11 +20,12 @@ import pytest
 import yaml
 
 from backups.clients import longhorn
-from sandbox import cluster, faults
+from sandbox import cluster, faults, seed
 from sandbox.config import SandboxConfig
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import UpstreamError
 from tests.support.http import post
+from tests.support.kube import pod_template, workload_settled
 from tests.support.polling import wait_for
 from tests.support.ports import TEST_PORT_BASE
 
@@ -229,6 +230,91 @@ def test_restic_use_cases_work_with_only_the_shipped_roles(client, as_soteria, s
     assert failed.status_code == 502 and failed.json()["cleanup"]["succeeded"] is True
     assert [d.split()[0] for d in failed.json()["cleanup"]["deleted"]] == ["job"]
     _passed.add("restic")
+
+
+SWAP_BINDING = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: soteria-swap-user}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: soteria-swap}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: soteria}]
+"""
+
+
+@pytest.fixture(scope="module")
+def swap_role(rbac_sandbox, tmp_path_factory) -> dict:
+    """deploy/ with its optional swap component (deploy/overlays/swap): that ClusterRole, bound
+    to user soteria from here on (the tests above ran with the plain layout's rights only)."""
+    import shutil
+
+    copy = tmp_path_factory.mktemp("swap") / "deploy"
+    shutil.copytree(REPO / "deploy", copy)
+    kustomization = yaml.safe_load((copy / "kustomization.yaml").read_text())
+    (copy / "kustomization.yaml").write_text(yaml.safe_dump({**kustomization, "components": ["overlays/swap"]}))
+    out = subprocess.run([KUBECTL, "kustomize", str(copy)], capture_output=True, text=True, check=True).stdout
+    role = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "ClusterRole"
+                and d["metadata"]["name"] == "soteria-swap")
+    _admin(rbac_sandbox, "apply", "-f", "-", stdin=yaml.safe_dump(role) + "---\n" + SWAP_BINDING)
+    return role
+
+
+def test_a_swap_and_its_undo_work_with_the_swap_component_and_use_each_of_its_rules(client, as_soteria, swap_role,
+                                                                                    settings):
+    """A Deployment's and a StatefulSet's swap and undo (docs/swap.md) as user soteria; then
+    every rule of the component was used and allowed, and it grants nothing more."""
+    cfg, ns = as_soteria, "rbac-swap"
+    settings.SOTERIA_SWAP_WAIT_SECONDS = 60
+    for claim in ("web-data", "web-data-copy", "data-db-0", "data-db-0-copy"):
+        seed.make_pvc(cfg, ns, claim)
+    mount = [{"name": "data", "mountPath": "/data"}]
+    workloads = [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": pod_template(
+             "web", [{"name": "data", "persistentVolumeClaim": {"claimName": "web-data"}}], mount)}},
+        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": ns},
+         "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                  "template": pod_template("db", [], mount),
+                  "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                      "accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn",
+                      "resources": {"requests": {"storage": "1Gi"}}}}]}}]
+    _admin(cfg, "apply", "-f", "-", stdin=yaml.safe_dump_all(workloads))
+    for kind, name in (("Deployment", "web"), ("StatefulSet", "db")):
+        wait_for(lambda k=kind, n=name: workload_settled(cfg, ns, k, n, 1), 60, what=f"{name} running")
+    for pvc in ("web-data", "data-db-0"):
+        swapped = post(client, "/v1/restores/swap", {"namespace": ns, "pvc": pvc, "restored_pvc": f"{pvc}-copy"})
+        assert swapped.status_code == 200, swapped.content
+        undone = post(client, "/v1/restores/swap/undo", {"namespace": ns, "pvc": pvc})
+        assert undone.status_code == 200, undone.content
+    assert kubernetes.get_pvc(ns, "data-db-0").volume_name == seed.volume_name(ns, "data-db-0")
+
+    from backups.clients import workloads as apps_client
+
+    refused = {
+        "deleting a Deployment": lambda: kubernetes._call("probe", apps_client._apps().delete_namespaced_deployment,
+                                                          "web", ns),
+        "creating a Deployment": lambda: kubernetes._call("probe", apps_client._apps().create_namespaced_deployment,
+                                                          ns, workloads[0]),
+        "patching a PVC": lambda: kubernetes._call("probe", kubernetes._core().patch_namespaced_persistent_volume_claim,
+                                                   "web-data", ns, [], _content_type="application/json-patch+json"),
+        "DaemonSets": lambda: kubernetes._call("probe", apps_client._apps().list_namespaced_daemon_set, ns),
+    }
+    for what, call in refused.items():
+        with pytest.raises(UpstreamError) as info:
+            call()
+        assert info.value.upstream_status == 403, what
+
+    grants = _grants([swap_role])
+    assert grants
+
+    def unused() -> list[str]:
+        events = [json.loads(line) for line in cfg.audit_log.read_text().splitlines() if line.strip()]
+        return [str(g) for g in grants if not any(g.used_by(e) for e in events)]
+    # The apiserver writes an event as its request completes: give the last ones a moment.
+    left, deadline = unused(), time.monotonic() + 5
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = unused()
+    assert not left, "granted by deploy/overlays/swap but never used by a swap (or not allowed): " + "; ".join(left)
 
 
 @dataclass(frozen=True)
