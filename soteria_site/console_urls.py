@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from backups import console, console_swap
+from backups import console
+from backups.console import swap as console_swap
 from policies import console as policies_console
 
 app_name = "console"

@@ -37,7 +37,7 @@ def test_dependencies_point_one_way_today():
 def test_the_contract_orders_wiring_policies_backups_web_and_kernel():
     layers = _layers("layers")
     assert layers[1:] == ["policies", "backups", "soteria_site.web", "soteria_site.core"]
-    assert _layers("backups-layers") == ["api | console | console_swap | tasks | metrics_export", "forms", "services", "drivers",
+    assert _layers("backups-layers") == ["api | console | tasks | metrics_export", "forms", "services", "drivers",
                                          "clients", "types : models : metrics : manifests : manifest_reader"]
 
 

@@ -16,7 +16,7 @@ from soteria_site.web.edge import BUSY_DETAIL, claim_slot, expensive
 from soteria_site.web.identity import requested_by
 from soteria_site.web.permissions import console_permission, may
 
-from .services import swap as swap_service
+from ..services import swap as swap_service
 
 TEMPLATE = "backups/swap.html"
 
