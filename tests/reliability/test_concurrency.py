@@ -32,19 +32,26 @@ WRITERS = 16
 UPDATES = size(4, 50)
 RESTORES = 10
 BACKUPS = 20
+NEW_REPOSITORY_PVCS = size(2, 8)
 JOB_SECONDS = 180
 # How long the emulated Longhorn takes for a backup or a restore while a burst runs: the
 # burst's last request still finds the winner's backup running, as with a real volume of data.
 LONGHORN_OP_SECONDS = 8.0
 
 
+def _start(sandbox, data_dir, **env):
+    return start_soteria(sandbox, data_dir, workers=2, SOTERIA_WEB_THREADS=24, SOTERIA_BACKUP_DRIVER="auto",
+                         SOTERIA_JOB_TTL_SECONDS=3600, **SECURE_ENV, **env)
+
+
 @pytest.fixture(scope="module")
 def server(sandbox, tmp_path_factory):
-    server = start_soteria(sandbox, tmp_path_factory.mktemp("concurrency-data"), workers=2,
-                           SOTERIA_WEB_THREADS=24, SOTERIA_BACKUP_DRIVER="auto", SOTERIA_JOB_TTL_SECONDS=3600,
-                           **SECURE_ENV)
+    """Its own policy Secret, which does not exist yet: the first writers race to create it."""
+    secret = f"policies-{uuid.uuid4().hex[:8]}"
+    server = _start(sandbox, tmp_path_factory.mktemp("concurrency-data"), SOTERIA_POLICY_SECRET_NAME=secret)
     yield server
     stop_soteria(server)
+    kube(sandbox).delete_namespaced_secret(secret, "soteria")
 
 
 @pytest.fixture
@@ -67,9 +74,10 @@ def longhorn_volumes(cfg) -> dict[str, str]:
 
 # --- policies ------------------------------------------------------------------------------------
 def test_concurrent_policy_writers_lose_no_update(server, sandbox):
-    """16 writers each update their own policy UPDATES times, all at once: every update is
-    answered as applied (200/201 echoing the value) or refused with a clear error, and at the
-    end every writer's last applied value is what the Secret holds."""
+    """16 writers each update their own policy UPDATES times, all at once, starting with no
+    policy Secret at all: every update is answered as applied (200/201 echoing the value) or
+    refused with a clear error, and at the end every writer's last applied value is what the
+    Secret holds."""
     run = uuid.uuid4().hex[:6]
     namespaces = [f"pol-{run}-{i:02d}" for i in range(WRITERS)]
 
@@ -202,3 +210,26 @@ def test_concurrent_restic_backups_of_one_pvc_one_runs(server, sandbox):
     _jobs_done(sandbox, namespace, [winner["backup"]])
     snapshots = [b for b in _backups(server, namespace, "data") if b["state"] == "Completed"]
     assert [b["labels"].get("soteria.io/job") for b in snapshots].count(winner["backup"]) == 1
+
+
+def test_first_backups_into_a_new_restic_repository_initialise_it_once(sandbox, tmp_path):
+    """Backups of several PVCs at once into a repository that does not exist yet: one `restic
+    init` (a second, concurrent one would leave a repository of mismatched config and keys),
+    and every Job then saves its snapshot into it."""
+    namespace = f"conc-init-{uuid.uuid4().hex[:6]}"
+    pvcs = [f"data-{i}" for i in range(NEW_REPOSITORY_PVCS)]
+    for pvc in pvcs:
+        local_pvc(sandbox, namespace, pvc)
+    repository = f"s3:{sandbox.s3_endpoint}/conc-{uuid.uuid4().hex[:10]}/repo"
+    server = _start(sandbox, tmp_path, SOTERIA_RESTIC_REPOSITORY=repository)
+    try:
+        replies = at_once([lambda pvc=pvc: api(server, "POST", "/v1/backup", {"namespace": namespace, "pvc": pvc})
+                           for pvc in pvcs])
+        assert statuses(replies) == {200: len(pvcs)}, [(r.status, r.text) for r in replies]
+        jobs = [r.json()["backup"] for r in replies]
+        _jobs_done(sandbox, namespace, jobs)
+        for pvc, job in zip(pvcs, jobs, strict=True):
+            listed = _backups(server, namespace, pvc)
+            assert [(b["state"], b["labels"].get("soteria.io/job")) for b in listed] == [("Completed", job)], listed
+    finally:
+        stop_soteria(server)
