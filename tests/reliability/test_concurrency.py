@@ -51,7 +51,8 @@ def server(sandbox, tmp_path_factory):
     server = _start(sandbox, tmp_path_factory.mktemp("concurrency-data"), SOTERIA_POLICY_SECRET_NAME=secret)
     yield server
     stop_soteria(server)
-    kube(sandbox).delete_namespaced_secret(secret, "soteria")
+    if any(s.metadata.name == secret for s in kube(sandbox).list_namespaced_secret("soteria").items):
+        kube(sandbox).delete_namespaced_secret(secret, "soteria")
 
 
 @pytest.fixture
