@@ -20,7 +20,7 @@ import pytest
 
 from sandbox import faults, seed
 from tests.support.cast import AUTOMATION, SECURE_ENV
-from tests.support.concurrent_calls import at_once, job_finished, labelled, statuses
+from tests.support.concurrent_calls import at_once, job_finished, labelled, outcome, statuses
 from tests.support.http import call
 from tests.support.kube import kube
 from tests.support.polling import wait_for
@@ -141,6 +141,7 @@ def test_concurrent_longhorn_restores_to_one_target_one_wins_no_orphans(server, 
     volumes_before = longhorn_volumes(sandbox)
     request = {"namespace": namespace, "pvc": "src", "target_pvc": "restored"}
     replies = at_once([lambda: api(server, "POST", "/v1/restores", request)] * RESTORES)
+    print(f"\nLonghorn restores to one target, {RESTORES} at once: {outcome(replies)}")
     assert statuses(replies) == {200: 1, 409: RESTORES - 1}, [(r.status, r.text) for r in replies]
     assert {r.json()["error"] for r in replies if r.status == 409} <= {"target_exists", "restore_in_progress"}
     [winner] = [r.json() for r in replies if r.status == 200]
@@ -158,6 +159,7 @@ def test_concurrent_longhorn_backups_of_one_pvc_one_runs(server, sandbox, slow_l
     before = {b["name"] for b in _backups(server, namespace, "data")}
     faults.reset_calls(sandbox)
     replies = at_once([lambda: api(server, "POST", "/v1/backup", {"namespace": namespace, "pvc": "data"})] * BACKUPS)
+    print(f"\nLonghorn backups of one PVC, {BACKUPS} at once: {outcome(replies)}")
     assert statuses(replies) == {200: 1, 409: BACKUPS - 1}, [(r.status, r.text) for r in replies]
     assert {r.json()["error"] for r in replies if r.status == 409} == {"backup_in_progress"}
     [winner] = [r.json() for r in replies if r.status == 200]
@@ -186,6 +188,7 @@ def test_concurrent_restic_restores_to_one_target_one_wins_no_orphans(server, sa
     _restic_pvc(sandbox, namespace, "src")
     request = {"namespace": namespace, "pvc": "src", "target_pvc": "restored"}
     replies = at_once([lambda: api(server, "POST", "/v1/restores", request)] * RESTORES)
+    print(f"\nrestic restores to one target, {RESTORES} at once: {outcome(replies)}")
     assert statuses(replies) == {200: 1, 409: RESTORES - 1}, [(r.status, r.text) for r in replies]
     assert {r.json()["error"] for r in replies if r.status == 409} <= {"target_exists", "restore_in_progress"}
     [winner] = [r.json() for r in replies if r.status == 200]
@@ -202,6 +205,7 @@ def test_concurrent_restic_backups_of_one_pvc_one_runs(server, sandbox):
     namespace = f"conc-rs-{uuid.uuid4().hex[:6]}"
     _restic_pvc(sandbox, namespace, "data")
     replies = at_once([lambda: api(server, "POST", "/v1/backup", {"namespace": namespace, "pvc": "data"})] * BACKUPS)
+    print(f"\nrestic backups of one PVC, {BACKUPS} at once: {outcome(replies)}")
     assert statuses(replies) == {200: 1, 409: BACKUPS - 1}, [(r.status, r.text) for r in replies]
     assert {r.json()["error"] for r in replies if r.status == 409} == {"backup_in_progress"}
     [winner] = [r.json() for r in replies if r.status == 200]

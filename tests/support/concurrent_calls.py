@@ -48,6 +48,13 @@ def statuses(replies) -> Counter:
     return Counter(r.status for r in replies)
 
 
+def outcome(replies) -> str:
+    """The replies in one line, for the test's output: '200 x1, 409 x9 (target_exists x6, ...)'."""
+    codes = Counter(r.json().get("error", "") for r in replies if r.status >= 400)
+    return (", ".join(f"{status} x{n}" for status, n in sorted(statuses(replies).items()))
+            + (f" ({', '.join(f'{code} x{n}' for code, n in sorted(codes.items()))})" if codes else ""))
+
+
 def _apis(cfg: SandboxConfig):
     from kubernetes import client, config
 
