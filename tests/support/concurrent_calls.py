@@ -62,6 +62,11 @@ def _apis(cfg: SandboxConfig):
     return client.CoreV1Api(api), client.BatchV1Api(api)
 
 
+def batch(cfg: SandboxConfig):
+    """A BatchV1Api on the sandbox's kubeconfig."""
+    return _apis(cfg)[1]
+
+
 def labelled(cfg: SandboxConfig, namespace: str, selector: str) -> dict[str, list[str]]:
     """Names of the PVCs, Jobs and Secrets in `namespace`, and of the PVs anywhere, that carry
     the labels of `selector` (a Kubernetes label selector)."""
