@@ -41,16 +41,15 @@ JOB_SECONDS = 180
 LONGHORN_OP_SECONDS = 8.0
 
 
-def _start(sandbox, data_dir, **env):
-    return start_soteria(sandbox, data_dir, workers=2, SOTERIA_WEB_THREADS=24, SOTERIA_BACKUP_DRIVER="auto",
-                         SOTERIA_JOB_TTL_SECONDS=3600, **SECURE_ENV, **env)
-
-
 @pytest.fixture(scope="module")
 def server(sandbox, tmp_path_factory):
-    """Its own policy Secret, which does not exist yet: the first writers race to create it."""
+    """Its own policy Secret and restic repository, neither of which exists yet: the first
+    writers race to create the Secret, the first backups to initialise the repository."""
     secret = f"policies-{uuid.uuid4().hex[:8]}"
-    server = _start(sandbox, tmp_path_factory.mktemp("concurrency-data"), SOTERIA_POLICY_SECRET_NAME=secret)
+    server = start_soteria(sandbox, tmp_path_factory.mktemp("concurrency-data"), workers=2,
+                           SOTERIA_WEB_THREADS=24, SOTERIA_BACKUP_DRIVER="auto", SOTERIA_JOB_TTL_SECONDS=3600,
+                           **SECURE_ENV, SOTERIA_POLICY_SECRET_NAME=secret,
+                           SOTERIA_RESTIC_REPOSITORY=f"s3:{sandbox.s3_endpoint}/conc-{uuid.uuid4().hex[:10]}/repo")
     yield server
     stop_soteria(server)
     if any(s.metadata.name == secret for s in kube(sandbox).list_namespaced_secret("soteria").items):
@@ -175,9 +174,56 @@ def test_concurrent_longhorn_backups_of_one_pvc_one_runs(server, sandbox, slow_l
 
 
 # --- restic -------------------------------------------------------------------------------------------
-def _restic_pvc(cfg, namespace, pvc) -> None:
-    local_pvc(cfg, namespace, pvc)
-    assert seed.restic_snapshot(cfg, namespace, pvc), "restic is not installed"
+def _restic(cfg, server, home, *args, cwd=None) -> str:
+    """The host's restic on the module's repository, with the sandbox's credentials; its stdout."""
+    env = {**s3.restic_env(cfg), "RESTIC_REPOSITORY": server.env["SOTERIA_RESTIC_REPOSITORY"],
+           "RESTIC_PASSWORD": seed.RESTIC_PASSWORD, "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(home),
+           "RESTIC_CACHE_DIR": str(home / "restic-cache")}
+    done = subprocess.run(["restic", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def first_restic_backups(server, sandbox):
+    """Before anything else uses the module's restic repository, which does not exist yet: the
+    first backups of NEW_REPOSITORY_PVCS PVCs, all at once. (namespace, [(pvc, reply)])"""
+    namespace = f"conc-init-{uuid.uuid4().hex[:6]}"
+    pvcs = [f"data-{i}" for i in range(NEW_REPOSITORY_PVCS)]
+    for pvc in pvcs:
+        local_pvc(sandbox, namespace, pvc)
+    replies = at_once([lambda pvc=pvc: api(server, "POST", "/v1/backup", {"namespace": namespace, "pvc": pvc})
+                       for pvc in pvcs])
+    return namespace, list(zip(pvcs, replies, strict=True))
+
+
+def test_first_backups_into_a_new_restic_repository_initialise_it_once(first_restic_backups, server, sandbox,
+                                                                       tmp_path):
+    """One `restic init`, so the repository has one key (two concurrent ones would each write a
+    key and a config, and one key would not open the config). At full size every Job's snapshot
+    is checked too; in the suite the Jobs are deleted instead (their run is what costs time)."""
+    namespace, backups = first_restic_backups
+    replies = [reply for _, reply in backups]
+    print(f"\nfirst restic backups into a new repository, {len(replies)} at once: {outcome(replies)}")
+    assert statuses(replies) == {200: len(replies)}, [(r.status, r.text) for r in replies]
+    assert len(json.loads(_restic(sandbox, server, tmp_path, "key", "list", "--json", "--no-lock"))) == 1
+    jobs = {pvc: reply.json()["backup"] for pvc, reply in backups}
+    if not WAIT_FOR_SNAPSHOTS:
+        for job in jobs.values():
+            batch(sandbox).delete_namespaced_job(job, namespace, propagation_policy="Background")
+        return
+    _jobs_done(sandbox, namespace, list(jobs.values()))
+    for pvc, job in jobs.items():
+        listed = _backups(server, namespace, pvc)
+        assert [(b["state"], b["labels"].get("soteria.io/job")) for b in listed] == [("Completed", job)], listed
+
+
+def _restic_pvc(cfg, server, home, namespace, pvc) -> None:
+    """A local-path PVC with files and one snapshot of them, taken as the backup Jobs take theirs
+    (from inside the volume, with the PVC's tags)."""
+    root = local_pvc(cfg, namespace, pvc)
+    _restic(cfg, server, home, "backup", ".", "--host", "soteria", "--tag", f"soteria.io/namespace={namespace}",
+            "--tag", f"soteria.io/pvc={pvc}", cwd=root)
 
 
 def _jobs_done(cfg, namespace, names):
@@ -185,9 +231,10 @@ def _jobs_done(cfg, namespace, names):
              what=f"Jobs {names} to finish", interval=0.5)
 
 
-def test_concurrent_restic_restores_to_one_target_one_wins_no_orphans(server, sandbox):
+def test_concurrent_restic_restores_to_one_target_one_wins_no_orphans(first_restic_backups, server, sandbox,
+                                                                      tmp_path):
     namespace = f"conc-rs-{uuid.uuid4().hex[:6]}"
-    _restic_pvc(sandbox, namespace, "src")
+    _restic_pvc(sandbox, server, tmp_path, namespace, "src")
     request = {"namespace": namespace, "pvc": "src", "target_pvc": "restored"}
     replies = at_once([lambda: api(server, "POST", "/v1/restores", request)] * RESTORES)
     print(f"\nrestic restores to one target, {RESTORES} at once: {outcome(replies)}")
@@ -203,9 +250,9 @@ def test_concurrent_restic_restores_to_one_target_one_wins_no_orphans(server, sa
     _jobs_done(sandbox, namespace, [job])
 
 
-def test_concurrent_restic_backups_of_one_pvc_one_runs(server, sandbox):
+def test_concurrent_restic_backups_of_one_pvc_one_runs(first_restic_backups, server, sandbox):
     namespace = f"conc-rs-{uuid.uuid4().hex[:6]}"
-    _restic_pvc(sandbox, namespace, "data")
+    local_pvc(sandbox, namespace, "data")
     replies = at_once([lambda: api(server, "POST", "/v1/backup", {"namespace": namespace, "pvc": "data"})] * BACKUPS)
     print(f"\nrestic backups of one PVC, {BACKUPS} at once: {outcome(replies)}")
     assert statuses(replies) == {200: 1, 409: BACKUPS - 1}, [(r.status, r.text) for r in replies]
@@ -217,42 +264,3 @@ def test_concurrent_restic_backups_of_one_pvc_one_runs(server, sandbox):
     _jobs_done(sandbox, namespace, [winner["backup"]])
     snapshots = [b for b in _backups(server, namespace, "data") if b["state"] == "Completed"]
     assert [b["labels"].get("soteria.io/job") for b in snapshots].count(winner["backup"]) == 1
-
-
-def _restic_keys(cfg, repository: str, home) -> list[dict]:
-    """The repository's keys, read with the host's restic and the sandbox's credentials."""
-    env = {**s3.restic_env(cfg), "RESTIC_REPOSITORY": repository, "RESTIC_PASSWORD": seed.RESTIC_PASSWORD,
-           "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(home), "RESTIC_CACHE_DIR": str(home / "cache")}
-    done = subprocess.run(["restic", "key", "list", "--json", "--no-lock"], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-def test_first_backups_into_a_new_restic_repository_initialise_it_once(sandbox, tmp_path):
-    """Backups of several PVCs at once into a repository that does not exist yet: one `restic
-    init`, so the repository has one key (two concurrent ones would each write a key and a
-    config, and one key would not open the config). At full size every Job's snapshot is then
-    checked too; in the suite the Jobs are deleted instead (their run is what costs time)."""
-    namespace = f"conc-init-{uuid.uuid4().hex[:6]}"
-    pvcs = [f"data-{i}" for i in range(NEW_REPOSITORY_PVCS)]
-    for pvc in pvcs:
-        local_pvc(sandbox, namespace, pvc)
-    repository = f"s3:{sandbox.s3_endpoint}/conc-{uuid.uuid4().hex[:10]}/repo"
-    server = _start(sandbox, tmp_path / "data", SOTERIA_RESTIC_REPOSITORY=repository)
-    try:
-        replies = at_once([lambda pvc=pvc: api(server, "POST", "/v1/backup", {"namespace": namespace, "pvc": pvc})
-                           for pvc in pvcs])
-        assert statuses(replies) == {200: len(pvcs)}, [(r.status, r.text) for r in replies]
-        assert len(_restic_keys(sandbox, repository, tmp_path)) == 1
-        jobs = [r.json()["backup"] for r in replies]
-        if not WAIT_FOR_SNAPSHOTS:
-            for job in jobs:
-                batch(sandbox).delete_namespaced_job(job, namespace, propagation_policy="Background")
-            return
-        _jobs_done(sandbox, namespace, jobs)
-        for pvc, job in zip(pvcs, jobs, strict=True):
-            listed = _backups(server, namespace, pvc)
-            assert [(b["state"], b["labels"].get("soteria.io/job")) for b in listed] == [("Completed", job)], listed
-    finally:
-        stop_soteria(server)
