@@ -1,6 +1,7 @@
 """Many writers at once against real gunicorn on the sandbox, auth on (a bearer token):
-policy updates are never lost, and of many identical restores or backups exactly one runs, the
-others get a clear 409 and leave nothing behind, for Longhorn and for restic.
+policy updates are never lost, of many identical restores or backups exactly one runs and the
+others get a clear 409 and leave nothing behind (Longhorn and restic), and the first backups into
+a new restic repository initialise it once.
 
 Soteria here runs as in tests/support/soteria.py (gunicorn, 2 worker processes) with
 SOTERIA_BACKUP_DRIVER=auto and SOTERIA_WEB_THREADS=24: enough threads that every request of a
