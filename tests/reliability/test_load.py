@@ -39,7 +39,7 @@ def test_mixed_load_is_answered_without_errors_and_healthz_keeps_answering(serve
     started = time.monotonic()
     warm = call(server.url, "GET", "/v1/inventory", headers=AUTOMATION, timeout=120)
     assert warm.status == 200, warm.text
-    print(f"\nfirst inventory (each process's first build, before the load): {time.monotonic() - started:.1f} s")
+    print(f"\nfirst inventory (the first build, before the load): {time.monotonic() - started:.1f} s")
     run = run_load(server.url, TOKEN, tmp_path, USERS, SECONDS)
     print("\n" + report(run))
     assert set(run.stats) == {"inventory", "backup dry run", "whoami"}, run.output
@@ -47,6 +47,6 @@ def test_mixed_load_is_answered_without_errors_and_healthz_keeps_answering(serve
     assert run.failures == [], f"{report(run)}\n{run.failures}"
     assert sum(s.failures for s in run.stats.values()) == 0, report(run)
     assert run.exit_code == 0, run.output
-    # /healthz answered every probe, throughout (one every 100 ms, so at least half as many as seconds x 10).
+    # /healthz answered every probe (each within the probe's 10 s), from the start of the load to its end.
     assert run.healthz.errors == [], run.healthz.errors[:20]
-    assert len(run.healthz.ms) >= SECONDS * 5, report(run)
+    assert run.healthz.throughout(), report(run)

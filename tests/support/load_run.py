@@ -37,6 +37,14 @@ class Stats:
 class HealthSamples:
     ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    sent: list[float] = field(default_factory=list)  # time.monotonic() of each probe
+    started: float = 0.0
+    stopped: float = 0.0
+
+    def throughout(self) -> bool:
+        """Whether probes went out from the first tenth of the run to its last tenth."""
+        tenth = (self.stopped - self.started) / 10
+        return bool(self.sent) and min(self.sent) <= self.started + tenth and max(self.sent) >= self.stopped - tenth
 
     def percentile(self, p: float) -> float:
         ordered = sorted(self.ms)
@@ -59,6 +67,7 @@ class LoadRun:
 def _sample_healthz(url: str, every: float, stop: threading.Event, samples: HealthSamples) -> None:
     parts = urlsplit(url)
     while not stop.wait(every):
+        samples.sent.append(time.monotonic())
         started = time.perf_counter()
         conn = HTTPConnection(parts.hostname, parts.port, timeout=10)  # a new connection, as a probe makes
         try:
@@ -97,16 +106,20 @@ def run_load(url: str, token: str, workdir: Path, users: int, seconds: int, *, h
     samples, stop = HealthSamples(), threading.Event()
     sampler = threading.Thread(target=_sample_healthz, args=(url, healthz_every, stop, samples), daemon=True)
     load_before = os.getloadavg()
+    samples.started = time.monotonic()
     sampler.start()
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 120)
     finally:
+        samples.stopped = time.monotonic()
         stop.set()
         sampler.join(15)
     load_after = os.getloadavg()
+    stats_file = Path(f"{prefix}_stats.csv")
+    assert stats_file.exists(), f"locust exited {done.returncode} without its figures:\n{done.stdout}{done.stderr}"
     failures_file = Path(f"{prefix}_failures.csv")
     failures = list(csv.DictReader(failures_file.open(newline=""))) if failures_file.exists() else []
-    return LoadRun(users, seconds, _read_stats(Path(f"{prefix}_stats.csv")), failures, samples, load_before,
+    return LoadRun(users, seconds, _read_stats(stats_file), failures, samples, load_before,
                    load_after, done.returncode, (done.stdout + done.stderr)[-4000:])
 
 
