@@ -10,4 +10,6 @@ emulator, jobs, kube the Longhorn emulator process and client; Jobs through the 
 browser              Chromium for Playwright, the cast as headers, reloading until a condition
 ports, processes     loopback ports (the port plan); processes seen through /proc
 files, restic        comparing restored trees; restic claims, repositories and their locks
+concurrent_calls     many requests released at once; what Soteria's labels say was left behind
+load_run             a locust run (load_locustfile.py, in its own process) with /healthz sampled
 """
