@@ -41,7 +41,7 @@ from tests.support.reliability import size
 from tests.support.soteria import start_soteria, stop_soteria
 
 # Examples per operation and generation mode: 15 operations x 2 modes.
-EXAMPLES = size(ci=10, full=75)
+EXAMPLES = size(ci=6, full=75)
 MINIMUM_REQUESTS = size(ci=150, full=2000)
 SEED = int(os.environ.get("SOTERIA_FUZZ_SEED") or random.randrange(2**32))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,

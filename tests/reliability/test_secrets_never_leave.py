@@ -211,6 +211,8 @@ def _drive(session, sandbox, worker):
         session.api("GET", path)
     session.api("GET", "/v1/whoami", headers=[("Authorization", "Bearer " + SEEDED["bearer token"][:-1])],
                 expect=401)
+    session.api("POST", "/v1/backup", {"namespace": NAMESPACE, "pvc": "db"}, headers=session.token * 2, expect=400)
+    session.api("GET", "/v1/whoami", headers=[("Authorization", "Basic " + SEEDED["bearer token"])], expect=401)
 
     _backed_up(session, "db")  # Longhorn
     _backed_up(session, "files")  # restic, a Job
