@@ -12,6 +12,7 @@ from backups.models import CachedInventory
 from backups.services import inventory_cache
 from soteria_site.core import events
 from soteria_site.core.errors import NotFound, SoteriaError
+from soteria_site.core.names import require_dns_label, require_dns_subdomain
 
 from . import evaluate, store
 from .types import Policy, PolicyView, policy_id, validate
@@ -57,6 +58,11 @@ def save_policy(namespace: str, pvc: str, interval_hours: float, enabled: bool, 
 
 
 def delete_policy(policy_id_: str, actor: str) -> Policy:
+    # An id that no policy can have is refused before the policy Secret is read.
+    namespace, dot, pvc = policy_id_.partition(".")
+    require_dns_label(namespace, "id")
+    if dot:
+        require_dns_subdomain(pvc, "id")
     removed = {}
 
     def change(current: list[Policy]) -> list[Policy]:

@@ -9,6 +9,7 @@ processes at start (their counters stay, see prometheus_dir) and drops a dead wo
 live gauges.
 """
 
+import json
 import os
 import sys
 
@@ -47,6 +48,32 @@ header_map = "drop"
 # No control socket: it would be shared by every gunicorn of the machine (and the root
 # filesystem is read-only in the pod).
 control_socket_disable = True
+
+
+# gunicorn answers a request it cannot parse itself, before Soteria sees it: a header with a
+# CR, LF or NUL in it, a request line over limit_request_line (4094 bytes), more than 100
+# headers or one over 8190 bytes. Its answer is an HTML page; Soteria's errors are JSON
+# (docs/api.md), so these are too, with a stable code per status.
+GUNICORN_ERRORS = {400: "bad_request", 403: "forbidden", 414: "uri_too_long", 417: "expectation_failed",
+                   431: "header_fields_too_large", 500: "internal_error", 501: "not_implemented"}
+
+
+def write_json_error(sock, status_int, reason, mesg):
+    from gunicorn.util import write_nonblock
+
+    body = json.dumps({"error": GUNICORN_ERRORS.get(status_int, "bad_request"), "detail": f"{reason}: {mesg}"})
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body.encode())}\r\n\r\n")
+    write_nonblock(sock, head.encode("latin-1") + body.encode())
+
+
+def _answer_parse_errors_as_json():
+    from gunicorn import util
+
+    util.write_error = write_json_error
+
+
+_answer_parse_errors_as_json()
 
 
 def on_starting(server):

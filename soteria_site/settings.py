@@ -376,7 +376,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["soteria_site.web.parsers.SoteriaJSONParser"],
     "EXCEPTION_HANDLER": "soteria_site.web.api_errors.exception_handler",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "soteria_site.web.authn.BearerTokenAuthentication",

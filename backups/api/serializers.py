@@ -65,7 +65,8 @@ class BackupsQuery(serializers.Serializer):
 
 
 class InventoryQuery(serializers.Serializer):
-    namespace = NameField(required=False)
+    # A blank filter (`?namespace=`, as an HTML form sends it) is no filter.
+    namespace = NameField(required=False, allow_blank=True, help_text="blank or absent: every namespace")
 
 
 # Output serializers render every answer from the services' dataclasses
@@ -338,8 +339,8 @@ class DrillRequest(StrictSerializer):
 
 
 class DrillsQuery(serializers.Serializer):
-    namespace = NameField(required=False)
-    pvc = PvcNameField(required=False)
+    namespace = NameField(required=False, allow_blank=True, help_text="blank or absent: every namespace")
+    pvc = PvcNameField(required=False, allow_blank=True, help_text="blank or absent: every PVC of the namespace")
 
 
 class DrillPlanResponse(serializers.Serializer):

@@ -67,7 +67,7 @@ def _validated(serializer_class, request) -> dict:
 
 def _namespace_filter(request) -> str | None:
     """The optional ?namespace= of a list, which the caller must be allowed to view."""
-    namespace = _query(InventoryQuery, request).get("namespace")
+    namespace = _query(InventoryQuery, request).get("namespace") or None
     if namespace:
         require_namespaces(request, VIEW, namespace)
     return namespace
@@ -200,7 +200,8 @@ class RestoreDrillViewSet(AuditedViewSet):
         query = _query(DrillsQuery, request)
         if query.get("namespace"):
             require_namespaces(request, VIEW, query["namespace"])
-        rows = drill_results.history(query.get("namespace"), query.get("pvc"), visible=visible_namespaces(request))
+        rows = drill_results.history(query.get("namespace") or None, query.get("pvc") or None,
+                                     visible=visible_namespaces(request))
         return Response(DrillsResponse({"drills": rows}).data)
 
     @extend_schema(request=DrillRequest,

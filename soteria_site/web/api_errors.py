@@ -64,21 +64,25 @@ class ErrorResponse(serializers.Serializer):
 
 # Why each error status is answered, as the schema describes it.
 _WHEN = {
-    400: "Invalid input",
+    400: "Invalid input, or a malformed request (an identity header sent twice, a header with control characters)",
     401: "No identity, or a wrong bearer token (with SOTERIA_AUTH_REQUIRED=true)",
     403: "The caller lacks the permission, or the namespace is outside its scope",
     404: "Unknown namespace, PVC, backup or policy",
     409: "Conflict with the cluster's state (a target PVC exists, a backup is running, ...)",
     413: "A body over SOTERIA_MAX_BODY_BYTES",
+    414: "A request line (path and query) over 4094 bytes",
     415: "A body that is not application/json",
     422: "A PVC the configured driver cannot handle",
     429: "Too many requests (Retry-After says when to retry)",
+    431: "Request headers too many (over 100) or too long (over 8190 bytes each)",
     502: "Kubernetes or Longhorn answered with a failure",
     503: "Kubernetes or Longhorn unreachable, or Soteria busy",
     504: "Kubernetes or Longhorn too slow",
 }
-# Every endpoint may answer these (authentication, permission, rate, upstreams).
-COMMON_ERRORS = (401, 403, 429, 502, 503, 504)
+# Every endpoint may answer these (a malformed request, authentication, permission, rate, upstreams).
+# 400 (a malformed header), 414 and 431 come from gunicorn before Soteria sees the request,
+# as JSON all the same (soteria_site/gunicorn.conf.py).
+COMMON_ERRORS = (400, 401, 403, 414, 429, 431, 502, 503, 504)
 
 
 def error_responses(*statuses: int) -> dict:
