@@ -1,6 +1,7 @@
 """Restores in flight hold a Lease naming what they create; the sweeper undoes the ones whose
 process died (their Lease expired) and leaves finished ones alone. At the client seam."""
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -79,3 +80,30 @@ def test_a_finished_restore_whose_lease_was_left_keeps_everything(world):
 def test_a_restore_releases_its_lease_when_it_ends(world):
     restore.restore_pvc("ai", "llm-cache", "copy", "tester", target_namespace="ai-restore")
     assert not world.leases
+
+
+def _restic_lease(target_pvc: str) -> None:
+    from soteria_site.core import leases
+
+    assert leases.acquire(restore_leases.lease_name("ai-restore", target_pvc), namespace="soteria",
+                          duration_seconds=4, holder="dead-restore", labels=restore_leases.LABELS,
+                          annotations={"soteria.io/source": "ai/llm-cache",
+                                       "soteria.io/restore-target": f"ai-restore/{target_pvc}",
+                                       "soteria.io/restore-driver": "restic", "soteria.io/restore-volume": "",
+                                       "soteria.io/restore-pv": "", "soteria.io/restore-job": f"job-{target_pvc}"})
+
+
+def test_a_killed_restic_restore_loses_its_job_and_a_finished_one_keeps_it(world, monkeypatch):
+    from soteria_site.core import workloads
+
+    deleted = []
+    monkeypatch.setattr(workloads, "delete_job", lambda namespace, name: deleted.append(f"{namespace}/{name}"))
+    _restic_lease("killed")
+    _restic_lease("done")  # its claim was made: the restore reached its end
+    world.add_pvc("ai-restore", "done", storage_class="local-path", csi_driver=None)
+    world.pvcs[("ai-restore", "done")] = replace(world.pvcs[("ai-restore", "done")],
+                                                 annotations={"soteria.io/restore-job": "job-done"})
+    report = restore_leases.sweep(now=_now() + LATER)
+    assert report == {"interrupted": ["ai-restore/killed"], "completed": ["ai-restore/done"],
+                      "deleted": ["job ai-restore/job-killed"]}
+    assert deleted == ["ai-restore/job-killed"] and not world.leases
