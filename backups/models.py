@@ -30,6 +30,8 @@ class OperationLock(models.Model):
 
     key = models.CharField(max_length=255, unique=True)
     expires_at = models.DateTimeField()
+    # The process holding it (soteria_site.core.liveness): a lock of a killed process is taken over.
+    holder = models.CharField(max_length=120, default="", blank=True)
 
 
 class BackupFailure(models.Model):

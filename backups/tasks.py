@@ -4,7 +4,7 @@ from django.conf import settings
 
 from soteria_site.core.schedules import ScheduleSpec
 
-from .services import drills, inventory_cache, manifest_collection, restore, snapshot_cleanup
+from .services import drills, inventory_cache, manifest_collection, restore, restore_leases, snapshot_cleanup
 
 
 def prune_snapshots() -> dict:
@@ -24,6 +24,10 @@ def run_drill(drill_id: str, namespace: str, pvc: str) -> dict:
 
 def sweep_drills() -> dict:
     return drills.sweep()
+
+
+def sweep_restores() -> dict:
+    return restore_leases.sweep()
 
 
 def restore_planned(namespace: str, requested_by: str, plans: list) -> dict:
@@ -46,4 +50,6 @@ SCHEDULES = [
     ScheduleSpec("manifest-collection", "backups.tasks.collect_manifests", 60),
     # Drills whose worker died: found once their Lease (4 heartbeats) has expired.
     ScheduleSpec("drill-sweep", "backups.tasks.sweep_drills", 60),
+    # Restores whose process died: found once their Lease (4 heartbeats) has expired.
+    ScheduleSpec("restore-sweep", "backups.tasks.sweep_restores", 60),
 ]

@@ -77,6 +77,16 @@ def delete_policy(policy_id_: str, actor: str) -> Policy:
     return removed["policy"]
 
 
+def recover_store(discard: bool, actor: str) -> tuple[list[Policy], str]:
+    """Write the policies back after someone else deleted or spoiled the Secret's key (see
+    store.recover); returns them and the key the unreadable content was kept under."""
+    policies, kept = store.recover(discard)
+    _event("PolicyStoreRecovered",
+           f"{actor} {'started the policies over, empty' if discard else f'wrote back {len(policies)} policies'}"
+           + (f"; the unreadable content is kept as key {kept}" if kept else ""))
+    return policies, kept
+
+
 @dataclass(frozen=True)
 class StoredPvc:
     """What due times need of one PVC, from a row of the stored inventory."""

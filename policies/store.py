@@ -27,18 +27,27 @@ applies a change and saves it, retrying with jitter when the Secret moved on, so
 concurrent writers (web workers, the evaluator, other replicas) never lose an update.
 A document Soteria cannot read (bad JSON, unknown version) is reported
 (PolicyStoreUnreadable, soteria_policy_store_errors_total) and never overwritten.
+
+Each process remembers the last document it read or wrote (in the shared database cache),
+so a Secret or key deleted by someone else is not taken for "no policies": while the last
+document remembered held policies, a missing one is reported (PolicyStoreMissing) and not
+written over. `recover` is the way back for both: it writes the remembered document (or,
+asked to discard, an empty one) and keeps unreadable content under another key.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import random
 import re
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files import File
 from django.core.files.base import ContentFile
@@ -46,10 +55,12 @@ from django.core.files.storage import Storage, storages
 
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import Conflict, NotFound, SoteriaError, UpstreamError
+from soteria_site.core.timeparse import format_time
 
 from .metrics import POLICY_STORE_ERRORS
 from .types import Policy
 
+log = logging.getLogger(__name__)
 FILE = "policies.json"
 FORMAT_VERSION = 1
 ATTEMPTS = 60  # read-modify-write rounds of `update`
@@ -67,6 +78,12 @@ class StaleVersion(Conflict):
 class PolicyStoreUnreadable(SoteriaError):
     status = 503
     code = "policy_store_unreadable"
+
+
+class PolicyStoreMissing(PolicyStoreUnreadable):
+    """The Secret or its key is gone, but the policies Soteria last read there were not none."""
+
+    code = "policy_store_missing"
 
 
 class SecretFile(ContentFile):
@@ -225,9 +242,28 @@ def _read(storage: SecretStorage) -> SecretFile | None:
         return None
 
 
+def _current(storage: SecretStorage) -> tuple[SecretFile | None, list[Policy]]:
+    """policies.json as read now and its policies; refused when it is unreadable, or missing
+    while the document last remembered held policies."""
+    file = _read(storage)
+    if file is None:
+        known = _recall()
+        if known and known["count"]:
+            POLICY_STORE_ERRORS.labels("missing").inc()
+            raise PolicyStoreMissing(
+                f"{where()} is missing (deleted by someone else?), but it held {known['count']} "
+                f"policies when Soteria last read it ({known['read_at']}); Soteria will not take that for "
+                "no policies. POST /v1/policy-store/recover writes them back; with {\"discard\": true} it "
+                "starts over with none.")
+        return None, []
+    content = file.read()
+    policies = decode(content)
+    _remember(content, len(policies), file.version)
+    return file, policies
+
+
 def load() -> list[Policy]:
-    file = _read(_storage())
-    return sorted(decode(file.read() if file else None), key=lambda p: p.id)
+    return sorted(_current(_storage())[1], key=lambda p: p.id)
 
 
 def update(change: Callable[[list[Policy]], list[Policy]]) -> list[Policy]:
@@ -235,8 +271,8 @@ def update(change: Callable[[list[Policy]], list[Policy]]) -> list[Policy]:
     write. `change` may raise to abort (e.g. NotFound); it may be called more than once."""
     storage = _storage()
     for attempt in range(ATTEMPTS):
-        file = _read(storage)
-        changed = change(decode(file.read() if file else None))
+        file, current = _current(storage)
+        changed = change(current)
         content = encode(changed)
         try:
             if file is None:  # a new key: refused if another writer has just made it
@@ -246,8 +282,76 @@ def update(change: Callable[[list[Policy]], list[Policy]]) -> list[Policy]:
                 file.truncate()
                 file.write(content)
                 storage.save(FILE, file)
+            _remember(content, len(changed), "")
             return sorted(changed, key=lambda p: p.id)
         except StaleVersion:
             time.sleep(random.uniform(0, 0.005 * min(attempt + 1, 20)))
     POLICY_STORE_ERRORS.labels("contention").inc()
     raise Conflict(f"{where()} kept changing while Soteria tried to update it; try again", code="policy_conflict")
+
+
+# --- the last document read, and the way back -----------------------------------------------------
+def memory_key() -> str:
+    storage = _storage()
+    return f"soteria:policies:last-read:{storage.namespace}/{storage.secret_name}"
+
+
+def _remember(content: bytes, count: int, version: str) -> None:
+    """Keep the document as read (its version) or written ("": the next read records its
+    version); written to the cache only when it changed."""
+    key = memory_key()
+    known = cache.get(key)
+    if known and version and known["version"] == version:
+        return
+    cache.set(key, {"content": content, "count": count, "version": version,
+                    "read_at": format_time(datetime.now(timezone.utc))}, timeout=None)
+
+
+def _recall() -> dict | None:
+    return cache.get(memory_key())
+
+
+def recover(discard: bool = False) -> tuple[list[Policy], str]:
+    """Write policies.json back when it is unreadable or missing: the document last remembered,
+    or none with `discard`. Unreadable content is kept in the same Secret under the key
+    `policies.json.unreadable-<UTC time>`, which is returned ("" when there was none)."""
+    storage = _storage()
+    for attempt in range(ATTEMPTS):
+        secret = kubernetes.find_secret(storage.namespace, storage.secret_name)
+        content = secret.data.get(FILE) if secret else None
+        known = _recall()
+        if content is not None:
+            try:
+                decode(content)
+            except PolicyStoreUnreadable:
+                pass
+            else:
+                raise Conflict(f"{where()} is readable: there is nothing to recover", code="nothing_to_recover")
+        elif not (known and known["count"]) and not discard:
+            raise Conflict(f"{where()} is missing, and no policies were lost: create a policy to start",
+                           code="nothing_to_recover")
+        if discard:
+            document = encode([])
+        elif known:
+            document = known["content"]
+        else:
+            raise Conflict(f"{where()} is unreadable and Soteria has no earlier copy of it; "
+                           "start over with {\"discard\": true} (the content is kept under another key)",
+                           code="no_copy_to_recover")
+        data = dict(secret.data) if secret else {}
+        kept = ""
+        if content is not None:
+            kept = f"{FILE}.unreadable-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+            data[kept] = content
+        data[FILE] = document
+        try:
+            storage._write(secret, data)
+        except StaleVersion:
+            time.sleep(random.uniform(0, 0.005 * min(attempt + 1, 20)))
+            continue
+        policies = decode(document)
+        _remember(document, len(policies), "")
+        log.warning("policy store recovered: wrote %d policies to %s%s", len(policies), where(),
+                    f"; the unreadable content is kept as key {kept}" if kept else "")
+        return sorted(policies, key=lambda p: p.id), kept
+    raise Conflict(f"{where()} kept changing while Soteria tried to recover it; try again", code="policy_conflict")

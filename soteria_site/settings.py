@@ -174,6 +174,9 @@ SOTERIA_DRILL_HISTORY = env_int(ENV, "SOTERIA_DRILL_HISTORY", 20, minimum=1, max
 # Swapping a restored claim into place (docs/swap.md): how long each wait may take (a
 # workload's pods going away, a claim deleted, a claim binding).
 SOTERIA_SWAP_WAIT_SECONDS = env_int(ENV, "SOTERIA_SWAP_WAIT_SECONDS", 120, minimum=5, maximum=3600)
+# A restore renews its Lease this often (x4 = the Lease's duration): one whose process died is
+# swept once its Lease has expired (backups/services/restore_leases.py).
+SOTERIA_RESTORE_HEARTBEAT_SECONDS = env_int(ENV, "SOTERIA_RESTORE_HEARTBEAT_SECONDS", 15, minimum=1, maximum=600)
 SOTERIA_LISTEN_ADDR = env_listen_addr(ENV, "SOTERIA_LISTEN_ADDR", ":8080")
 SOTERIA_AUTH_REQUIRED = env_bool(ENV, "SOTERIA_AUTH_REQUIRED", False)
 SOTERIA_ALLOWED_GROUPS = _groups("SOTERIA_ALLOWED_GROUPS", "admin,maintenance")

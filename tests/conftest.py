@@ -92,10 +92,19 @@ def cluster(monkeypatch) -> FakeCluster:
 
 
 @pytest.fixture
-def policy_secret_settings(settings):
-    """Soteria keeps its policies in the Secret soteria/soteria-policies."""
+def policy_secret_settings(settings, request):
+    """Soteria keeps its policies in the Secret soteria/soteria-policies, and remembers none
+    that an earlier test's fake Secret held (the memory is in the database cache, which a
+    transactional test's flush does not empty)."""
     settings.SOTERIA_SECRET_NAMESPACE = "soteria"
     settings.SOTERIA_POLICY_SECRET_NAME = "soteria-policies"
+    if request.node.get_closest_marker("django_db"):
+        from django.core.cache import cache
+
+        from policies import store
+
+        request.getfixturevalue("db")
+        cache.delete(store.memory_key())
 
 
 @pytest.fixture

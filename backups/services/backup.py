@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
-from soteria_site.core import events
+from soteria_site.core import events, liveness
 from soteria_site.core.errors import Conflict, SoteriaError
 from soteria_site.core.names import POLICY_LABEL, fit_name, label_value, require_dns_label, require_dns_subdomain, tags_to_labels
 
@@ -45,9 +45,15 @@ def pvc_lock(namespace: str, pvc: str, operation: str = "backup"):
     key = fit_name(f"{operation}:{namespace}/{pvc}", LOCK_KEY_MAX)
     now = timezone.now()
     OperationLock.objects.filter(key=key, expires_at__lt=now).delete()
+    for held in OperationLock.objects.filter(key=key).values_list("id", "holder"):
+        if liveness.is_dead(held[1]):  # killed while it held the lock: it will never release it
+            log.warning("%s of PVC %s/%s: taking over the lock of %s, which no longer runs", operation,
+                        namespace, pvc, held[1])
+            OperationLock.objects.filter(id=held[0], holder=held[1]).delete()
     try:
         with transaction.atomic():
-            lock = OperationLock.objects.create(key=key, expires_at=now + timedelta(seconds=_lock_seconds()))
+            lock = OperationLock.objects.create(key=key, expires_at=now + timedelta(seconds=_lock_seconds()),
+                                                holder=liveness.holder())
     except IntegrityError:
         raise Conflict(f"a {operation} of PVC {namespace}/{pvc} is already being started",
                        code="backup_in_progress" if operation == "backup" else "restore_in_progress") from None

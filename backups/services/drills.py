@@ -22,7 +22,6 @@ worker died).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -218,38 +217,11 @@ def _initial(p: DrillPlan, slot: int) -> dict:
 
 
 # --- Running a drill (in the worker) ---------------------------------------------------------
-class _Heartbeat:
+def _heartbeat(drill_id: str, names: list[str]) -> leases.Heartbeat:
     """Renews the drill's Leases every SOTERIA_DRILL_HEARTBEAT_SECONDS; `lost` once one of them
     could not be renewed (the sweeper may then take the drill for dead)."""
-
-    def __init__(self, drill_id: str, names: list[str]):
-        self.drill_id, self.names = drill_id, names
-        self.lost = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"drill-{drill_id}", daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def renew(self) -> None:
-        for name in self.names:
-            try:
-                held = leases.acquire(name, namespace=_lease_namespace(), duration_seconds=_lease_seconds(),
-                                      holder=self.drill_id)
-            except SoteriaError as exc:
-                log.warning("drill %s could not renew Lease %s: %s", self.drill_id, name, exc.detail)
-                continue
-            if not held:
-                self.lost = f"the drill lost its Lease {name} (another Soteria took it over)"
-
-    def _run(self) -> None:
-        while not self._stop.wait(settings.SOTERIA_DRILL_HEARTBEAT_SECONDS):
-            self.renew()
+    return leases.Heartbeat(drill_id, names, namespace=_lease_namespace(), duration_seconds=_lease_seconds(),
+                            every_seconds=settings.SOTERIA_DRILL_HEARTBEAT_SECONDS)
 
 
 class _Stop(Exception):
@@ -274,7 +246,7 @@ def run(drill_id: str, namespace: str, pvc: str) -> dict:
     deadline = time.monotonic() + settings.SOTERIA_DRILL_TIMEOUT_SECONDS
     outcome: dict = {}
     scratch = dict(drill["scratch"])
-    with _Heartbeat(drill_id, names) as beat:
+    with _heartbeat(drill_id, names) as beat:
         beat.renew()
         try:
             outcome = _drill(drill, scratch, beat, deadline)
@@ -293,7 +265,7 @@ def run(drill_id: str, namespace: str, pvc: str) -> dict:
     return {"id": drill_id, "result": final.get("result")}
 
 
-def _drill(drill: dict, scratch: dict, beat: _Heartbeat, deadline: float) -> dict:
+def _drill(drill: dict, scratch: dict, beat: leases.Heartbeat, deadline: float) -> dict:
     namespace, pvc, drill_id = drill["namespace"], drill["pvc"], drill["id"]
     _check(beat, deadline, "the drill")  # a drill whose Lease another took over restores nothing
     claim = claims.get_claim(namespace, pvc)
@@ -347,7 +319,7 @@ def _drill(drill: dict, scratch: dict, beat: _Heartbeat, deadline: float) -> dic
                       f"{len(source.sample)} sampled files match the backup's manifest"}
 
 
-def _check(beat: _Heartbeat, deadline: float, what: str) -> None:
+def _check(beat: leases.Heartbeat, deadline: float, what: str) -> None:
     if beat.lost:
         raise _Stop("error", beat.lost)
     if time.monotonic() > deadline:
@@ -355,7 +327,7 @@ def _check(beat: _Heartbeat, deadline: float, what: str) -> None:
                              f"({settings.SOTERIA_DRILL_TIMEOUT_SECONDS} s)")
 
 
-def _wait_restored(driver, scratch: dict, beat: _Heartbeat, deadline: float) -> str:
+def _wait_restored(driver, scratch: dict, beat: leases.Heartbeat, deadline: float) -> str:
     """Until the driver reports the scratch claim restored (""), or failed (its reason)."""
     while True:
         _check(beat, deadline, "the restore")
@@ -369,7 +341,7 @@ def _wait_restored(driver, scratch: dict, beat: _Heartbeat, deadline: float) -> 
         time.sleep(POLL_SECONDS)
 
 
-def _verify(drill: dict, scratch: dict, source: manifests.Manifest | None, beat: _Heartbeat,
+def _verify(drill: dict, scratch: dict, source: manifests.Manifest | None, beat: leases.Heartbeat,
             deadline: float) -> manifests.Manifest:
     """Run the verification Job over the scratch claim and read its manifest."""
     namespace = scratch["namespace"]
@@ -429,7 +401,7 @@ def remove_scratch(drill_id: str, scratch: dict, driver: str) -> dict:
         claim = kubernetes.find_pvc(namespace, scratch["pvc"]) if scratch.get("pvc") else None
         if claim is not None:
             if claim.volume_name and claim.volume_name not in pv_names:
-                pv = _find_pv(claim.volume_name)
+                pv = kubernetes.find_pv(claim.volume_name)
                 if pv is not None and (pv.labels.get(DRILL_LABEL) or pv.reclaim_policy != "Delete"):
                     pv_names.add(pv.name)
             attempt(f"pvc {namespace}/{claim.name}", kubernetes.delete_pvc, namespace, claim.name)
@@ -444,11 +416,6 @@ def remove_scratch(drill_id: str, scratch: dict, driver: str) -> dict:
     return {"succeeded": not errors, "deleted": deleted, "errors": errors}
 
 
-def _find_pv(name: str) -> kubernetes.Pv | None:
-    try:
-        return kubernetes.get_pv(name)
-    except NotFound:
-        return None
 
 
 def sweep() -> dict:

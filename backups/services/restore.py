@@ -25,7 +25,7 @@ from soteria_site.core.timeparse import format_time
 from .. import drivers
 from .. import types as t
 from ..types import DRILL_LABEL, RESTORED_FROM, NamespaceRestoreResult, RestoreOutcome, RestorePlan, RestoreResult, RestoreStatus
-from . import claims, inventory_cache
+from . import claims, inventory_cache, restore_leases
 from .backup import pvc_lock
 from .counting import NAMESPACE_RESTORE_REQUESTS, RESTORE_REQUESTS, batch_result, counted
 
@@ -69,7 +69,8 @@ def _execute(driver, plan: RestorePlan, claim: claims.Claim, requested_by: str) 
         # Checked again under the lock: another restore may have just finished.
         _refuse_existing_target(plan.target_namespace, plan.target_pvc)
         try:
-            plan = driver.restore(plan, claim, requested_by) or plan
+            with restore_leases.in_flight(plan):  # swept, if this process dies before the restore ends
+                plan = driver.restore(plan, claim, requested_by) or plan
         except SoteriaError as exc:
             events.emit_on_pvc(claim.pvc, "RestoreFailed",
                          f"Restore of backup {plan.backup.name} into {plan.target_namespace}/{plan.target_pvc} "

@@ -77,3 +77,15 @@ class PolicyList(serializers.Serializer):
     due_times_as_of = TimeField(allow_null=True, read_only=True,
                                 help_text="when the stored inventory the due times come from was built "
                                           "(the worker refreshes it); null: none is stored yet, so no due times")
+
+
+class PolicyStoreRecoverRequest(StrictSerializer):
+    discard = StrictBooleanField(required=False, default=False,
+                                 help_text="start over with no policies instead of the last ones Soteria read")
+
+
+class PolicyStoreRecovered(serializers.Serializer):
+    policies = PolicyOut(many=True)
+    kept_unreadable_as = serializers.CharField(allow_blank=True,
+                                               help_text="the Secret key now holding the unreadable content; "
+                                                         "blank: there was none")

@@ -14,14 +14,22 @@ from soteria_site.web.permissions import visible_namespaces
 
 from .. import services
 from ..types import PolicyView, policy_id, policy_namespace
-from .serializers import PolicyList, PolicyOut, PolicyQuery, PolicyRequest
+from .serializers import (
+    PolicyList,
+    PolicyOut,
+    PolicyQuery,
+    PolicyRequest,
+    PolicyStoreRecovered,
+    PolicyStoreRecoverRequest,
+)
 
 
 class PolicyViewSet(AuditedViewSet):
     """Backup policies, kept in the policy Secret."""
 
     audit_name = "policy"
-    required_permissions = {"list": VIEW, "create": POLICIES, "destroy": POLICIES, "destroy_by_query": POLICIES}
+    required_permissions = {"list": VIEW, "create": POLICIES, "destroy": POLICIES, "destroy_by_query": POLICIES,
+                            "recover": POLICIES}
     # An id is `<namespace>.<pvc>` or `<namespace>`, and a PVC name may hold dots: anything but
     # a slash (the router's default for trailing_slash=False refuses dots).
     lookup_value_regex = "[^/]+"
@@ -61,3 +69,13 @@ class PolicyViewSet(AuditedViewSet):
         query.is_valid(raise_exception=True)
         pk = policy_id(query.validated_data["namespace"], query.validated_data["pvc"])
         return Response(PolicyOut(PolicyView(services.delete_policy(pk, requested_by(request)))).data)
+
+    @extend_schema(request=PolicyStoreRecoverRequest, responses={200: PolicyStoreRecovered, **error_responses(400, 409)},
+                   operation_id="policy_store_recover",
+                   summary="Write the policies back after the policy Secret or its key was deleted or spoiled")
+    def recover(self, request):
+        body = PolicyStoreRecoverRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        policies, kept = services.recover_store(body.validated_data["discard"], requested_by(request))
+        return Response(PolicyStoreRecovered({"policies": [PolicyView(p) for p in policies],
+                                              "kept_unreadable_as": kept}).data)

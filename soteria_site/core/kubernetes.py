@@ -443,6 +443,13 @@ def get_pv(name: str) -> Pv:
     return _pv(_call("pvs.get", _core().read_persistent_volume, name))
 
 
+def find_pv(name: str) -> Pv | None:
+    try:
+        return get_pv(name)
+    except NotFound:
+        return None
+
+
 def list_storage_classes() -> list[StorageClass]:
     data = _call("storageclasses.list", _storage().list_storage_class)
     return [_storage_class(item) for item in data.get("items", [])]
@@ -511,13 +518,16 @@ class Lease:
     duration_seconds: int
     resource_version: str
     transitions: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 def _lease(obj: dict) -> Lease:
     meta, spec = obj.get("metadata", {}), obj.get("spec", {})
     return Lease(namespace=meta.get("namespace", ""), name=meta.get("name", ""), holder=spec.get("holderIdentity") or "",
                  renewed=parse_time(spec.get("renewTime")), duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
-                 resource_version=meta.get("resourceVersion", ""), transitions=int(spec.get("leaseTransitions") or 0))
+                 resource_version=meta.get("resourceVersion", ""), transitions=int(spec.get("leaseTransitions") or 0),
+                 labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}))
 
 
 def _coordination() -> k8s.CoordinationV1Api:
@@ -529,6 +539,12 @@ def find_lease(namespace: str, name: str) -> Lease | None:
         return _lease(_call("leases.get", _coordination().read_namespaced_lease, name, namespace))
     except NotFound:
         return None
+
+
+def list_leases(namespace: str, label_selector: str) -> list[Lease]:
+    """The Leases with a label in one namespace (one list, paginated)."""
+    pages = list_pages("leases.list", _coordination().list_namespaced_lease, namespace, label_selector=label_selector)
+    return [_lease(item) for page in pages for item in page]
 
 
 def create_lease(namespace: str, body: dict) -> Lease:

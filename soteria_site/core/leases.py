@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from datetime import datetime, timedelta, timezone
 
 from . import kubernetes
@@ -29,10 +30,12 @@ def _micro(when: datetime) -> str:
 
 
 def acquire(name: str, *, namespace: str, duration_seconds: int, holder: str | None = None,
-            now: datetime | None = None) -> bool:
+            now: datetime | None = None, labels: dict[str, str] | None = None,
+            annotations: dict[str, str] | None = None) -> bool:
     """Take or renew Lease `namespace/name` for `holder` (default: `identity()`). True when
     `holder` holds it now; False when another holder's Lease has not expired or another
-    caller won the race."""
+    caller won the race. `labels` and `annotations` are set when the Lease is taken (a
+    renewal keeps the Lease's own)."""
     holder = holder or identity()
     now = now or datetime.now(timezone.utc)
     spec = {"holderIdentity": holder, "leaseDurationSeconds": duration_seconds, "renewTime": _micro(now)}
@@ -41,15 +44,18 @@ def acquire(name: str, *, namespace: str, duration_seconds: int, holder: str | N
         if lease is None:
             kubernetes.create_lease(namespace, {
                 "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": name, "namespace": namespace},
+                "metadata": {"name": name, "namespace": namespace, "labels": labels or {},
+                             "annotations": annotations or {}},
                 "spec": {**spec, "acquireTime": _micro(now), "leaseTransitions": 0}})
             return True
         expired = lease.renewed is None or lease.renewed + timedelta(seconds=lease.duration_seconds) < now
         if lease.holder != holder and not expired:
             return False
         taking_over = lease.holder != holder
-        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": name, "namespace": namespace, "resourceVersion": lease.resource_version},
+        metadata = {"name": name, "namespace": namespace, "resourceVersion": lease.resource_version,
+                    "labels": labels if taking_over and labels is not None else lease.labels,
+                    "annotations": annotations if taking_over and annotations is not None else lease.annotations}
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
                 "spec": {**spec, "leaseTransitions": lease.transitions + (1 if taking_over else 0)}}
         if taking_over:
             body["spec"]["acquireTime"] = _micro(now)
@@ -80,3 +86,43 @@ def release(name: str, *, namespace: str, holder: str) -> None:
         kubernetes.delete_lease(namespace, name, lease.resource_version)
     except Conflict:
         log.info("Lease %s/%s changed before %s released it", namespace, name, holder)
+
+
+class Heartbeat:
+    """Renews Leases `names` for `holder` every `every_seconds` in a thread, while a piece of
+    work runs (`with Heartbeat(...) as beat:`); `lost` says why once one of them was taken by
+    another holder (a sweeper may then have taken the work for dead). A process that dies stops
+    renewing, and its Leases expire `duration_seconds` after the last renewal."""
+
+    def __init__(self, holder: str, names: list[str], *, namespace: str, duration_seconds: int,
+                 every_seconds: float):
+        self.holder, self.names, self.namespace = holder, names, namespace
+        self.duration_seconds, self.every_seconds = duration_seconds, every_seconds
+        self.lost = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{holder}", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def renew(self) -> None:
+        from .errors import SoteriaError
+
+        for name in self.names:
+            try:
+                held = acquire(name, namespace=self.namespace, duration_seconds=self.duration_seconds,
+                               holder=self.holder)
+            except SoteriaError as exc:
+                log.warning("%s could not renew Lease %s: %s", self.holder, name, exc.detail)
+                continue
+            if not held:
+                self.lost = f"{self.holder} lost its Lease {name} (another Soteria took it over)"
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_seconds):
+            self.renew()

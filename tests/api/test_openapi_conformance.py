@@ -10,6 +10,7 @@ drift apart. An endpoint the cases below do not call fails `test_every_operation
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from collections.abc import Callable
@@ -64,6 +65,17 @@ def _policies(client):
                                                               "interval_hours": 6, "retain": 3, "tags": ["a=b"]},
                  {"namespace": "media", "interval_hours": 12, "enabled": False}):
         assert _post(client, "/v1/policies", body).status_code == 201
+
+
+def _spoiled_policies(client):
+    """The policies, then someone else writes something unreadable over them."""
+    from soteria_site.core import kubernetes
+
+    _policies(client)
+    secret = kubernetes.find_secret("soteria", "soteria-policies")
+    kubernetes.replace_secret("soteria", "soteria-policies", {"metadata": {
+        "name": "soteria-policies", "resourceVersion": secret.resource_version},
+        "data": {"policies.json": base64.b64encode(b"{broken").decode()}})
 
 
 def _drill(client):
@@ -166,6 +178,9 @@ CASES = [
     Case("delete", "/v1/policies/", "/v1/policies/?namespace=ai&pvc=llm-cache", 200, before=_policies),
     Case("delete", "/v1/policies/", "/v1/policies/?pvc=llm-cache", 400),
     Case("delete", "/v1/policies/", "/v1/policies/?namespace=media&pvc=nope", 404, before=_policies),
+    Case("post", "/v1/policy-store/recover", "/v1/policy-store/recover", 200, {}, before=_spoiled_policies),
+    Case("post", "/v1/policy-store/recover", "/v1/policy-store/recover", 400, {"discard": "yes"}),
+    Case("post", "/v1/policy-store/recover", "/v1/policy-store/recover", 409, {}, before=_policies),
     # Restore drills.
     Case("get", "/v1/restore-drills", "/v1/restore-drills", 200, before=_drills_ended),
     Case("get", "/v1/restore-drills", "/v1/restore-drills?namespace=ai&pvc=llm-cache", 200, before=_drills_ended),
@@ -214,15 +229,13 @@ def _api_time(value) -> bool:
 
 
 @pytest.fixture
-def world(cluster, settings, monkeypatch):  # noqa: F811 - the fixture imported above
+def world(cluster, settings, monkeypatch, policy_secret_settings):  # noqa: F811 - the fixture imported above
     from backups.services import drills
     from tests.support.fake_workloads import DEPLOYMENT, FakeApps, deployment
 
-    settings.SOTERIA_SECRET_NAMESPACE = "soteria"
     # A restore drill is queued for the worker, not run; its manifests are not collected here.
     monkeypatch.setattr(drills, "_enqueue", lambda plan: None)
     monkeypatch.setattr(drills, "_collect_manifests", lambda namespace, pvc: None)
-    settings.SOTERIA_POLICY_SECRET_NAME = "soteria-policies"
     cluster.add_pvc("ai", "llm-cache", backups=[("Completed", 2, None), ("Error", 1, None),
                                                 ("Completed", 30, None, {"tier": "gold"})])
     cluster.add_pvc("ai", "local", storage_class="local-path", csi_driver=None)

@@ -190,10 +190,11 @@ def test_rbac_names_the_secrets_soteria_uses_and_grants_the_rest_only_in_its_nam
     named = {(r["resources"][0], n): sorted(r["verbs"]) for r in role["rules"] for n in r.get("resourceNames", [])}
     assert named == {("secrets", config["SOTERIA_POLICY_SECRET_NAME"]): ["get", "update"],
                      ("secrets", config["SOTERIA_RESTIC_SECRET_NAME"]): ["get"]}
-    # Leases (the evaluator's, and drills' named after PVCs), drill records, scratch claims.
+    # Leases (the evaluator's, drills' and restores' named after PVCs; restores' listed by the
+    # restore sweep), drill records, scratch claims.
     unnamed = {(r["apiGroups"][0], r["resources"][0]): sorted(r["verbs"]) for r in role["rules"]
                if not r.get("resourceNames")}
-    assert unnamed == {("coordination.k8s.io", "leases"): ["create", "delete", "get", "update"],
+    assert unnamed == {("coordination.k8s.io", "leases"): ["create", "delete", "get", "list", "update"],
                        ("", "configmaps"): ["create", "get", "list", "update"],
                        ("", "persistentvolumeclaims"): ["delete"]}
     cluster_pvc_verbs = {v for d in built if d["kind"] == "ClusterRole" for r in d["rules"]

@@ -124,9 +124,9 @@ def test_the_scheduled_evaluation_backs_up_due_pvcs_once(client, live, policy_se
     # Due a minute ago: django-q2 steps a missed schedule's next run forward one interval at a
     # time, so a date decades back costs millions of steps.
     Schedule.objects.update(next_run=timezone.now() - timedelta(minutes=1))
-    # The policy evaluation, the inventory refresh, the snapshot prune, the manifest collection
-    # and the drill sweeper.
-    assert len(_tick()) == 5
+    # The policy evaluation, the inventory refresh, the snapshot prune, the manifest collection,
+    # the drill sweeper and the restore sweeper.
+    assert len(_tick()) == 6
     assert Success.objects.filter(func="policies.tasks.evaluate_policies").count() == 1
     wait_for(lambda: any(b["state"] == "Completed" and b["labels"].get("policy") == "e2e-pol"
                          for b in _backups(client, "e2e-pol", "due")), what="policy backup")

@@ -19,7 +19,8 @@ from soteria_site.core import kubernetes
 from soteria_site.core.errors import Conflict, UpstreamError
 from tests.support.fake_cluster import NOW
 
-pytestmark = pytest.mark.usefixtures("policy_secret_settings")
+# The store remembers the last document it read in the database cache.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("policy_secret_settings")]
 
 
 KEY = ("soteria", "soteria-policies")
@@ -46,6 +47,13 @@ def _change_behind_its_back(cluster, **data: bytes):
     current = cluster.secrets[KEY]
     body = {"metadata": {"name": "soteria-policies", "labels": current.labels},
             "data": {k: base64.b64encode(v).decode() for k, v in {**current.data, **data}.items()}}
+    cluster.replace_secret("soteria", "soteria-policies", body)
+
+
+def _key_deleted_behind_its_back(cluster):
+    current = cluster.secrets[KEY]
+    body = {"metadata": {"name": "soteria-policies", "labels": current.labels},
+            "data": {k: base64.b64encode(v).decode() for k, v in current.data.items() if k != "policies.json"}}
     cluster.replace_secret("soteria", "soteria-policies", body)
 
 
@@ -234,6 +242,59 @@ def test_what_a_secret_key_does_not_have_is_not_implemented(storage, call):
 def test_load_of_no_secret_or_no_key_is_no_policies(cluster):
     assert store.load() == []
     _secret(cluster, **{"notes.txt": b"n"})
+    assert store.load() == []
+
+
+@pytest.mark.parametrize("how", ["secret deleted", "key deleted"])
+def test_policies_deleted_by_someone_else_are_reported_not_taken_for_none(cluster, how):
+    store.update(lambda current: [_policy("ai"), _policy("media")])
+    assert len(store.load()) == 2
+    if how == "secret deleted":
+        del cluster.secrets[KEY]
+    else:
+        _key_deleted_behind_its_back(cluster)
+    before = POLICY_STORE_ERRORS.labels("missing")._value.get()
+    with pytest.raises(store.PolicyStoreMissing) as info:
+        store.load()
+    assert info.value.status == 503 and info.value.code == "policy_store_missing"
+    assert "held 2 policies" in info.value.detail
+    # Nor does a new policy start a document of its own over the lost two.
+    with pytest.raises(store.PolicyStoreMissing):
+        store.update(lambda current: current + [_policy("games")])
+    assert POLICY_STORE_ERRORS.labels("missing")._value.get() == before + 2
+    assert KEY not in cluster.secrets or "policies.json" not in cluster.secrets[KEY].data
+
+
+def test_recover_writes_back_the_policies_last_read(cluster):
+    store.update(lambda current: [_policy("ai"), _policy("media")])
+    store.load()
+    _change_behind_its_back(cluster, **{"notes.txt": b"kept"})
+    _key_deleted_behind_its_back(cluster)
+    policies, kept = store.recover()
+    assert [p.id for p in policies] == ["ai", "media"] and kept == ""
+    assert [p.id for p in store.load()] == ["ai", "media"]
+    assert cluster.secrets[KEY].data["notes.txt"] == b"kept"
+
+
+def test_recover_keeps_unreadable_content_under_another_key(cluster):
+    store.update(lambda current: [_policy("ai")])
+    _change_behind_its_back(cluster, **{"policies.json": b"{oops"})
+    policies, kept = store.recover()
+    assert [p.id for p in policies] == ["ai"]
+    assert kept.startswith("policies.json.unreadable-") and cluster.secrets[KEY].data[kept] == b"{oops"
+    with pytest.raises(Conflict) as info:  # readable again: nothing to do
+        store.recover()
+    assert info.value.code == "nothing_to_recover"
+
+
+def test_recover_without_a_copy_needs_discard(cluster):
+    _secret(cluster, **{"policies.json": b""})
+    with pytest.raises(Conflict) as info:
+        store.recover()
+    assert info.value.code == "no_copy_to_recover"
+    assert cluster.secrets[KEY].data["policies.json"] == b""
+    policies, kept = store.recover(discard=True)
+    assert policies == [] and cluster.secrets[KEY].data[kept] == b""
     assert store.load() == []
 
 

@@ -134,7 +134,7 @@ class FakeCluster:
         for name in ("list_pvcs", "get_pvc", "find_pvc", "list_pvs", "get_pv", "list_storage_classes",
                      "namespace_exists", "create_event", "create_pv", "delete_pv", "create_pvc", "delete_pvc",
                      "list_pvcs_labelled", "find_secret", "get_secret", "create_secret", "replace_secret",
-                     "find_lease", "create_lease", "replace_lease", "delete_lease", "list_pvs_labelled",
+                     "find_lease", "create_lease", "replace_lease", "delete_lease", "list_leases", "list_pvs_labelled",
                      "list_config_maps", "find_config_map", "create_config_map", "replace_config_map",
                      "delete_config_map"):
             monkeypatch.setattr(kubernetes, name, counted(name, getattr(self, name)))
@@ -352,10 +352,16 @@ class FakeCluster:
         spec = body["spec"]
         return Lease(namespace=namespace, name=body["metadata"]["name"], holder=spec["holderIdentity"],
                      renewed=parse_time(spec["renewTime"]), duration_seconds=spec["leaseDurationSeconds"],
-                     resource_version=self._next_version(), transitions=spec.get("leaseTransitions", 0))
+                     resource_version=self._next_version(), transitions=spec.get("leaseTransitions", 0),
+                     labels=dict(body["metadata"].get("labels") or {}),
+                     annotations=dict(body["metadata"].get("annotations") or {}))
 
     def find_lease(self, namespace, name):
         return self.leases.get((namespace, name))
+
+    def list_leases(self, namespace, label_selector):
+        return [lease for (ns, _), lease in sorted(self.leases.items())
+                if ns == namespace and _selects(label_selector, lease.labels)]
 
     def create_lease(self, namespace, body):
         with self._lock:

@@ -102,12 +102,17 @@ def refresh_in_shell(server: SoteriaServer) -> dict:
 class Worker:
     """Soteria's real queue worker (`manage.py qcluster`, django-q2 with the ORM broker)."""
 
-    def __init__(self, server: SoteriaServer):
+    def __init__(self, server: SoteriaServer, hostname: str = ""):
+        """`hostname`: run it as a pod of that name would (its own UTS namespace), so that two
+        workers on this machine are two replicas to the Leases (leases.identity)."""
         self.server = server
         self.log_path = server.data_dir / "worker.log"
         log = open(self.log_path, "ab")
+        argv = [sys.executable, "manage.py", "qcluster"]
+        if hostname:
+            argv = ["unshare", "--uts", "sh", "-c", f'hostname {hostname} && exec "$@"', "sh", *argv]
         # Its own process group: django-q2 forks a sentinel, workers, a monitor and a pusher.
-        self.process = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=server.env,
+        self.process = subprocess.Popen(argv, cwd=ROOT, env=server.env,
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         wait_for_passing(lambda: self.process.poll() is None and b"running" in self.log_path.read_bytes()
