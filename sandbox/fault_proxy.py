@@ -50,6 +50,7 @@ class Rule:
     status: int = 500
     count: int = 1
     message: str = "injected by the sandbox's fault proxy"
+    reason: str = ""  # the Status body's reason; by default the status's usual one
     hits: int = 0
     _pattern: re.Pattern = field(init=False, repr=False)
 
@@ -62,8 +63,8 @@ class Rule:
         return self.method in ("*", method) and self._pattern.fullmatch(path) is not None
 
 
-def status_body(status: int, message: str) -> bytes:
-    reason = REASONS.get(status, "InternalError")
+def status_body(status: int, message: str, reason: str = "") -> bytes:
+    reason = reason or REASONS.get(status, "InternalError")
     return json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                        "message": message, "reason": reason, "code": status}).encode()
 
@@ -158,8 +159,8 @@ class KubeFaultProxy:
 
     # --- rules -------------------------------------------------------------------------------
     def add(self, method: str, path: str, mode: str = "status", *, status: int = 500, count: int = 1,
-            message: str = "injected by the sandbox's fault proxy") -> Rule:
-        rule = Rule(method, path, mode, status, count, message)
+            message: str = "injected by the sandbox's fault proxy", reason: str = "") -> Rule:
+        rule = Rule(method, path, mode, status, count, message, reason)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -203,7 +204,7 @@ class KubeFaultProxy:
         rule = self._take(method, path)
         if rule is not None and rule.mode == "status":
             self._record(method, path, f"status_{rule.status}")
-            payload = status_body(rule.status, rule.message)
+            payload = status_body(rule.status, rule.message, rule.reason)
             handler.send_response(rule.status)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(payload)))
