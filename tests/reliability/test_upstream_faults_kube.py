@@ -233,3 +233,23 @@ def test_a_namespace_restore_restores_the_others_when_one_claim_fails(client, li
     events = [e for e in core.list_namespaced_event("rk-nsr").items
               if e.involved_object.name == failed_source and e.reason == "RestoreFailed"]
     assert events and MESSAGE in events[0].message
+
+
+# --- The inventory ----------------------------------------------------------------------------------
+# It reads Longhorn's volumes from their custom resources, through the Kubernetes API.
+INVENTORY_FAULTS = size(ci=[("status", 500, 502), ("hang", None, 504)],
+                        full=[("status", 500, 502), ("status", 503, 503), ("hang", None, 504), ("drop", None, 200)])
+
+
+@pytest.mark.parametrize("case", INVENTORY_FAULTS, ids=lambda c: f"{c[0]}-{c[1] or ''}".rstrip("-"))
+def test_the_inventory_under_a_kubernetes_fault_answers_clearly(client, live, api, case):
+    mode, answer, expected = case
+    api.add("GET", "/apis/longhorn.io/[^/]+/namespaces/[^/]+/volumes", mode, status=answer or 500, count=0 if
+            mode != "drop" else 1, message=MESSAGE)
+    response = client.get("/v1/inventory?namespace=ai")
+    assert response.status_code == expected, response.content
+    if expected != 200:
+        assert response.json()["error"].startswith("kubernetes_"), response.content
+    api.clear()
+    response = client.get("/v1/inventory?namespace=ai")
+    assert response.status_code == 200 and response.json()["namespaces"][0]["pvcs"], response.content
