@@ -35,7 +35,8 @@ def faulty(live, settings):
 
 
 def case_id(case) -> str:
-    return "-".join(str(part) for part in case[:2]).lower().replace(".", "-").replace("_", "-")
+    """`<route>-<mode>-<outcome>`, as a Kubernetes name."""
+    return "-".join(str(part) for part in (case[0], case[1], case[3])).lower().replace(".", "-").replace("_", "-")
 
 
 def own_snapshots(cfg, volume: str) -> list[str]:
