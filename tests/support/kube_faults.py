@@ -66,7 +66,7 @@ def assert_nothing_left(cfg: SandboxConfig, before: set[tuple[str, str]], timeou
     out), then until deletions (Longhorn's, the garbage collector's) are done, up to `timeout`."""
     from sandbox import faults
 
-    wait_for(lambda: faults._call(cfg, "GET", "/sandbox/calls")["in_flight"] == 0, timeout,
+    wait_for(lambda: faults.in_flight(cfg) == 0, timeout,
              "the Longhorn emulator to finish every call")
     last: set[tuple[str, str]] = set()
 
