@@ -72,7 +72,7 @@ def measured(client, name: str, failed: str, fail, recover) -> tuple[float, floa
     finally:
         recover()
     back = seconds_until(client, failed, ok=True)
-    print(f"\nreadiness {name}: 503 naming {failed} after {turn:.2f}s, 200 again {back:.2f}s after recovery")
+    print(f"\nreadiness {name}: 503 naming {failed} after {turn:.2f}s, {failed} ok again {back:.2f}s after recovery")
     assert turn <= TURN_LIMIT and back <= RECOVER_LIMIT, (turn, back)
     return turn, back
 
