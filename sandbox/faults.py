@@ -41,6 +41,11 @@ def peak_concurrency(cfg: SandboxConfig) -> int:
     return _call(cfg, "GET", "/sandbox/calls")["peak_concurrent"]
 
 
+def in_flight(cfg: SandboxConfig) -> int:
+    """How many /v1 calls the emulator is handling now (a hanging or slow fault's included)."""
+    return _call(cfg, "GET", "/sandbox/calls")["in_flight"]
+
+
 def set_call_delay(cfg: SandboxConfig, seconds: float) -> dict:
     """A fixed latency added to every /v1 call (0: none), as a manager across a network has."""
     return configure(cfg, call_delay_seconds=seconds)

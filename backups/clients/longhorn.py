@@ -117,6 +117,11 @@ def _volume(obj: dict) -> Volume:
     kube = obj.get("kubernetesStatus") or {}
     restores = obj.get("restoreStatus") or []
     restore_errors = [r.get("error") for r in restores if r.get("error")]
+    conditions = obj.get("conditions") if isinstance(obj.get("conditions"), dict) else {}
+    restore_condition = conditions.get("Restore") or {}
+    if not restore_errors and restore_condition.get("reason") == "RestoreFailure":
+        # restoreStatus[] may be gone (its replicas stopped); the Restore condition keeps the reason.
+        restore_errors = [restore_condition.get("message") or "restore failed"]
     progress = [_int(r.get("progress")) for r in restores if r.get("isRestoring") or r.get("progress")]
     return Volume(
         name=obj.get("name") or obj.get("id", ""),

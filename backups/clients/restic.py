@@ -103,12 +103,14 @@ def run(operation: str, args: list[str], repository: str, credentials: Credentia
         UPSTREAM_REQUESTS.labels(SYSTEM, operation, "ok").inc()
         return done
     said = _last_lines(done.stderr) or _last_lines(done.stdout) or f"exit code {done.returncode}"
-    if any(marker in done.stderr for marker in _NO_REPOSITORY):
-        UPSTREAM_REQUESTS.labels(SYSTEM, operation, "not_found").inc()
-        raise RepositoryMissing(f"there is no restic repository at {repository}: {said}")
+    # Unreachable first: restic says "unable to open config file ... connection refused. Is there
+    # a repository at the following location?" when it cannot reach the storage at all.
     if any(marker in done.stderr.lower() for marker in _UNREACHABLE):
         UPSTREAM_REQUESTS.labels(SYSTEM, operation, "unreachable").inc()
         raise UpstreamUnavailable(SYSTEM, f"restic {args[0]} could not reach the repository: {said}")
+    if any(marker in done.stderr for marker in _NO_REPOSITORY):
+        UPSTREAM_REQUESTS.labels(SYSTEM, operation, "not_found").inc()
+        raise RepositoryMissing(f"there is no restic repository at {repository}: {said}")
     UPSTREAM_REQUESTS.labels(SYSTEM, operation, "error").inc()
     raise UpstreamError(SYSTEM, f"restic {args[0]} failed: {said}", exit_code=done.returncode)
 

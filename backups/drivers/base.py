@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from soteria_site.core.errors import Conflict, SoteriaError
+from soteria_site.core.errors import Conflict, SoteriaError, UpstreamTimeout, UpstreamUnavailable
 from soteria_site.core.kubernetes import Pvc
 
 from ..types import BackupFacts, BackupRecord, BackupResult, Claim, Probe, RestorePlan, RestoreProgress
@@ -74,3 +74,10 @@ def restore_failed(exc: SoteriaError, cleanup: dict) -> SoteriaError:
     if isinstance(exc, Conflict) and "already exists" in exc.detail:
         exc.code = "target_exists"
     return exc
+
+
+def unanswered(exc: SoteriaError) -> bool:
+    """Whether a create that failed this way may have been carried out all the same: the
+    upstream did not answer in time, or the connection broke before its answer. A restore's
+    cleanup then deletes what that create would have made, in case it exists."""
+    return isinstance(exc, (UpstreamTimeout, UpstreamUnavailable))

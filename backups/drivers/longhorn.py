@@ -31,7 +31,7 @@ from ..clients.longhorn import BackupStatus, BackupVolume, Volume
 from ..types import BackupFacts, BackupRecord, BackupResult, Claim, PlannedCall, Probe, RestorePlan, RestoreProgress
 from . import failure_memory as failure_ledger
 from . import job_bodies, longhorn_features, longhorn_restore, longhorn_snapshots, manifest_jobs
-from .base import VolumeView
+from .base import VolumeView, unanswered
 from .longhorn_snapshots import snapshot_name, snapshot_time
 
 log = logging.getLogger(__name__)
@@ -337,7 +337,14 @@ class LonghornDriver:
             exc.detail += (f"; Soteria could not delete its snapshot {snapshot}: {problem}" if problem else
                            f"; Soteria deleted its snapshot {snapshot}")
             raise
-        longhorn.backup_snapshot(name, snapshot, labels, mode)
+        try:
+            longhorn.backup_snapshot(name, snapshot, labels, mode)
+        except SoteriaError as exc:
+            if not unanswered(exc):  # refused: no backup will ever read this snapshot
+                problem = longhorn_snapshots.discard(name, snapshot)
+                exc.detail += (f"; Soteria could not delete its snapshot {snapshot}: {problem}" if problem else
+                               f"; Soteria deleted its snapshot {snapshot}")
+            raise
         self._start_manifest(claim, manifest_job, snapshot, requested_by, now)
         return result
 

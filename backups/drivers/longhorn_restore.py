@@ -20,13 +20,15 @@ from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qs, urlsplit
 
+from django.conf import settings
+
 from soteria_site.core import kubernetes
 from soteria_site.core.errors import Conflict, InvalidInput, NotFound, SoteriaError, UpstreamTimeout
 from soteria_site.core.names import label_value
 
 from ..clients import longhorn
 from ..types import RESTORED_FROM, BackupRecord, Claim, PlannedCall, RestorePlan
-from .base import restore_failed
+from .base import restore_failed, unanswered
 
 log = logging.getLogger(__name__)
 ACCEPT_TIMEOUT = 60.0
@@ -230,30 +232,40 @@ def execute(p: RestorePlan, source: longhorn.Volume, fs_type: str, requested_by:
     """Create volume (expanded when the source grew), PV and PVC; on any failure delete what
     was created, newest first. Returns the plan as carried out (sizes may differ)."""
     created: list[tuple[str, str]] = []
+    step = ("volume", p.volume)
     try:
         longhorn.create_volume(p.volume, size=str(quantity_bytes(p.backup_size) or source.size or "0"),
                                from_backup=p.backup.url,
                                number_of_replicas=source.number_of_replicas, access_mode=source.access_mode,
                                stale_replica_timeout=source.stale_replica_timeout, data_engine=source.data_engine)
-        created.append(("volume", p.volume))
+        created.append(step)
         _wait_accepted(p.volume)
         if p.expand_to:
             p = _expand(p)
+        step = ("pv", p.pv)
         kubernetes.create_pv(pv_body(p, requested_by, fs_type))
-        created.append(("pv", p.pv))
+        created.append(step)
+        step = ("pvc", f"{p.target_namespace}/{p.target_pvc}")
         kubernetes.create_pvc(p.target_namespace, pvc_body(p, requested_by))
-        created.append(("pvc", f"{p.target_namespace}/{p.target_pvc}"))
+        created.append(step)
         return p
     except SoteriaError as exc:
-        # The PVC is the last step: if it failed, it was not created, so it is not undone.
-        cleanup = undo(created)
+        # A step that was refused made nothing; one that went unanswered may have (a lost
+        # answer, a manager that carries a request out after Soteria gave up on it): undone too.
+        maybe = step if step not in created and unanswered(exc) else None
+        cleanup = undo(created + ([maybe] if maybe else []), unsure=maybe)
         raise restore_failed(exc, cleanup) from None
 
 
-def undo(created: list[tuple[str, str]]) -> dict:
+def undo(created: list[tuple[str, str]], unsure: tuple[str, str] | None = None) -> dict:
+    """Delete what a restore created, newest first. `unsure`, the step whose create went
+    unanswered, is deleted if it exists; a Longhorn volume is first given one upstream timeout
+    to appear, as the manager may still be creating it."""
     deleted, errors = [], []
     for kind, name in reversed(created):
         try:
+            if (kind, name) == unsure and kind == "volume" and not _appeared(name):
+                continue
             if kind == "pvc":
                 namespace, pvc = name.split("/", 1)
                 kubernetes.delete_pvc(namespace, pvc)
@@ -261,11 +273,23 @@ def undo(created: list[tuple[str, str]]) -> dict:
                 kubernetes.delete_pv(name)
             else:
                 longhorn.delete_volume(name)
-            deleted.append(f"{kind} {name}")
+            deleted.append(f"{kind} {name}" + (" (if its unanswered create made it)" if (kind, name) == unsure
+                                                 else ""))
         except SoteriaError as exc:
             log.error("cleanup of %s %s failed: %s", kind, name, exc.detail)
             errors.append(f"{kind} {name}: {exc.detail}")
     return {"succeeded": not errors, "deleted": deleted, "errors": errors}
+
+
+def _appeared(volume: str) -> bool:
+    """Whether a volume whose create went unanswered exists, or appears within one upstream timeout."""
+    deadline = time.monotonic() + settings.SOTERIA_UPSTREAM_TIMEOUT_SECONDS
+    while True:
+        if longhorn.get_volume(volume) is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
 
 
 def _wait_accepted(volume: str) -> None:

@@ -41,7 +41,7 @@ from ..types import (
 from . import failure_memory as failure_ledger
 from . import job_bodies, manifest_jobs, restic_restore
 from . import restic_jobs as jobs
-from .base import VolumeView
+from .base import VolumeView, unanswered
 
 log = logging.getLogger(__name__)
 NAME = "restic"
@@ -252,6 +252,10 @@ class ResticDriver:
         except Conflict as exc:
             raise Conflict(f"a backup Job {name} already exists: a backup of PVC {namespace}/{pvc} was requested "
                            "in the same second", code="backup_in_progress", running=name) from exc
+        except SoteriaError as exc:
+            if unanswered(exc):  # the Job may exist all the same (a lost answer): it would wait for its Secret
+                _delete_unanswered_job(namespace, name, exc)
+            raise
         try:
             kubernetes.create_secret(namespace, jobs.secret_body(job, creds))
         except SoteriaError as exc:
@@ -294,6 +298,14 @@ class ResticDriver:
         creds = jobs.credentials()
         exists = restic.repository_exists(jobs.repository(), creds, timeout=max(timeout, 1.0))
         return Probe(detail="" if exists else "restic repository not initialised yet (the first backup creates it)")
+
+
+def _delete_unanswered_job(namespace: str, name: str, exc: SoteriaError) -> None:
+    try:
+        workloads.delete_job(namespace, name)
+        exc.detail += f"; Soteria deleted its Job {name} in case the create was carried out"
+    except SoteriaError as problem:
+        exc.detail += f"; Soteria could not make sure its Job {name} does not exist: {problem.detail}"
 
 
 def _summaries(claim_jobs: list[Job], pods: dict[tuple[str, str], list[Pod]]) -> dict[str, BackupSummary]:

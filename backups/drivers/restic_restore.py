@@ -16,7 +16,7 @@ from soteria_site.core.workloads import COMPLETE, FAILED
 from ..clients.restic import Credentials, Snapshot
 from ..types import RESTORED_FROM, BackupRecord, Claim, PlannedCall, RestorePlan, RestoreProgress
 from . import restic_jobs as jobs
-from .base import restore_failed
+from .base import restore_failed, unanswered
 
 log = logging.getLogger(__name__)
 RESTORED_BACKUP = "soteria.io/backup"
@@ -79,25 +79,34 @@ def execute(p: RestorePlan, creds: Credentials, requested_by: str) -> RestorePla
     """Create the Job, its Secret, then the claim (last, so a failed restore never has to delete a
     PVC: the Job's pod waits for the claim); on failure delete the Job (its Secret goes with it)."""
     created: list[tuple[str, str]] = []
+    step = ("job", p.job)
     try:
         body = jobs.restore_job(p.job, p.target_namespace, p.target_pvc, p.backup.name, f"{p.namespace}/{p.pvc}",
                                 requested_by, p.extra_labels)
         job = workloads.create_job(p.target_namespace, body)
-        created.append(("job", p.job))
+        created.append(step)
+        step = ("secret", "")  # owned by the Job: it goes with it
         kubernetes.create_secret(p.target_namespace, jobs.secret_body(job, creds))
+        step = ("pvc", p.target_pvc)
         kubernetes.create_pvc(p.target_namespace, pvc_body(p, requested_by))
         return p
     except SoteriaError as exc:
+        # A Job or claim whose create went unanswered may exist (a lost answer): deleted too.
+        if step[0] in ("job", "pvc") and step not in created and unanswered(exc):
+            created.append(step)
         cleanup = undo(p.target_namespace, created)
         raise restore_failed(exc, cleanup) from None
 
 
 def undo(namespace: str, created: list[tuple[str, str]]) -> dict:
-    """Delete what a restore created: its Job, which takes its pods and Secret with it."""
+    """Delete what a restore created: its claim, and its Job, which takes its pods and Secret with it."""
     deleted, errors = [], []
     for kind, name in reversed(created):
         try:
-            workloads.delete_job(namespace, name)
+            if kind == "pvc":
+                kubernetes.delete_pvc(namespace, name)
+            else:
+                workloads.delete_job(namespace, name)
             deleted.append(f"{kind} {namespace}/{name}")
         except SoteriaError as exc:
             log.error("cleanup of %s %s/%s failed: %s", kind, namespace, name, exc.detail)

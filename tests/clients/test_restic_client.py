@@ -91,6 +91,12 @@ def test_failures_become_soterias_errors_with_restics_words(fake_restic):
     fake_restic.set(code=1, stderr="Fatal: dial tcp 10.0.0.1:9000: connect: connection refused\n")
     with pytest.raises(UpstreamUnavailable):
         restic.repository_exists("r", CREDS)
+    # restic 0.14's words when it cannot reach S3 at all: not a missing repository.
+    fake_restic.set(code=1, stderr='Fatal: unable to open config file: Stat: Get "http://127.0.0.1:9/b/?location=": '
+                                   "dial tcp 127.0.0.1:9: connect: connection refused\n"
+                                   "Is there a repository at the following location?\ns3:http://127.0.0.1:9/b/r\n")
+    with pytest.raises(UpstreamUnavailable):
+        restic.repository_exists("r", CREDS)
     fake_restic.set(code=0, stdout="this is not json")
     with pytest.raises(UpstreamError, match="not JSON"):
         restic.snapshots("r", CREDS)
