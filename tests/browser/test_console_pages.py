@@ -7,15 +7,14 @@ the test's temporary directory, or into docs/screenshots/ with SOTERIA_WRITE_SCR
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
-DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-WIDTHS = {1280: 800, 390: 844}
+from tests.support.browser import WIDTHS, check_page, screenshot_dir
+
 POLICY = "browser-pages"
 
 
@@ -66,10 +65,7 @@ def shared(browser, base_url):
 
 @pytest.fixture(scope="module")
 def screenshots(tmp_path_factory) -> Path:
-    if os.environ.get("SOTERIA_WRITE_SCREENSHOTS") == "1":
-        DOCS_SCREENSHOTS.mkdir(exist_ok=True)
-        return DOCS_SCREENSHOTS
-    return tmp_path_factory.mktemp("screenshots")
+    return screenshot_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -91,20 +87,7 @@ def _open(page, name: str, width: int) -> None:
 @pytest.mark.parametrize("name", list(PAGES))
 def test_page_fits_has_no_serious_accessibility_violation_and_is_photographed(shared, axe, screenshots, name, width):
     _open(shared, name, width)
-    scroll, inner = shared.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    wide = shared.evaluate("""() => [...document.querySelectorAll('body *')]
-        .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.table-wrap'))
-        .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""")
-    assert scroll <= inner, f"{name} is {scroll - inner}px wider than a {width}px window: {wide}"
-
-    found = axe.run(shared).response["violations"]
-    serious = [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-               for v in found if v["impact"] in ("serious", "critical")]
-    assert serious == [], "\n".join(serious)
-
-    shot = screenshots / f"{name}-{width}.png"
-    shared.screenshot(path=str(shot))
-    assert shot.stat().st_size > 5_000  # a real picture of a page, not a blank one
+    check_page(shared, axe, screenshots, name, width)
 
 
 def test_every_field_of_every_page_has_a_label(shared):

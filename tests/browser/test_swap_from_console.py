@@ -2,10 +2,11 @@
 
 import re
 
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from sandbox import seed
-from tests.support.browser import reload_until
+from tests.support.browser import WIDTHS, check_page, reload_until, screenshot_dir
 from tests.support.http import http_json
 from tests.support.kube import apps, pod_template, workload_settled
 from tests.support.polling import wait_for
@@ -18,7 +19,17 @@ def _claim_name(sandbox) -> str:
     return next(v.persistent_volume_claim.claim_name for v in volumes if v.persistent_volume_claim)
 
 
-def test_a_restore_is_swapped_into_place_step_by_step_and_undone(page, sandbox, soteria_server):
+def _at_both_widths(page, name, screenshots):
+    """The swap page fits a desktop window and a phone, passes axe-core, and is photographed."""
+    axe = Axe()
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": WIDTHS[width]})
+        check_page(page, axe, screenshots, name, width)
+    page.set_viewport_size({"width": 1024, "height": 800})
+
+
+def test_a_restore_is_swapped_into_place_step_by_step_and_undone(page, sandbox, soteria_server, tmp_path_factory):
+    screenshots = screenshot_dir(tmp_path_factory)
     base = soteria_server.url
     seed.make_pvc(sandbox, NS, "site-data", files={"index.html": "v1\n"})
     assert http_json(f"{base}/v1/backup", "POST", {"namespace": NS, "pvc": "site-data"})[0] == 200
@@ -47,6 +58,7 @@ def test_a_restore_is_swapped_into_place_step_by_step_and_undone(page, sandbox, 
     expect(page.locator("tr[data-step] .badge")).to_have_text(["planned"] * 6)
     # The plan's long step descriptions wrap: no sideways scrolling in a 1024 px window.
     assert page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
+    _at_both_widths(page, "swap-plan", screenshots)
     page.get_by_role("button", name="Swap into place").click()  # not confirmed
     expect(page.get_by_text("Nothing was changed: tick the confirmation to go ahead.")).to_be_visible()
     assert _claim_name(sandbox) == "site-data"
@@ -57,6 +69,7 @@ def test_a_restore_is_swapped_into_place_step_by_step_and_undone(page, sandbox, 
     expect(page.locator("#steps tr[data-step] .badge")).to_have_text(["done"] * 6)
     assert _claim_name(sandbox) == "site-data-restored"
     assert apps(sandbox).read_namespaced_deployment("site", NS).spec.replicas == 1
+    _at_both_widths(page, "swap-done", screenshots)
 
     page.get_by_label(re.compile("put the previous claim back")).check()
     page.get_by_role("button", name="Undo the swap").click()
