@@ -13,7 +13,7 @@ from django.utils import timezone
 from policies import evaluate, store
 from sandbox import faults, seed
 from tests.support.http import post
-from tests.support.kube import kube
+from tests.support.kube import forget_policy_lease, kube
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -146,7 +146,7 @@ def test_two_evaluators_produce_one_backup(client, live, policy_secret):
     seed.make_pvc(live, "e2e-pol2", "due", backups=[{"state": "Completed", "created": "2020-01-01T00:00:00Z"}])
     faults.wait_mirrored(live)
     post(client, "/v1/policies", {"namespace": "e2e-pol2", "interval_hours": 1})
-    _forget_lease(live)  # a previous test's evaluator may still hold it
+    forget_policy_lease(live)  # a previous test's evaluator may still hold it
     barrier = threading.Barrier(2)
     reports = {}
 
@@ -178,17 +178,6 @@ def kube_lease(cfg):
     return client.CoordinationV1Api(api).read_namespaced_lease("soteria-policy-evaluator", "soteria")
 
 
-def _forget_lease(cfg):
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-
-    api = client.CoordinationV1Api(config.new_client_from_config(config_file=str(cfg.kubeconfig)))
-    try:
-        api.delete_namespaced_lease("soteria-policy-evaluator", "soteria")
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-
 
 def test_jitter_spreads_a_new_twenty_pvc_namespace_policy(client, live, policy_secret):
     from datetime import timedelta
@@ -200,7 +189,7 @@ def test_jitter_spreads_a_new_twenty_pvc_namespace_policy(client, live, policy_s
     seed.wait_bound(live, [("e2e-jitter", f"data-{i:02d}") for i in range(20)])
     faults.wait_mirrored(live)
     policy, _ = services.save_policy("e2e-jitter", "", 24, True, None, [], "test")
-    _forget_lease(live)
+    forget_policy_lease(live)
     started = {}
     for minutes in (0, 30, 60, 90, 120, 150):
         report = evaluate.evaluate(now=policy.created_at + timedelta(minutes=minutes), holder="jitter-test")

@@ -16,7 +16,7 @@ import json
 import pytest
 
 from tests.support.http import http_json, metric
-from tests.support.kube import kube
+from tests.support.kube import forget_policy_lease, kube
 from tests.support.polling import wait_for_passing
 from tests.support.reliability import size
 from tests.support.soteria import Worker, start_soteria, stop_soteria
@@ -102,7 +102,7 @@ def test_a_spoiled_policy_secret_is_reported_and_recovered_from_the_api(sandbox,
         assert _stored(api) == left  # not overwritten
     assert metric(server.url, "soteria_policy_store_errors_total", reason=reason) >= errors_before + 5
     # The worker's evaluation fails with the same error instead of finding nothing to do.
-    _forget_lease(sandbox)  # this worker leads, whichever evaluator of another test led before
+    forget_policy_lease(sandbox)  # this worker leads, whichever evaluator of another test led before
     evaluated_before = metric(server.url, "soteria_policy_evaluations_total", outcome="error")
     with pytest.raises(AssertionError, match="failed"):
         worker.run("policies.tasks.evaluate_policies", timeout=120)
@@ -134,14 +134,3 @@ def test_a_spoiled_policy_secret_is_reported_and_recovered_from_the_api(sandbox,
     status, answer = http_json(f"{server.url}/v1/policy-store/recover", "POST", {})
     assert status == 409 and answer["error"] == "nothing_to_recover", answer
 
-
-def _forget_lease(cfg) -> None:
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-
-    api = client.CoordinationV1Api(config.new_client_from_config(config_file=str(cfg.kubeconfig)))
-    try:
-        api.delete_namespaced_lease("soteria-policy-evaluator", "soteria")
-    except ApiException as exc:
-        if exc.status != 404:
-            raise

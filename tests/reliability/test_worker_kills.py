@@ -17,6 +17,7 @@ import pytest
 
 from sandbox import faults, seed
 from tests.support.http import http_json
+from tests.support.kube import forget_policy_lease
 from tests.support.polling import wait_for
 from tests.support.reliability import FULL, size
 from tests.support.soteria import Worker, gunicorn_workers, manage, start_soteria, stop_soteria, wait_workers
@@ -67,17 +68,6 @@ def _backups(server, namespace: str, pvc: str, **labels: str) -> list[dict]:
                                                                      for k, v in labels.items())]
 
 
-def _forget_lease(cfg) -> None:
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-
-    api = client.CoordinationV1Api(config.new_client_from_config(config_file=str(cfg.kubeconfig)))
-    try:
-        api.delete_namespaced_lease("soteria-policy-evaluator", "soteria")
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-
 
 def test_a_worker_killed_mid_evaluation_backs_up_each_due_pvc_once_after_restart(sandbox, server):
     namespace = "rel-kill-eval"
@@ -86,7 +76,7 @@ def test_a_worker_killed_mid_evaluation_backs_up_each_due_pvc_once_after_restart
     assert status == 201, body
     victim = sorted(volumes)[COUNT // 2]
     fault = _hold_backup_of(sandbox, volumes[victim])
-    _forget_lease(sandbox)
+    forget_policy_lease(sandbox)
     worker = Worker(server)
     try:
         manage(server, "from django_q.tasks import async_task; async_task('policies.tasks.evaluate_policies')")

@@ -41,3 +41,17 @@ def workload_settled(cfg: SandboxConfig, namespace: str, kind: str, name: str, r
     status = obj.status
     return (status.observed_generation == obj.metadata.generation and (status.replicas or 0) == replicas
             and (status.updated_replicas or 0) == replicas and (status.ready_replicas or 0) == replicas)
+
+
+def forget_policy_lease(cfg: SandboxConfig) -> None:
+    """Delete the policy evaluator's Lease, so the next worker to evaluate leads whichever
+    worker of an earlier test held it."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    api = client.CoordinationV1Api(config.new_client_from_config(config_file=str(cfg.kubeconfig)))
+    try:
+        api.delete_namespaced_lease("soteria-policy-evaluator", "soteria")
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
