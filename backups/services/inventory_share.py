@@ -81,9 +81,10 @@ class Refresh:
 
 
 def lease_seconds() -> int:
-    """About one interval: the holder renews it at every tick, with some slack for late ticks."""
+    """About one interval: the holder renews it at every tick, with slack for a late tick (the
+    scheduler looks every 30 s) and a slow build."""
     interval = settings.SOTERIA_METRICS_REFRESH_SECONDS
-    return interval + max(30, interval // 2)
+    return interval + max(60, interval // 2)
 
 
 def _namespace() -> str:
