@@ -22,10 +22,11 @@ from sandbox import faults, seed
 from tests.support.http import http_json
 from tests.support.metrics import scrape
 from tests.support.polling import wait_for
-from tests.support.reliability import FULL
+from tests.support.reliability import FULL, size
 from tests.support.soteria import Worker, start_soteria, stop_soteria
 
 NAMESPACE = "rel-replicas"
+INVENTORY_NAMESPACE = "rel-replicas-inventory"
 # Full size only (the test is skipped in `./dev test`, whose time budget it would exceed).
 PVCS = [f"data-{i}" for i in range(8)]
 ROUNDS = 10  # evaluations of both replicas at once
@@ -35,12 +36,15 @@ OLD = "2020-01-01T00:00:00Z"
 
 
 @pytest.fixture
-def replicas(sandbox, tmp_path):
+def replicas(sandbox, tmp_path, request):
+    """Two replicas' web servers (workers are the test's to start); `request.param`: the refresh
+    interval in seconds (default 60)."""
+    refresh = getattr(request, "param", 60)
     servers, workers = [], []
     try:
         for name in ("replica-a", "replica-b"):
             server = start_soteria(sandbox, tmp_path / name, workers=1, SOTERIA_POLICY_SECRET_NAME=SECRET,
-                                   SOTERIA_POLICY_EVAL_SECONDS=60, SOTERIA_METRICS_REFRESH_SECONDS=60)
+                                   SOTERIA_POLICY_EVAL_SECONDS=60, SOTERIA_METRICS_REFRESH_SECONDS=refresh)
             servers.append(server)
         yield servers, workers
     finally:
@@ -87,6 +91,17 @@ def _forget_leases(cfg) -> None:
 def _shared(server) -> dict[str, float]:
     """This replica's inventory refreshes (and publications) by outcome, from its /metrics."""
     return {dict(key)["outcome"]: value for key, value in scrape(server).select("soteria_inventory_sharing_total").items()}
+
+
+def _one_builder(shared: dict[str, dict[str, float]], runs_of: dict[str, int]) -> None:
+    """One replica built at every one of its refreshes and published; the other built nothing
+    after its start (when both start at once, it may find nothing published yet and build
+    rather than stay without rows) and copied the builder's rows."""
+    builder = max(shared, key=lambda name: shared[name].get("built", 0))
+    follower = next(name for name in shared if name != builder)
+    assert shared[builder].get("built", 0) >= runs_of[builder] and shared[builder].get("published", 0) >= 1, shared
+    assert shared[follower].get("built", 0) == 0 and shared[follower].get("behind", 0) <= 1, shared
+    assert shared[follower].get("copied", 0) >= 1, shared
 
 
 def _evaluate_at_once(workers: list[Worker]) -> dict[int, dict]:
@@ -145,15 +160,8 @@ def test_two_replicas_back_up_each_due_pvc_once_and_build_the_inventory_once_per
         gaps = [(b - a).total_seconds() for (_, a, _), (_, b, _) in zip(runs, runs[1:], strict=False)]
         assert all(gap >= 55 for gap in gaps), f"{server.data_dir.name} rebuilt its inventory after {gaps}s"
         runs_of[server.data_dir.name] = len(runs)
-    # One replica built at every one of its refreshes and published; the other built nothing
-    # after its start (when both start at once, it may find nothing published yet and build
-    # rather than stay without rows): it copied the builder's rows.
     shared = {server.data_dir.name: _shared(server) for server in servers}
-    builder = max(shared, key=lambda name: shared[name].get("built", 0))
-    follower = next(name for name in shared if name != builder)
-    assert shared[builder].get("built", 0) >= runs_of[builder] and shared[builder].get("published", 0) >= 1, shared
-    assert shared[follower].get("built", 0) == 0 and shared[follower].get("behind", 0) <= 1, shared
-    assert shared[follower].get("copied", 0) >= 1, shared
+    _one_builder(shared, runs_of)
     for pvc in PVCS:  # and the scheduled evaluations of both replicas backed nothing up again
         assert len(_policy_backups(servers[0], pvc)) == 1
 
@@ -161,3 +169,30 @@ def test_two_replicas_back_up_each_due_pvc_once_and_build_the_inventory_once_per
     for server in servers:
         samples = scrape(server).select("pvc_backup_count", namespace=NAMESPACE)
         assert sorted(dict(key)["pvc"] for key in samples) == PVCS, samples
+
+
+@pytest.mark.parametrize("replicas", [10], indirect=True)  # the shortest interval settings allow
+def test_two_replicas_build_the_inventory_once_per_interval_and_both_show_every_pvc(sandbox, replicas):
+    """The inventory part alone, at the suite's size: the refresh Lease's holder builds and
+    publishes, the other replica copies, and both /metrics carry every PVC's gauges."""
+    servers, workers = replicas
+    pvcs = [f"data-{i}" for i in range(size(2, 8))]
+    refreshes = size(3, 6)  # of each replica, the first at start (the scheduler looks every 30 s)
+    for pvc in pvcs:
+        seed.make_pvc(sandbox, INVENTORY_NAMESPACE, pvc, backups=[{"state": "Completed", "created": OLD}], wait=False)
+    seed.wait_bound(sandbox, [(INVENTORY_NAMESPACE, pvc) for pvc in pvcs])
+    faults.wait_mirrored(sandbox)
+    _forget_leases(sandbox)
+    workers.extend(Worker(server, hostname=f"replica-{name}") for server, name in zip(servers, "ab", strict=True))
+
+    runs_of = {}
+    for server in servers:
+        runs = wait_for(lambda server=server: len(r := _tasks(server, "policies.tasks.refresh_inventory")) >= refreshes
+                        and r, 30 * refreshes + 60, f"{refreshes} inventory refreshes of {server.data_dir.name}",
+                        interval=1)
+        assert all(ok for _, _, ok in runs), runs
+        runs_of[server.data_dir.name] = len(runs)
+    _one_builder({server.data_dir.name: _shared(server) for server in servers}, runs_of)
+    for server in servers:
+        samples = scrape(server).select("pvc_backup_count", namespace=INVENTORY_NAMESPACE)
+        assert sorted(dict(key)["pvc"] for key in samples) == pvcs, samples
