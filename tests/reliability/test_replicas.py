@@ -111,9 +111,9 @@ def _at_once(workers: list[Worker], func: str) -> dict[int, dict]:
     """`func` queued on every replica's worker at the same moment; their results."""
     reports: dict[int, dict] = {}
 
-    def evaluate(i: int) -> None:
+    def run(i: int) -> None:
         reports[i] = workers[i].run(func, timeout=180)
-    threads = [threading.Thread(target=evaluate, args=(i,)) for i in range(len(workers))]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(workers))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -152,7 +152,7 @@ def test_two_replicas_back_up_each_due_pvc_once_and_build_the_inventory_once_per
     # start-up refresh counts as the interval's, and no two refreshes of a replica come closer.
     runs_of = {}
     for server in servers:
-        def watched(server=server):  # its scheduler has looked at the table, and built REFRESHES times
+        def watched(server=server):  # its scheduler has looked at the table, and refreshed REFRESHES times
             looked = any(r[0] == "soteria:policy-evaluation" for r in _tasks(server, "policies.tasks.evaluate_policies"))
             runs = _tasks(server, "policies.tasks.refresh_inventory")
             return looked and len(runs) >= REFRESHES and runs
