@@ -26,6 +26,13 @@ INVENTORY_REFRESH_FAILURES = Counter(
     "soteria_inventory_refresh_failures_total",
     "Inventory refreshes that failed (the previous snapshot stays published).",
 )
+INVENTORY_SHARING = Counter(
+    "soteria_inventory_sharing_total",
+    "Inventory refreshes by what the replica did: built (held the refresh Lease), copied (another replica's "
+    "newer rows), current (its rows were as new), behind (another replica holds the Lease and published nothing "
+    "recent: built itself), unreadable (kept its rows); and publications: published, publish_failed, too_large.",
+    ["outcome"],
+)
 RESTORE_DRILLS = Counter(
     "soteria_restore_drills_total",
     "Restore drills that ended, by driver and result (passed, failed, unverified, error).",

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from backups.models import CachedInventory
-from backups.services import inventory_cache
+from backups.services import inventory_cache, inventory_share
 from soteria_site.core import events
 from soteria_site.core.errors import NotFound, SoteriaError
 from soteria_site.core.names import require_dns_label, require_dns_subdomain
@@ -160,9 +160,21 @@ def with_due_times(policies: list[Policy], visible: frozenset[str] | None = None
     return DueTimes(views, as_of)
 
 
-def refresh_inventory(now: datetime | None = None) -> CachedInventory | None:
-    """Refresh the cached inventory, each row with its enabled policy's interval. Freshness is
-    still worth publishing when the policy Secret cannot be read: the rows then say so."""
+def refresh_inventory(now: datetime | None = None, holder: str | None = None) -> CachedInventory | None:
+    """Refresh the cached inventory: built here, each row with its enabled policy's interval, by
+    the replica holding the refresh Lease, copied from its publication by the others
+    (inventory_share)."""
+    return share_inventory(now, holder).cached
+
+
+def share_inventory(now: datetime | None = None, holder: str | None = None) -> inventory_share.Refresh:
+    """The refresh tick, saying whether this replica built, copied or kept its rows."""
+    return inventory_share.refresh(lambda: build_inventory(now), now=now, holder=holder)
+
+
+def build_inventory(now: datetime | None = None) -> CachedInventory | None:
+    """Build and store the cached inventory, each row with its enabled policy's interval.
+    Freshness is still worth publishing when the policy Secret cannot be read: the rows then say so."""
     try:
         policies = store.load()
     except SoteriaError as exc:

@@ -16,8 +16,9 @@ def evaluate_policies() -> dict:
 
 
 def refresh_inventory() -> dict:
-    result = services.refresh_inventory()
-    return {"refreshed": result is not None, "pvcs": len(result.rows) if result else None}
+    result = services.share_inventory()
+    return {"refreshed": result.cached is not None, "source": result.source,
+            "pvcs": len(result.cached.rows) if result.cached else None}
 
 
 SCHEDULES = [ScheduleSpec("policy-evaluation", "policies.tasks.evaluate_policies", settings.SOTERIA_POLICY_EVAL_SECONDS),

@@ -72,14 +72,30 @@ def refresh(now: datetime | None = None, interval_of: IntervalOf | None = None) 
             "policies_known": interval_of is not None,
             **_drill_fields(item.last_verified_at, item.verify_result, item.verify_verdict),
         })
+    return _store(inv.generated_at, rows, round(time.monotonic() - started, 3), CachedRowChange.objects.filter(id__lte=seen))
+
+
+def store(generated_at: datetime, rows: list[dict], duration_seconds: float) -> CachedInventory:
+    """Store rows another replica built (inventory_share): they replace this replica's, and the
+    changes recorded here before that build began are deleted (the build has seen them; later
+    ones stay applied until the next refresh)."""
+    return _store(generated_at, rows, duration_seconds, CachedRowChange.objects.filter(recorded_at__lt=generated_at))
+
+
+def _store(generated_at: datetime, rows: list[dict], duration_seconds: float, seen) -> CachedInventory:
     with transaction.atomic():
         cached, _ = CachedInventory.objects.update_or_create(
-            id=1, defaults={"generated_at": inv.generated_at, "rows": rows,
-                            "duration_seconds": round(time.monotonic() - started, 3)})
-        CachedRowChange.objects.filter(id__lte=seen).delete()
+            id=1, defaults={"generated_at": generated_at, "rows": rows, "duration_seconds": duration_seconds})
+        seen.delete()
         # A new revision every time: ids may come again after a rolled-back transaction.
         CachedRowChange.objects.create(namespace="", pvc="", kind=REPLACED, fields={"revision": uuid.uuid4().hex})
     return cached
+
+
+def stored() -> CachedInventory | None:
+    """The last refresh's rows as stored, without the changes recorded since (what is shared
+    with other replicas: each applies its own changes)."""
+    return CachedInventory.objects.filter(id=1).first()
 
 
 def _drill_fields(last_verified_at: datetime | None, verify_result: str, verdict: str) -> dict:

@@ -154,13 +154,14 @@ class ConfigMap:
     resource_version: str
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    binary_data: dict[str, str] = field(default_factory=dict)  # base64, as the API carries it
 
 
 def _config_map(obj: dict) -> ConfigMap:
     meta = obj.get("metadata", {})
     return ConfigMap(namespace=meta.get("namespace", ""), name=meta.get("name", ""), data=obj.get("data") or {},
                      resource_version=meta.get("resourceVersion", ""), labels=meta.get("labels") or {},
-                     annotations=meta.get("annotations") or {})
+                     annotations=meta.get("annotations") or {}, binary_data=obj.get("binaryData") or {})
 
 
 # --- The client ---------------------------------------------------------------

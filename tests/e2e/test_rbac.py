@@ -115,6 +115,11 @@ def test_every_use_case_works_with_only_the_shipped_roles(client, as_soteria):
     from policies import evaluate
     assert evaluate.evaluate(holder="rbac-test").leader is True  # creates the Lease
     assert evaluate.evaluate(holder="rbac-test").leader is True  # renews it
+    # The inventory refresh takes its Lease, builds and publishes; another replica reads it.
+    from backups.services import inventory_share
+    from policies import services as policy_services
+    refreshed = policy_services.share_inventory(holder="rbac-test")
+    assert refreshed.source == "built" and inventory_share.read().rows == refreshed.cached.rows
     _passed.add("use_cases")
 
 

@@ -393,7 +393,7 @@ class FakeCluster:
         meta = body["metadata"]
         return ConfigMap(namespace=namespace, name=meta["name"], data=dict(body.get("data") or {}),
                          resource_version=self._next_version(), labels=meta.get("labels") or {},
-                         annotations=meta.get("annotations") or {})
+                         annotations=meta.get("annotations") or {}, binary_data=dict(body.get("binaryData") or {}))
 
     def list_config_maps(self, namespace, label_selector):
         return [c for (ns, _), c in sorted(self.config_maps.items()) if ns == namespace
