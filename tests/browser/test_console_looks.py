@@ -8,7 +8,7 @@ PAGES = ["/", "/pvc/ai/llm-cache/", "/restores/", "/policies/", "/activity/", "/
 
 def test_inventory_screenshot(page, tmp_path):
     page.set_viewport_size({"width": 1440, "height": 900})
-    page.goto("/")
+    page.goto("/?namespace=media")  # other tests' PVCs may fill the first page
     expect(page.locator('section[data-namespace="media"]')).to_be_visible()
     shot = tmp_path / "inventory.png"
     page.screenshot(path=str(shot), full_page=True)
