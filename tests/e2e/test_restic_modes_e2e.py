@@ -133,8 +133,7 @@ def test_a_namespace_batch_backs_up_every_pvc_with_restic(client, live, settings
 
 def test_policy_backups_and_retention_never_forget_the_newest(client, live, settings, request):
     from policies import evaluate, services
-
-    from .test_policies_e2e import _forget_lease
+    from tests.support.kube import forget_policy_lease
 
     settings.SOTERIA_BACKUP_DRIVER = "restic"
     settings.SOTERIA_RESTIC_REPOSITORY = f"s3:{live.s3_endpoint}/e2e-{uuid.uuid4().hex[:10]}/repo"
@@ -142,7 +141,7 @@ def test_policy_backups_and_retention_never_forget_the_newest(client, live, sett
     local_pvc(live, "e2e-rpol", "data")
     manual, _ = backed_up(client, "e2e-rpol", "data")  # not the policy's: retention leaves it alone
     policy, _ = services.save_policy("e2e-rpol", "", 1, True, 1, [], "test")
-    _forget_lease(live)
+    forget_policy_lease(live)
 
     def policy_snapshots():  # once no Job of the PVC runs any more
         listed = backups(client, "e2e-rpol", "data")
