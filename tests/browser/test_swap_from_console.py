@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from sandbox import seed
 from tests.support.browser import WIDTHS, check_page, reload_until, screenshot_dir
 from tests.support.http import http_json
-from tests.support.kube import apps, pod_template, workload_settled
+from tests.support.kube import apps, kube, pod_template, workload_settled
 from tests.support.polling import wait_for
 
 NS = "browser-swap"
@@ -50,6 +50,9 @@ def test_a_restore_is_swapped_into_place_step_by_step_and_undone(page, sandbox, 
     page.goto(f"/restores/?namespace={NS}")
     row = page.locator(f'tr[data-pvc="{NS}/site-data-restored"]')
     reload_until(page, lambda: row.locator(".badge").inner_text() == "done", what="the restore to be done")
+    # The PV controller binds the claim a moment after the restore is done; a swap wants it Bound.
+    wait_for(lambda: kube(sandbox).read_namespaced_persistent_volume_claim("site-data-restored", NS).status.phase
+             == "Bound", 60, what="the restored claim to bind")
     row.get_by_role("link", name="Swap into place").click()
 
     expect(page.get_by_role("heading", name=re.compile(r"^Plan: Deployment browser-swap\/site, PVC site-data"))) \
