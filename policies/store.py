@@ -249,12 +249,17 @@ def _current(storage: SecretStorage) -> tuple[SecretFile | None, list[Policy]]:
     if file is None:
         known = _recall()
         if known and known["count"]:
+            # The memory may be newer than that read: another process may have written the first
+            # policies between the two. Only a read made after the memory proves them gone.
+            file = _read(storage)
+        if file is None and known and known["count"]:
             POLICY_STORE_ERRORS.labels("missing").inc()
             raise PolicyStoreMissing(
                 f"{where()} is missing (deleted by someone else?), but it held {known['count']} "
                 f"policies when Soteria last read it ({known['read_at']}); Soteria will not take that for "
                 "no policies. POST /v1/policy-store/recover writes them back; with {\"discard\": true} it "
                 "starts over with none.")
+    if file is None:
         return None, []
     content = file.read()
     policies = decode(content)

@@ -265,6 +265,24 @@ def test_policies_deleted_by_someone_else_are_reported_not_taken_for_none(cluste
     assert KEY not in cluster.secrets or "policies.json" not in cluster.secrets[KEY].data
 
 
+def test_first_policies_written_by_another_process_after_this_read_are_not_taken_for_deleted(cluster, monkeypatch):
+    """Between this writer's read (no Secret yet) and its look at the remembered document,
+    another process creates the Secret and remembers its policies: not a deletion."""
+    recall = store._recall
+
+    def another_process_writes_first():
+        if KEY not in cluster.secrets:
+            content = store.encode([_policy("media")])
+            _secret(cluster, **{"policies.json": content})
+            store._remember(content, 1, "")
+        return recall()
+
+    monkeypatch.setattr(store, "_recall", another_process_writes_first)
+    result = store.update(lambda current: [*current, _policy("ai")])
+    assert [p.id for p in result] == ["ai", "media"]
+    assert [p.id for p in store.load()] == ["ai", "media"]
+
+
 def test_recover_writes_back_the_policies_last_read(cluster):
     store.update(lambda current: [_policy("ai"), _policy("media")])
     store.load()
