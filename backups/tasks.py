@@ -27,18 +27,20 @@ def sweep_drills() -> dict:
 
 
 def sweep_restores() -> dict:
-    return restore_leases.sweep()
+    """Single restores whose process died are undone first; then namespace restores whose
+    process died are queued again (their claim in flight at the kill is one of the former)."""
+    return {**restore_leases.sweep(), **restore.resume_batches()}
 
 
-def restore_planned(namespace: str, requested_by: str, plans: list) -> dict:
-    """The restores a POST /v1/restores/namespace planned and queued (its answer said `queued`)."""
-    outcomes = restore.restore_planned(namespace, requested_by, plans)
-    return {"namespace": namespace, "requested_by": requested_by,
-            "restored": [f"{o.plan.target_namespace}/{o.target_pvc}" for o in outcomes if o.status == "restored"],
-            "failed": {f"{o.plan.target_namespace}/{o.target_pvc}": f"{o.error}: {o.detail}"
-                       for o in outcomes if o.status == "failed"},
-            "notes": {f"{o.plan.target_namespace}/{o.target_pvc}": o.detail
-                      for o in outcomes if o.status == "restored" and o.detail}}
+def restore_planned(namespace: str, requested_by: str, plans: list | None, batch_id: str = "",
+                    holder: str = "") -> dict:
+    """The restores a POST /v1/restores/namespace planned and queued (its answer said `queued`),
+    or a batch the restore sweep queued again (`plans` None)."""
+    target, outcomes = restore.restore_planned(namespace, requested_by, plans, batch_id, holder)
+    return {"namespace": namespace, "requested_by": requested_by, "batch": batch_id,
+            "restored": [f"{target}/{o.target_pvc}" for o in outcomes if o.status == "restored"],
+            "failed": {f"{target}/{o.target_pvc}": f"{o.error}: {o.detail}" for o in outcomes if o.status == "failed"},
+            "notes": {f"{target}/{o.target_pvc}": o.detail for o in outcomes if o.status == "restored" and o.detail}}
 
 
 SCHEDULES = [

@@ -13,6 +13,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import datetime
 
 from django.conf import settings
 from django.db import connections
@@ -25,7 +26,7 @@ from soteria_site.core.timeparse import format_time
 from .. import drivers
 from .. import types as t
 from ..types import DRILL_LABEL, RESTORED_FROM, NamespaceRestoreResult, RestoreOutcome, RestorePlan, RestoreResult, RestoreStatus
-from . import claims, inventory_cache, restore_leases
+from . import claims, inventory_cache, restore_batches, restore_leases
 from .backup import pvc_lock
 from .counting import NAMESPACE_RESTORE_REQUESTS, RESTORE_REQUESTS, batch_result, counted
 
@@ -148,7 +149,14 @@ def _queue(namespace: str, outcomes: list[RestoreOutcome], requested_by: str) ->
     if not plans:
         return outcomes
     try:
-        _enqueue(namespace, requested_by, plans)
+        batches = restore_batches.record(namespace, plans[0].target_namespace, requested_by, plans)
+        try:
+            for batch_id, holder, batch_plans in batches:
+                _enqueue(namespace, requested_by, batch_plans, batch_id, holder)
+        except Exception:  # none is run: they are given back (those queued find theirs gone)
+            for batch_id, holder, _ in batches:
+                restore_batches.discard(batch_id, holder)
+            raise
     except Exception as exc:  # noqa: BLE001 - the queue is the database: say so per PVC, as for any failure
         log.exception("the restores of namespace %s could not be queued", namespace)
         return [replace(o, status="failed", error="not_queued", detail=f"the restore could not be queued: {exc}")
@@ -156,20 +164,78 @@ def _queue(namespace: str, outcomes: list[RestoreOutcome], requested_by: str) ->
     return [replace(o, status="queued") if o.status == "planned" else o for o in outcomes]
 
 
-def _enqueue(namespace: str, requested_by: str, plans: list[RestorePlan]) -> None:
+def _enqueue(namespace: str, requested_by: str, plans: list[RestorePlan] | None, batch_id: str, holder: str) -> None:
     from django_q.tasks import async_task
 
-    async_task("backups.tasks.restore_planned", namespace, requested_by, plans,
+    async_task("backups.tasks.restore_planned", namespace, requested_by, plans, batch_id, holder,
                task_name=fit_name(f"namespace-restore-{namespace}-{time.time_ns()}", 100),
                group=f"namespace-restore-{namespace}")
 
 
-def restore_planned(namespace: str, requested_by: str, plans: list[RestorePlan]) -> list[RestoreOutcome]:
-    """In the worker: carry out a namespace restore's plans, at most SOTERIA_NAMESPACE_CONCURRENCY
-    at a time. Each PVC is counted and told by Events as a single restore is; one failing never
-    stops the others. The source claims are read again (one list): a source gone since the
-    plan fails its own restore only."""
-    claim_by_name = {c.pvc.name: c for c in claims.list_batch(namespace)}
+def resume_batches(now: datetime | None = None) -> dict:
+    """The restore sweep's part for namespace restores whose process died (restore_batches)."""
+    return restore_batches.sweep(lambda batch, holder: _enqueue(batch.namespace, batch.requested_by, None,
+                                                                batch.id, holder), now)
+
+
+def restore_planned(namespace: str, requested_by: str, plans: list[RestorePlan] | None, batch_id: str = "",
+                    holder: str = "") -> tuple[str, list[RestoreOutcome]]:
+    """In the worker: carry out a namespace restore's plans, holding its batch's Lease (see
+    restore_batches); `plans` None: a batch carried on after its process died, planned again
+    from its record. A task queued without a batch (by an older Soteria) just runs its plans.
+    Returns the target namespace and each PVC's outcome (none when there was nothing to do)."""
+    if not batch_id:
+        plans = plans or []
+        return (plans[0].target_namespace if plans else "",
+                _restore_all(namespace, requested_by, plans, claims.list_batch(namespace), []))
+    with restore_batches.held(batch_id, holder) as batch:
+        if batch is None:
+            return "", []
+        claim_list = claims.list_batch(namespace)
+        if plans is None:
+            plans, done = _carry_on(batch, claim_list)
+        else:
+            done = []
+        return batch.target_namespace, _restore_all(namespace, requested_by, plans, claim_list, done)
+
+
+def _carry_on(batch: restore_batches.Batch, claim_list: list[claims.Claim]
+              ) -> tuple[list[RestorePlan], list[RestoreOutcome]]:
+    """A batch whose process died, planned again: each PVC whose target claim does not exist
+    yet, from the backup chosen the first time. A target there from the same source was
+    restored before the process died; any other is a conflict."""
+    log.warning("restore batch %s of namespace %s (%d PVCs) is carried on after its process died",
+                batch.id, batch.namespace, len(batch.entries))
+    driver = drivers.current()
+    claim_by_name = {c.pvc.name: c for c in claim_list}
+    existing = {p.name: p for p in kubernetes.list_pvcs(batch.target_namespace)}
+    plans, done = [], []
+    for entry in batch.entries:
+        target = existing.get(entry.target_pvc)
+        if target is not None:
+            if target.annotations.get("soteria.io/source") == f"{batch.namespace}/{entry.pvc}":
+                done.append(RestoreOutcome(entry.pvc, entry.target_pvc, "restored",
+                                           detail="restored before the batch's process died"))
+            else:
+                done.append(RestoreOutcome(entry.pvc, entry.target_pvc, "failed", "target_exists",
+                                           f"target PVC {batch.target_namespace}/{entry.target_pvc} already exists"))
+            continue
+        claim = claim_by_name.get(entry.pvc)
+        try:
+            if claim is None:
+                raise NotFound(f"source PVC {batch.namespace}/{entry.pvc} no longer exists", code="pvc_not_found")
+            plans.append(driver.plan_restore(claim, entry.backup, "", batch.target_namespace, entry.target_pvc))
+        except SoteriaError as exc:
+            done.append(RestoreOutcome(entry.pvc, entry.target_pvc, "failed", exc.code, exc.detail))
+    return plans, done
+
+
+def _restore_all(namespace: str, requested_by: str, plans: list[RestorePlan], claim_list: list[claims.Claim],
+                 done: list[RestoreOutcome]) -> list[RestoreOutcome]:
+    """Restore `plans`, at most SOTERIA_NAMESPACE_CONCURRENCY at a time. Each PVC is counted and
+    told by Events as a single restore is; one failing never stops the others. The source
+    claims were read again (one list): a source gone since the plan fails its own restore only."""
+    claim_by_name = {c.pvc.name: c for c in claim_list}
     driver = drivers.current()
 
     def one(plan: RestorePlan) -> RestoreOutcome:
@@ -190,7 +256,7 @@ def restore_planned(namespace: str, requested_by: str, plans: list[RestorePlan])
         return RestoreOutcome(plan.pvc, plan.target_pvc, "restored", detail=done.size_note, plan=done)
 
     with ThreadPoolExecutor(max_workers=settings.SOTERIA_NAMESPACE_CONCURRENCY) as pool:
-        return list(pool.map(one, plans))
+        return done + list(pool.map(one, plans))
 
 
 def _shown_source(source: str, visible: frozenset[str] | None) -> str:

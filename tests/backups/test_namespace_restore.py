@@ -63,7 +63,8 @@ def test_the_answer_comes_before_any_restore_and_the_worker_then_shows_its_progr
     done = _post(client, {"namespace": "ai", "target_namespace": "ai-restore", "target_prefix": "r-"}).json()
     assert {r["pvc"]: r["status"] for r in done["results"]}["a"] == "queued"
     assert next(r for r in done["results"] if r["pvc"] == "a")["volume"] == ""  # not created yet
-    assert world.mutating_calls == {} and len(held_queue) == 1
+    # Nothing is created yet but the batch's record, which a killed worker's batch is carried on from.
+    assert world.mutating_calls == {"create_lease": 1} and len(held_queue) == 1
     assert client.get("/v1/restores?namespace=ai-restore").json()["restores"] == []
     outcome = tasks.restore_planned(*held_queue[0])
     assert outcome["restored"] == ["ai-restore/r-a"] and outcome["failed"] == {}
@@ -92,7 +93,8 @@ def test_a_queue_that_cannot_be_written_fails_each_planned_pvc(client, world, mo
     done = _post(client, {"namespace": "ai", "target_namespace": "ai-restore", "target_prefix": "r-"}).json()
     row = next(r for r in done["results"] if r["pvc"] == "a")
     assert (row["status"], row["error"]) == ("failed", "not_queued") and "database is locked" in row["detail"]
-    assert world.mutating_calls == {}
+    # The batch's record was written and given back: nothing else was made, nothing is left.
+    assert world.mutating_calls == {"create_lease": 1, "delete_lease": 1} and world.leases == {}
 
 
 def test_the_worker_restores_at_most_the_concurrency_cap_at_once(client, world, settings, monkeypatch):

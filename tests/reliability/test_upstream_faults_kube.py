@@ -212,7 +212,7 @@ def test_a_namespace_restore_restores_the_others_when_one_claim_fails(client, li
         seed.make_pvc(live, "rk-nsr", f"data-{i}", backups=SEEDED)
     seed.ensure_basics(live, ["rk-nsr-to"])
     outcomes = []
-    monkeypatch.setattr(restore, "_enqueue", lambda ns, by, plans: outcomes.append(tasks.restore_planned(ns, by, plans)))
+    monkeypatch.setattr(restore, "_enqueue", lambda *task: outcomes.append(tasks.restore_planned(*task)))
     before = soteria_objects(live)
     api.add("POST", CLAIMS.format("rk-nsr-to"), status=500, count=1, message=MESSAGE)
     response = post(client, "/v1/restores/namespace", {"namespace": "rk-nsr", "target_namespace": "rk-nsr-to"})

@@ -154,11 +154,11 @@ def test_a_web_worker_killed_mid_namespace_batch_leaves_no_pvc_blocked_or_forgot
             assert [b["snapshot"] for b in listed] == [outcome[pvc]["backup"]], listed
 
 
-def _restore_leases(cfg) -> list:
+def _restore_leases(cfg, purpose: str = "restore") -> list:
     from kubernetes import client, config
 
     api = client.CoordinationV1Api(config.new_client_from_config(config_file=str(cfg.kubeconfig)))
-    return api.list_namespaced_lease("soteria", label_selector="soteria.io/purpose=restore").items
+    return api.list_namespaced_lease("soteria", label_selector=f"soteria.io/purpose={purpose}").items
 
 
 def _emulator_volumes(cfg) -> int:
@@ -166,13 +166,14 @@ def _emulator_volumes(cfg) -> int:
 
 
 @FULL_ONLY
-def test_a_worker_killed_mid_restore_leaves_nothing_once_swept(sandbox, server):
-    """A namespace restore runs in the worker: killed after Longhorn made the new volume and
-    before the claim, its volume (and PV) are deleted by the restore sweep."""
+def test_a_worker_killed_mid_restore_is_swept_and_its_batch_carried_on(sandbox, server):
+    """A namespace restore runs in the worker: killed after Longhorn made the first PVC's new
+    volume and before its claim. After a restart the restore sweep deletes that volume (and PV),
+    then queues the rest of the batch again: every PVC ends restored exactly once."""
     from tests.support.kube import kube
 
     namespace, target = "rel-kill-restore", "rel-kill-restore-to"
-    _pvcs(sandbox, namespace, 3)
+    sources = _pvcs(sandbox, namespace, 3)
     seed.ensure_basics(sandbox, [target])
     api = kube(sandbox)
     worker = Worker(server)
@@ -199,19 +200,30 @@ def test_a_worker_killed_mid_restore_leaves_nothing_once_swept(sandbox, server):
     volume, pv, claim = made["soteria.io/restore-volume"], made["soteria.io/restore-pv"], made["soteria.io/restore-target"]
     assert _emulator_volumes(sandbox) == volumes_before + 1
     assert not api.list_namespaced_persistent_volume_claim(target).items
+    assert len(_restore_leases(sandbox, "restore-batch")) == 1  # the batch's record outlives its worker
 
     second = Worker(server)
-    try:  # the restore sweep runs every minute; run it now (until it has seen the Lease expire)
-        wait_for(lambda: second.run("backups.tasks.sweep_restores") is not None and not _restore_leases(sandbox),
-                 120, "the restore sweep to undo the dead restore", interval=1)
+    reports = []
+    try:  # the restore sweep runs every minute; run it now (until the Leases have expired)
+        def swept():
+            reports.append(second.run("backups.tasks.sweep_restores"))
+            return reports[-1].get("resumed")
+        wait_for(swept, 120, "the restore sweep to queue the dead batch again", interval=1)
+
+        def all_restored():
+            claims = api.list_namespaced_persistent_volume_claim(target).items
+            done = len(claims) == 3 and not _restore_leases(sandbox) and not _restore_leases(sandbox, "restore-batch")
+            return claims if done else None
+        claims = wait_for(all_restored, 240, "the batch to be carried on", interval=1)
     finally:
         second.stop()
-    # Nothing of it is left: no volume, no PV, no claim, no Lease.
-    assert _emulator_volumes(sandbox) == volumes_before
-    assert not [p for p in api.list_persistent_volume().items
-                if p.metadata.name == pv or (p.spec.claim_ref and p.spec.claim_ref.namespace == target)]
-    assert not api.list_namespaced_persistent_volume_claim(target).items
-    assert not _restore_leases(sandbox)
+    assert claim in [c for report in reports for c in report.get("interrupted", [])], reports
+    # Each source restored once, each into a volume of its own; the dead run's volume and PV are gone.
+    assert sorted(c.metadata.annotations["soteria.io/source"] for c in claims) == \
+        sorted(f"{namespace}/{pvc}" for pvc in sources)
+    assert _emulator_volumes(sandbox) == volumes_before + 3
+    assert volume not in {c.spec.volume_name for c in claims}
+    assert pv not in {p.metadata.name for p in api.list_persistent_volume().items}
     source = made["soteria.io/source"].partition("/")[2]
     events = [e for e in api.list_namespaced_event(namespace).items
               if e.involved_object.name == source and e.reason == "RestoreInterrupted"]
