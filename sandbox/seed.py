@@ -209,8 +209,9 @@ def wait_bound(cfg: SandboxConfig, claims, timeout: float = 120) -> None:
 
 
 def scale(cfg: SandboxConfig, namespaces: int, pvcs: int, backups: int, prefix: str = "scale",
-          wait: bool = False) -> dict:
-    """N namespaces x M PVCs (Longhorn) x K Completed backups, one hour apart."""
+          wait: bool = False, on_bound=None) -> dict:
+    """N namespaces x M PVCs (Longhorn) x K Completed backups, one hour apart. With `wait`, the
+    claims are bound before Longhorn's CRs are written, and `on_bound()` is then called."""
     started = time.monotonic()
     now = datetime.now(timezone.utc)
     names = [f"{prefix}-{n:03d}" for n in range(namespaces)]
@@ -225,6 +226,10 @@ def scale(cfg: SandboxConfig, namespaces: int, pvcs: int, backups: int, prefix: 
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(create, pairs))
+    if wait:
+        wait_bound(cfg, pairs, timeout=600)
+        if on_bound is not None:
+            on_bound()
     kube_seconds = time.monotonic() - started
     chunk = max(1, 200_000 // max(backups, 1))
     for i in range(0, len(pairs), chunk):
@@ -237,8 +242,6 @@ def scale(cfg: SandboxConfig, namespaces: int, pvcs: int, backups: int, prefix: 
     longhorn_done = time.monotonic()
     mirrored = faults.wait_mirrored(cfg, timeout=max(600.0, len(pairs) * (backups + 2) / 100))
     crs_seconds = time.monotonic() - longhorn_done
-    if wait:
-        wait_bound(cfg, pairs, timeout=600)
     return {"namespaces": namespaces, "pvcs": len(pairs), "backups": len(pairs) * backups,
             "kubernetes_seconds": round(kube_seconds, 1), "longhorn_seconds": round(longhorn_done - started - kube_seconds, 1),
             "longhorn_crs_seconds": round(crs_seconds, 1), "longhorn_crs": mirrored.get("objects"),
