@@ -4,18 +4,27 @@ locust patches the standard library with gevent, so no test process may import t
 Each simulated client is automation with a bearer token (LOAD_TOKEN) that, after a short
 pause each time, reads the inventory, plans a backup (dry run) of LOAD_NAMESPACE/LOAD_PVC, or
 asks who it is. An answer counts as a failure unless it is 200 with the fields its endpoint
-promises (docs/api.md), so an error page or a wrong identity is an error too.
+promises (docs/api.md), so an error page or a wrong identity is an error too. When the test
+starts (locust has loaded and is about to spawn its clients) the file LOAD_STARTED_FILE is
+written: the /healthz probes time the load, not locust's own start-up.
 """
 
 from __future__ import annotations
 
 import os
 
-from locust import between, task
+from locust import between, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
 NAMESPACE = os.environ.get("LOAD_NAMESPACE", "ai")
 PVC = os.environ.get("LOAD_PVC", "llm-cache")
+
+
+@events.test_start.add_listener
+def _started(environment, **kwargs):
+    if os.environ.get("LOAD_STARTED_FILE"):
+        with open(os.environ["LOAD_STARTED_FILE"], "w") as marker:
+            marker.write("started\n")
 
 
 class Automation(FastHttpUser):

@@ -38,6 +38,7 @@ class HealthSamples:
     ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     sent: list[float] = field(default_factory=list)  # time.monotonic() of each probe
+    answered: list[tuple[float, float]] = field(default_factory=list)  # (sent, ms) of each answer
     started: float = 0.0
     stopped: float = 0.0
 
@@ -45,6 +46,11 @@ class HealthSamples:
         """Whether probes went out from the first tenth of the run to its last tenth."""
         tenth = (self.stopped - self.started) / 10
         return bool(self.sent) and min(self.sent) <= self.started + tenth and max(self.sent) >= self.stopped - tenth
+
+    def slow_at(self, over_ms: float = 100) -> str:
+        """When the probes over `over_ms` went out, in seconds from the start of the load."""
+        when = [f"{sent - self.started:.1f} s" for sent, ms in self.answered if ms > over_ms]
+        return f", sent at {', '.join(when[:10])}" if when else ""
 
     def percentile(self, p: float) -> float:
         ordered = sorted(self.ms)
@@ -64,7 +70,14 @@ class LoadRun:
     output: str
 
 
-def _sample_healthz(url: str, every: float, stop: threading.Event, samples: HealthSamples) -> None:
+def _sample_healthz(url: str, every: float, stop: threading.Event, samples: HealthSamples,
+                    started: Path) -> None:
+    """Probe from the moment locust starts its test (`started` written) until `stop`: locust's
+    own start-up, seconds of a CPU importing gevent and locust, is not the load."""
+    while not started.exists():
+        if stop.wait(0.01):
+            return
+    samples.started = time.monotonic()
     parts = urlsplit(url)
     while not stop.wait(every):
         samples.sent.append(time.monotonic())
@@ -76,6 +89,7 @@ def _sample_healthz(url: str, every: float, stop: threading.Event, samples: Heal
             response.read()
             elapsed = (time.perf_counter() - started) * 1000
             samples.ms.append(elapsed)
+            samples.answered.append((samples.sent[-1], elapsed))
             if response.status != 200:
                 samples.errors.append(f"{response.status} after {elapsed:.0f} ms")
         except OSError as exc:
@@ -99,14 +113,17 @@ def _read_stats(path: Path) -> dict[str, Stats]:
 def run_load(url: str, token: str, workdir: Path, users: int, seconds: int, *, healthz_every: float = 0.1,
              namespace: str = "ai", pvc: str = "llm-cache") -> LoadRun:
     prefix = workdir / "locust"
-    env = {**os.environ, "LOAD_TOKEN": token, "LOAD_NAMESPACE": namespace, "LOAD_PVC": pvc}
+    started = workdir / "locust-started"
+    started.unlink(missing_ok=True)
+    env = {**os.environ, "LOAD_TOKEN": token, "LOAD_NAMESPACE": namespace, "LOAD_PVC": pvc,
+           "LOAD_STARTED_FILE": str(started)}
     command = [str(Path(sys.executable).with_name("locust")), "-f", str(LOCUSTFILE), "--headless",
                "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{seconds}s", "--host", url,
                "--csv", str(prefix), "--only-summary", "--stop-timeout", "30", "--loglevel", "WARNING"]
     samples, stop = HealthSamples(), threading.Event()
-    sampler = threading.Thread(target=_sample_healthz, args=(url, healthz_every, stop, samples), daemon=True)
+    sampler = threading.Thread(target=_sample_healthz, args=(url, healthz_every, stop, samples, started),
+                               daemon=True)
     load_before = os.getloadavg()
-    samples.started = time.monotonic()
     sampler.start()
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 120)
@@ -134,5 +151,5 @@ def report(run: LoadRun) -> str:
     health = run.healthz
     lines.append(f"{'/healthz':<16}{len(health.ms):>8}{len(health.errors):>6}{'':>8}"
                  + "".join(f"{health.percentile(p):>7.0f}ms" for p in (50, 90, 99, 100))
-                 + f"  ({sum(ms > 100 for ms in health.ms)} over 100 ms)")
+                 + f"  ({sum(ms > 100 for ms in health.ms)} over 100 ms{health.slow_at()})")
     return "\n".join(lines)
