@@ -191,7 +191,13 @@ def restore_planned(namespace: str, requested_by: str, plans: list[RestorePlan] 
     with restore_batches.held(batch_id, holder) as batch:
         if batch is None:
             return "", []
-        claim_list = claims.list_batch(namespace)
+        try:
+            claim_list = claims.list_batch(namespace)
+        except SoteriaError as exc:
+            if exc.status >= 500:  # passing: the batch's Lease expires and the sweep queues it again
+                raise
+            return batch.target_namespace, [RestoreOutcome(e.pvc, e.target_pvc, "failed", exc.code, exc.detail)
+                                            for e in batch.entries]
         if plans is None:
             plans, done = _carry_on(batch, claim_list)
         else:

@@ -162,6 +162,34 @@ def test_a_target_made_by_someone_else_meanwhile_is_a_conflict_when_carried_on(c
     assert list(outcome["failed"]) == ["ai-restore/r-c"] and "already exists" in outcome["failed"]["ai-restore/r-c"]
 
 
+def test_a_batch_that_cannot_run_any_more_ends_with_each_pvc_failed(client, world, queue, settings):
+    _post(client)
+    [task] = queue
+    settings.SOTERIA_NAMESPACE_BATCH_MAX = 2  # the namespace grew past the limit since the plan
+    outcome = tasks.restore_planned(*task)
+    assert sorted(outcome["failed"]) == ["ai-restore/r-a", "ai-restore/r-b", "ai-restore/r-c"]
+    assert all(why.startswith("batch_too_large:") for why in outcome["failed"].values())
+    assert _restored(world) == set() and world.leases == {}  # done: not queued again
+
+
+def test_a_batch_that_meets_a_passing_upstream_failure_is_queued_again(client, world, queue, monkeypatch):
+    from soteria_site.core.errors import UpstreamUnavailable
+
+    _post(client)
+    [task] = queue
+
+    def down(namespace):
+        raise UpstreamUnavailable("kubernetes", "connection refused")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(restore.claims, "list_batch", down)
+        with pytest.raises(UpstreamUnavailable):
+            tasks.restore_planned(*task)
+    assert restore.resume_batches(now=_now() + LATER) == {"resumed": [_batch_lease(world)]}
+    tasks.restore_planned(*queue[1])
+    assert _restored(world) == {"r-a", "r-b", "r-c"} and world.leases == {}
+
+
 def test_an_unreadable_record_is_reported_and_left_alone(world):
     from soteria_site.core import leases
 
