@@ -9,6 +9,7 @@ from soteria_site.core.errors import InvalidInput, NotFound
 from soteria_site.core.kubernetes import Pv, Pvc, StorageClass
 from soteria_site.core.names import require_dns_label, require_dns_subdomain
 
+from ..clients import longhorn
 from ..types import Claim
 
 
@@ -62,3 +63,22 @@ def require_namespace(namespace: str, field: str = "namespace") -> None:
     require_dns_label(namespace, field)
     if not kubernetes.namespace_exists(namespace):
         raise NotFound(f"namespace {namespace!r} not found", field=field)
+
+
+def in_use(volume: str, pv: Pv | None, ignore: tuple[str, str] | None = None) -> str:
+    """Why a Longhorn volume or a PV is in use by a claim other than `ignore` ("" when neither
+    is): what a clean-up deletes by name must not be a live claim's storage, whoever named it."""
+    def used(namespace: str | None, name: str | None) -> bool:
+        return bool(name) and (namespace, name) != ignore and kubernetes.find_pvc(namespace or "", name) is not None
+
+    if pv is not None and used(pv.claim_namespace, pv.claim_name):
+        return f"PV {pv.name} is bound to claim {pv.claim_namespace}/{pv.claim_name}"
+    found = longhorn.get_volume(volume) if volume else None
+    if found is None:
+        return ""
+    if used(found.pvc_namespace, found.pvc_name):
+        return f"volume {volume} is used by claim {found.pvc_namespace}/{found.pvc_name}"
+    if found.pv_name and found.pv_name != (pv.name if pv else "") and kubernetes.find_pv(found.pv_name) is not None:
+        return f"volume {volume} is the volume of PV {found.pv_name}"
+    return ""
+

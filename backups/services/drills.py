@@ -408,12 +408,29 @@ def remove_scratch(drill_id: str, scratch: dict, driver: str) -> dict:
         pv_names |= {pv.name for pv in kubernetes.list_pvs_labelled(selector)}
     except SoteriaError as exc:
         errors.append(f"claim: {exc.detail}")
-    for pv in sorted(pv_names):
-        attempt(f"pv {pv}", kubernetes.delete_pv, pv)
+    # The record names what to delete; whoever wrote it, a live claim's storage is left alone.
+    scratch_claim = (namespace, scratch.get("pvc") or "")
+    for name in sorted(pv_names):
+        used = _used("", kubernetes.find_pv(name), scratch_claim, errors)
+        if used is False:
+            attempt(f"pv {name}", kubernetes.delete_pv, name)
     volume = scratch.get("volume") or ""
-    if driver == "longhorn" and volume:
+    if driver == "longhorn" and volume and _used(volume, None, scratch_claim, errors) is False:
         attempt(f"volume {volume}", longhorn.delete_volume, volume)
     return {"succeeded": not errors, "deleted": deleted, "errors": errors}
+
+
+def _used(volume: str, pv, scratch_claim: tuple[str, str], errors: list[str]) -> bool | None:
+    """False when the volume or PV may go; True (said in `errors`) when another claim uses it;
+    None when that could not be read (said too: the next sweep tries again)."""
+    try:
+        why = claims.in_use(volume, pv, ignore=scratch_claim)
+    except SoteriaError as exc:
+        errors.append(f"{'pv ' + pv.name if pv else 'volume ' + volume}: {exc.detail}")
+        return None
+    if why:
+        errors.append(f"left alone: {why}")
+    return bool(why)
 
 
 

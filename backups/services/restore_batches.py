@@ -99,7 +99,11 @@ def _encode(batch: Batch) -> str:
 
 
 def _decode(lease: kubernetes.Lease) -> Batch:
-    """The record `record` wrote on the Lease; ValueError for anything else."""
+    """The record `record` wrote on the Lease; ValueError for anything else, and for a record
+    this Soteria did not seal (it would restore whatever backup it names, anywhere)."""
+    if not leases.seal_holds(lease.annotations):
+        raise ValueError(f"Lease {_namespace()}/{lease.name} is not sealed with this Soteria's key "
+                         "(SOTERIA_SECRET_KEY); left alone")
     try:
         payload = json.loads(gzip.decompress(base64.b64decode(lease.annotations.get(RECORD, ""), validate=True)))
         if payload.get("format") != FORMAT:
@@ -131,7 +135,7 @@ def record(namespace: str, target_namespace: str, requested_by: str, plans: list
             raise
     holder = f"queued-{batch_id}"
     if not leases.acquire(name_of(batch_id), namespace=_namespace(), duration_seconds=_queued_seconds(),
-                          holder=holder, labels=LABELS, annotations={RECORD: encoded}):
+                          holder=holder, labels=LABELS, annotations=leases.sealed({RECORD: encoded})):
         raise Conflict(f"Lease {_namespace()}/{name_of(batch_id)} of a new restore batch is held already", code="busy")
     return [(batch_id, holder, plans)]
 

@@ -26,12 +26,13 @@ from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
 
-from soteria_site.core import events, kubernetes, leases
+from soteria_site.core import events, kubernetes, leases, workloads
 from soteria_site.core.errors import Conflict, SoteriaError
 from soteria_site.core.names import DNS_SUBDOMAIN_MAX, fit_name
 
 from ..drivers import longhorn_restore, restic_jobs, restic_restore
 from ..types import RestorePlan
+from . import claims
 
 log = logging.getLogger(__name__)
 PURPOSE = "soteria.io/purpose"
@@ -63,10 +64,11 @@ def in_flight(plan: RestorePlan):
     restore_id = uuid.uuid4().hex[:12]
     name = lease_name(plan.target_namespace, plan.target_pvc)
     stale = kubernetes.find_lease(_namespace(), name)
-    if stale is not None and _expired(stale, datetime.now(timezone.utc)):
+    if stale is not None and _expired(stale, datetime.now(timezone.utc)) and leases.seal_holds(stale.annotations):
         _sweep_one(stale)  # a killed restore into this claim: its leftovers go before a new one starts
-    annotations = {SOURCE: f"{plan.namespace}/{plan.pvc}", TARGET: f"{plan.target_namespace}/{plan.target_pvc}",
-                   DRIVER: plan.driver, VOLUME: plan.volume, PV: plan.pv, JOB: plan.job}
+    annotations = leases.sealed({SOURCE: f"{plan.namespace}/{plan.pvc}",
+                                 TARGET: f"{plan.target_namespace}/{plan.target_pvc}",
+                                 DRIVER: plan.driver, VOLUME: plan.volume, PV: plan.pv, JOB: plan.job})
     if not leases.acquire(name, namespace=_namespace(), duration_seconds=_seconds(), holder=restore_id,
                           labels=LABELS, annotations=annotations):
         raise Conflict(f"a restore into PVC {plan.target_namespace}/{plan.target_pvc} is already running",
@@ -106,6 +108,9 @@ def sweep(now: datetime | None = None) -> dict:
 
 def _sweep_one(lease: kubernetes.Lease) -> tuple[str, list[str], list[str]]:
     a = lease.annotations
+    if not leases.seal_holds(a):  # not written by this Soteria: nothing it names is touched
+        raise Conflict("its annotations are not sealed with this Soteria's key (SOTERIA_SECRET_KEY); left alone",
+                       code="lease_not_sealed")
     target_namespace, _, target_pvc = a.get(TARGET, "").partition("/")
     claim = kubernetes.find_pvc(target_namespace, target_pvc) if target_pvc else None
     if claim is not None and _own(claim, a):
@@ -129,12 +134,24 @@ def _own(claim: kubernetes.Pvc, a: dict[str, str]) -> bool:
 
 
 def _undo(a: dict[str, str], target_namespace: str) -> dict:
-    """What the restore created, deleted by its driver's own undo (never a claim: it comes last)."""
+    """What the restore created, deleted by its driver's own undo (never a claim: it comes last).
+    The Lease's annotations are not trusted to name only what the restore made: a Job is deleted
+    only if it is one of Soteria's restore Jobs, and a volume or PV that a claim uses is left
+    alone and reported (whoever wrote the Lease, nothing in use is deleted)."""
     if a.get(DRIVER) == "restic":
-        return restic_restore.undo(target_namespace, [("job", a[JOB])] if a.get(JOB) else [])
-    made = [("volume", a[VOLUME])] if a.get(VOLUME) else []
+        job = a.get(JOB, "")
+        ours = bool(job) and any(j.name == job for j in workloads.list_jobs(restic_jobs.selector("restore"),
+                                                                             target_namespace))
+        return restic_restore.undo(target_namespace, [("job", job)] if ours else [])
+    volume = a.get(VOLUME, "")
     pv = kubernetes.find_pv(a[PV]) if a.get(PV) else None
-    if pv is not None and pv.volume_handle == a.get(VOLUME):
+    if pv is not None and pv.volume_handle != volume:
+        pv = None
+    used = claims.in_use(volume, pv)
+    if used:
+        return {"succeeded": False, "deleted": [], "errors": [f"left alone: {used}"]}
+    made = [("volume", volume)] if volume else []
+    if pv is not None:
         made.append(("pv", pv.name))
     return longhorn_restore.undo(made)
 

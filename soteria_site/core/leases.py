@@ -8,10 +8,15 @@ renewal, and the next caller takes it over.
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import socket
 import threading
 from datetime import datetime, timedelta, timezone
+
+from django.conf import settings
+from django.core import signing
 
 from . import kubernetes
 from .errors import Conflict
@@ -66,6 +71,34 @@ def acquire(name: str, *, namespace: str, duration_seconds: int, holder: str | N
         return True
     except Conflict:
         return False  # another caller won the race
+
+
+# --- sealed annotations ------------------------------------------------------------------------
+# A Lease whose annotations tell a sweeper what to delete or what to run again (a restore in
+# flight, a namespace restore's batch) is sealed with Django's signing key (SOTERIA_SECRET_KEY):
+# anyone who may write Leases in Soteria's namespace could otherwise name any volume for it to
+# delete, or any backup for it to restore anywhere. Replicas share the seal only when they
+# share the key.
+SEAL = "soteria.io/seal"
+_SALT = "soteria.lease-annotations"
+
+
+def _canonical(annotations: dict[str, str]) -> str:
+    return json.dumps(sorted((k, v) for k, v in annotations.items() if k != SEAL), separators=(",", ":"))
+
+
+def sealed(annotations: dict[str, str]) -> dict[str, str]:
+    """`annotations` with their seal added."""
+    return {**annotations, SEAL: signing.Signer(salt=_SALT).signature(_canonical(annotations))}
+
+
+def seal_holds(annotations: dict[str, str]) -> bool:
+    """Whether this Soteria sealed these annotations (with its key, or one of SECRET_KEY_FALLBACKS)."""
+    seal = annotations.get(SEAL, "")
+    signer = signing.Signer(salt=_SALT)
+    canonical = _canonical(annotations)
+    return bool(seal) and any(hmac.compare_digest(seal, signer.signature(canonical, key))
+                              for key in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS])
 
 
 def held_by(name: str, *, namespace: str, holder: str, now: datetime | None = None) -> bool:

@@ -190,16 +190,29 @@ def test_a_batch_that_meets_a_passing_upstream_failure_is_queued_again(client, w
     assert _restored(world) == {"r-a", "r-b", "r-c"} and world.leases == {}
 
 
-def test_an_unreadable_record_is_reported_and_left_alone(world):
+def test_a_record_soteria_did_not_seal_is_reported_and_left_alone(world):
+    """Anyone who may write Leases in Soteria's namespace could otherwise have any backup restored
+    anywhere: a batch record without this Soteria's seal is never carried on."""
     from soteria_site.core import leases
 
     name = restore_batches.name_of("0123456789ab")
     leases.acquire(name, namespace="soteria", duration_seconds=4, holder="someone", labels=restore_batches.LABELS,
                    annotations={restore_batches.RECORD: "bm90IGd6aXA="}, now=_now() - LATER)
     report = restore.resume_batches()
-    assert report == {"failed": [f"{name}: Lease soteria/{name} holds no restore batch Soteria wrote "
-                                 "(Not a gzipped file (b'no'))"]}
+    assert report == {"failed": [f"{name}: Lease soteria/{name} is not sealed with this Soteria's key "
+                                 "(SOTERIA_SECRET_KEY); left alone"]}
     assert list(world.leases) == [("soteria", name)] and world.leases[("soteria", name)].holder == "someone"
+
+
+def test_a_sealed_record_that_cannot_be_read_is_reported_and_left_alone(world):
+    from soteria_site.core import leases
+
+    name = restore_batches.name_of("0123456789ab")
+    leases.acquire(name, namespace="soteria", duration_seconds=4, holder="someone", labels=restore_batches.LABELS,
+                   annotations=leases.sealed({restore_batches.RECORD: "bm90IGd6aXA="}), now=_now() - LATER)
+    [failure] = restore.resume_batches()["failed"]
+    assert "holds no restore batch Soteria wrote (Not a gzipped file" in failure
+    assert list(world.leases) == [("soteria", name)]
 
 
 def _entries(count: int, length: int):

@@ -82,21 +82,31 @@ def test_a_restore_releases_its_lease_when_it_ends(world):
     assert not world.leases
 
 
-def _restic_lease(target_pvc: str) -> None:
+def _restic_lease(target_pvc: str, job: str = "") -> None:
     from soteria_site.core import leases
 
     assert leases.acquire(restore_leases.lease_name("ai-restore", target_pvc), namespace="soteria",
                           duration_seconds=4, holder="dead-restore", labels=restore_leases.LABELS,
-                          annotations={"soteria.io/source": "ai/llm-cache",
-                                       "soteria.io/restore-target": f"ai-restore/{target_pvc}",
-                                       "soteria.io/restore-driver": "restic", "soteria.io/restore-volume": "",
-                                       "soteria.io/restore-pv": "", "soteria.io/restore-job": f"job-{target_pvc}"})
+                          annotations=leases.sealed({"soteria.io/source": "ai/llm-cache",
+                                                     "soteria.io/restore-target": f"ai-restore/{target_pvc}",
+                                                     "soteria.io/restore-driver": "restic",
+                                                     "soteria.io/restore-volume": "", "soteria.io/restore-pv": "",
+                                                     "soteria.io/restore-job": job or f"job-{target_pvc}"}))
+
+
+def _restore_job(world, name: str, labels: dict | None = None) -> None:
+    from backups.drivers import restic_jobs
+
+    selector = dict(part.split("=") for part in restic_jobs.selector("restore").split(","))
+    world.create_job("ai-restore", {"metadata": {"name": name, "labels": selector if labels is None else labels},
+                                    "spec": {}})
 
 
 def test_a_killed_restic_restore_loses_its_job_and_a_finished_one_keeps_it(world, monkeypatch):
     from soteria_site.core import workloads
 
     deleted = []
+    _restore_job(world, "job-killed")
     monkeypatch.setattr(workloads, "delete_job", lambda namespace, name: deleted.append(f"{namespace}/{name}"))
     _restic_lease("killed")
     _restic_lease("done")  # its claim was made: the restore reached its end
@@ -107,3 +117,48 @@ def test_a_killed_restic_restore_loses_its_job_and_a_finished_one_keeps_it(world
     assert report == {"interrupted": ["ai-restore/killed"], "completed": ["ai-restore/done"],
                       "deleted": ["job ai-restore/job-killed"]}
     assert deleted == ["ai-restore/job-killed"] and not world.leases
+
+
+def _longhorn_lease(target_pvc: str, volume: str, seal: bool) -> None:
+    from soteria_site.core import leases
+
+    annotations = {"soteria.io/source": "ai/llm-cache", "soteria.io/restore-target": f"ai-restore/{target_pvc}",
+                   "soteria.io/restore-driver": "longhorn", "soteria.io/restore-volume": volume,
+                   "soteria.io/restore-pv": volume, "soteria.io/restore-job": ""}
+    assert leases.acquire(restore_leases.lease_name("ai-restore", target_pvc), namespace="soteria",
+                          duration_seconds=4, holder="someone", labels=restore_leases.LABELS,
+                          annotations=leases.sealed(annotations) if seal else annotations)
+
+
+def test_a_lease_soteria_did_not_seal_is_reported_and_nothing_it_names_is_deleted(world):
+    """Anyone who may write Leases in Soteria's namespace could name any volume: a restore Lease
+    without this Soteria's seal is reported and kept, and what it names is not touched."""
+    volume = world.pvcs[("ai", "llm-cache")].volume_name
+    _longhorn_lease("gone", volume, seal=False)
+    report = restore_leases.sweep(now=_now() + LATER)
+    [failure] = report["failed"]
+    assert "not sealed with this Soteria's key" in failure and report["deleted"] == []
+    assert volume in world.volumes and volume in world.pvs and len(world.leases) == 1
+
+
+def test_a_sealed_lease_naming_a_volume_in_use_deletes_nothing_and_is_reported(world):
+    """Even sealed, the sweep never deletes a volume or PV a claim uses."""
+    volume = world.pvcs[("ai", "llm-cache")].volume_name
+    _longhorn_lease("gone", volume, seal=True)
+    report = restore_leases.sweep(now=_now() + LATER)
+    assert report["deleted"] == [] and report["interrupted"] == ["ai-restore/gone"]
+    [failure] = report["failed"]
+    assert f"left alone: PV {volume} is bound to claim ai/llm-cache" in failure
+    assert volume in world.volumes and volume in world.pvs and len(world.leases) == 1
+
+
+def test_a_lease_naming_a_job_that_is_not_a_restore_job_deletes_nothing(world, monkeypatch):
+    from soteria_site.core import workloads
+
+    deleted = []
+    _restore_job(world, "nightly-report", labels={"app": "reports"})
+    monkeypatch.setattr(workloads, "delete_job", lambda namespace, name: deleted.append(f"{namespace}/{name}"))
+    _restic_lease("reports", job="nightly-report")
+    report = restore_leases.sweep(now=_now() + LATER)
+    assert report == {"interrupted": ["ai-restore/reports"], "deleted": []}
+    assert deleted == []

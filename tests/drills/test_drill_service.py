@@ -493,3 +493,21 @@ def test_a_drill_that_lost_its_lease_before_it_began_restores_nothing(world):
     assert "create_volume" not in world.calls and world.jobs.created == []
     assert lease_holders(world) == {drills.lease_name("ai", "llm-cache"): new.id, drills.slot_name(0): new.id}
     assert recorded(new.id)["result"] == "running"
+
+
+def test_a_drill_record_naming_a_live_claims_storage_never_gets_it_deleted(world):
+    """The record names what a sweep deletes; whoever wrote it, the volume and PV of a claim in
+    use are left alone and said in the cleanup's errors."""
+    planned = drills.start("ai", "llm-cache", "alice")
+    live = world.pvcs[("ai", "llm-cache")].volume_name
+    drills._patch("ai", "llm-cache", planned.id, worker_started_at="2026-04-12T15:30:00Z",
+                  scratch={"namespace": "soteria-drills", "pvc": "scratch", "pv": live, "volume": live})
+    with time_machine.travel(NOW + timedelta(seconds=4 * 15 + 1), tick=False):
+        swept = drills.sweep()
+    assert swept["interrupted"] == [planned.id]
+    cleanup = recorded(planned.id)["cleanup"]
+    assert not cleanup["succeeded"] and cleanup["deleted"] == []
+    pv_error, volume_error = cleanup["errors"]
+    assert pv_error == f"left alone: PV {live} is bound to claim ai/llm-cache"
+    assert volume_error.startswith(f"left alone: volume {live} is ")  # used by the claim, through its PV
+    assert live in world.pvs and live in world.volumes

@@ -72,3 +72,23 @@ def test_the_holder_is_this_pod_by_default(cluster, monkeypatch):
     assert leases.identity() == "soteria-7d9f-abcde"
     assert leases.acquire("evaluator", namespace="soteria", duration_seconds=60, now=NOW)
     assert cluster.leases[LEASE].holder == "soteria-7d9f-abcde"
+
+
+# --- sealed annotations ----------------------------------------------------------------------------
+def test_sealed_annotations_hold_and_any_change_breaks_the_seal(settings):
+    annotations = leases.sealed({"soteria.io/restore-volume": "pvc-1", "soteria.io/restore-pv": "pvc-1"})
+    assert leases.seal_holds(annotations)
+    for changed in ({**annotations, "soteria.io/restore-volume": "pvc-production"},
+                    {**annotations, "soteria.io/restore-job": "nightly-report"},
+                    {k: v for k, v in annotations.items() if k != "soteria.io/restore-pv"},
+                    {k: v for k, v in annotations.items() if k != leases.SEAL}):
+        assert not leases.seal_holds(changed), changed
+
+
+def test_a_seal_made_with_another_key_does_not_hold_unless_that_key_is_a_fallback(settings):
+    old_key = settings.SECRET_KEY
+    annotations = leases.sealed({"soteria.io/restore-batch": "record"})
+    settings.SECRET_KEY = "another-" + "k" * 60
+    assert not leases.seal_holds(annotations)
+    settings.SECRET_KEY_FALLBACKS = [old_key]  # the key was rotated: what the old one sealed still holds
+    assert leases.seal_holds(annotations)
