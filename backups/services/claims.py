@@ -67,18 +67,22 @@ def require_namespace(namespace: str, field: str = "namespace") -> None:
 
 def in_use(volume: str, pv: Pv | None, ignore: tuple[str, str] | None = None) -> str:
     """Why a Longhorn volume or a PV is in use by a claim other than `ignore` ("" when neither
-    is): what a clean-up deletes by name must not be a live claim's storage, whoever named it."""
-    def used(namespace: str | None, name: str | None) -> bool:
-        return bool(name) and (namespace, name) != ignore and kubernetes.find_pvc(namespace or "", name) is not None
+    is): what a clean-up deletes by name must not be a live claim's storage, whoever named it.
+    Judged from Kubernetes, by the PVs whose volume handle is the volume: a Longhorn volume's
+    own kubernetesStatus is no guide (a restored volume carries its source's, from the backup)."""
+    def claim_of(candidate: Pv) -> str:
+        key = (candidate.claim_namespace or "", candidate.claim_name or "")
+        if not key[1] or key == ignore or kubernetes.find_pvc(*key) is None:
+            return ""
+        return f"{key[0]}/{key[1]}"
 
-    if pv is not None and used(pv.claim_namespace, pv.claim_name):
-        return f"PV {pv.name} is bound to claim {pv.claim_namespace}/{pv.claim_name}"
-    found = longhorn.get_volume(volume) if volume else None
-    if found is None:
+    if pv is not None and claim_of(pv):
+        return f"PV {pv.name} is bound to claim {claim_of(pv)}"
+    if not volume:
         return ""
-    if used(found.pvc_namespace, found.pvc_name):
-        return f"volume {volume} is used by claim {found.pvc_namespace}/{found.pvc_name}"
-    if found.pv_name and found.pv_name != (pv.name if pv else "") and kubernetes.find_pv(found.pv_name) is not None:
-        return f"volume {volume} is the volume of PV {found.pv_name}"
+    found = longhorn.get_volume(volume)
+    for name in sorted({volume, found.pv_name if found else ""} - {"", pv.name if pv else ""}):
+        other = kubernetes.find_pv(name)
+        if other is not None and other.volume_handle == volume and claim_of(other):
+            return f"volume {volume} is used by claim {claim_of(other)} (PV {other.name})"
     return ""
-

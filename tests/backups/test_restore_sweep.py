@@ -53,6 +53,20 @@ def test_a_killed_restore_is_swept_once_its_lease_expired(world):
     assert ("llm-cache", "RestoreInterrupted") in {(e["involvedObject"]["name"], e["reason"]) for e in world.events}
 
 
+def test_a_killed_restore_whose_volume_carries_its_sources_kubernetes_status_is_still_swept(world):
+    """Longhorn gives a volume restored from a backup the source's kubernetesStatus (the PV and
+    claim it had when backed up): that is not a claim using the new volume."""
+    _killed_before_the_claim()
+    [lease] = world.leases.values()
+    volume = lease.annotations["soteria.io/restore-volume"]
+    source = world.volumes[world.pvcs[("ai", "llm-cache")].volume_name]
+    world.volumes[volume] = replace(world.volumes[volume], pv_name=source.pv_name or source.name,
+                                    pvc_name="llm-cache", pvc_namespace="ai")
+    report = restore_leases.sweep(now=_now() + LATER)
+    assert report["interrupted"] == ["ai-restore/copy"] and "failed" not in report
+    assert volume not in world.volumes and not world.leases
+
+
 def test_a_new_restore_into_the_claim_sweeps_the_killed_one_first(world, monkeypatch):
     _killed_before_the_claim()
     [dead] = world.leases.values()
