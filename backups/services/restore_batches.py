@@ -6,7 +6,9 @@ Before POST /v1/restores/namespace answers `queued`, it creates the batch's Leas
 soteria.io/purpose=restore-batch), held for the queue for Q_CLUSTER's `retry` (the time after
 which the queue hands an unfinished task over again). The Lease is the batch's record too: its
 annotation soteria.io/restore-batch holds gzip-compressed JSON with the source and target
-namespaces, who asked, and per PVC its target claim and the backup chosen. A namespace whose
+namespaces, who asked, and per PVC its target claim and the backup chosen, sealed with
+Django's key (`leases.sealed`: a record anyone else wrote is reported, never carried on). A
+namespace whose
 record would not fit one Lease's annotations (about 256 KiB; some thousands of PVCs) is queued
 as several batches.
 
