@@ -8,9 +8,8 @@ which the queue hands an unfinished task over again). The Lease is the batch's r
 annotation soteria.io/restore-batch holds gzip-compressed JSON with the source and target
 namespaces, who asked, and per PVC its target claim and the backup chosen, sealed with
 Django's key (`leases.sealed`: a record anyone else wrote is reported, never carried on). A
-namespace whose
-record would not fit one Lease's annotations (about 256 KiB; some thousands of PVCs) is queued
-as several batches.
+namespace whose record would not fit one Lease's annotations (about 256 KiB; some thousands of
+PVCs) is queued as several batches.
 
 The worker's task takes the Lease over from the queue, renews it every
 SOTERIA_RESTORE_HEARTBEAT_SECONDS while it restores, and deletes it when it has gone through
