@@ -397,9 +397,14 @@ def remove_scratch(drill_id: str, scratch: dict, driver: str) -> dict:
     # goes by its reclaim policy: Delete is the provisioner's job (it deletes the storage
     # too), Retain would stay forever, so its PV object is deleted here.
     pv_names = {scratch["pv"]} if scratch.get("pv") else set()
+    scratch_claim = None
     try:
         claim = kubernetes.find_pvc(namespace, scratch["pvc"]) if scratch.get("pvc") else None
+        if claim is not None and claim.labels.get(DRILL_LABEL) != drill_id:  # the record names another claim
+            errors.append(f"left alone: claim {namespace}/{claim.name} is not this drill's scratch claim")
+            claim = None
         if claim is not None:
+            scratch_claim = (namespace, claim.name)
             if claim.volume_name and claim.volume_name not in pv_names:
                 pv = kubernetes.find_pv(claim.volume_name)
                 if pv is not None and (pv.labels.get(DRILL_LABEL) or pv.reclaim_policy != "Delete"):
@@ -409,7 +414,6 @@ def remove_scratch(drill_id: str, scratch: dict, driver: str) -> dict:
     except SoteriaError as exc:
         errors.append(f"claim: {exc.detail}")
     # The record names what to delete; whoever wrote it, a live claim's storage is left alone.
-    scratch_claim = (namespace, scratch.get("pvc") or "")
     for name in sorted(pv_names):
         used = _used("", kubernetes.find_pv(name), scratch_claim, errors)
         if used is False:
@@ -420,7 +424,7 @@ def remove_scratch(drill_id: str, scratch: dict, driver: str) -> dict:
     return {"succeeded": not errors, "deleted": deleted, "errors": errors}
 
 
-def _used(volume: str, pv, scratch_claim: tuple[str, str], errors: list[str]) -> bool | None:
+def _used(volume: str, pv, scratch_claim: tuple[str, str] | None, errors: list[str]) -> bool | None:
     """False when the volume or PV may go; True (said in `errors`) when another claim uses it;
     None when that could not be read (said too: the next sweep tries again)."""
     try:

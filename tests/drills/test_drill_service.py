@@ -511,3 +511,18 @@ def test_a_drill_record_naming_a_live_claims_storage_never_gets_it_deleted(world
     assert pv_error == f"left alone: PV {live} is bound to claim ai/llm-cache"
     assert volume_error.startswith(f"left alone: volume {live} is ")  # used by the claim, through its PV
     assert live in world.pvs and live in world.volumes
+
+
+def test_a_drill_record_naming_a_live_claim_as_its_scratch_claim_gets_nothing_deleted(world):
+    """A record that calls a live claim its scratch claim: the claim is not the drill's (it lacks
+    the drill's label), so neither it nor its storage is deleted."""
+    planned = drills.start("ai", "llm-cache", "alice")
+    live = world.pvcs[("ai", "llm-cache")].volume_name
+    drills._patch("ai", "llm-cache", planned.id, worker_started_at="2026-04-12T15:30:00Z",
+                  scratch={"namespace": "ai", "pvc": "llm-cache", "pv": live, "volume": live})
+    with time_machine.travel(NOW + timedelta(seconds=4 * 15 + 1), tick=False):
+        drills.sweep()
+    cleanup = recorded(planned.id)["cleanup"]
+    assert cleanup["deleted"] == [] and cleanup["errors"][0] == \
+        "left alone: claim ai/llm-cache is not this drill's scratch claim"
+    assert ("ai", "llm-cache") in world.pvcs and live in world.pvs and live in world.volumes
