@@ -44,6 +44,8 @@ from . import claims, drill_records
 log = logging.getLogger(__name__)
 RUNNING = "running"
 POLL_SECONDS = 2.0
+NOT_SEALED = ("the drill's record was not sealed by this Soteria (SOTERIA_SECRET_KEY): nothing it names was "
+              "restored or deleted, only objects labelled with the drill's id")
 LEASE_PREFIX = "soteria-drill-"
 
 
@@ -212,8 +214,19 @@ def _initial(p: DrillPlan, slot: int) -> dict:
             "started_at": format_time(datetime.now(timezone.utc)), "finished_at": None, "result": RUNNING,
             "reason": "queued", "differences": [], "restored": None, "source": None,
             "requested_by": p.requested_by, "slot": slot,
-            "scratch": {"namespace": p.drill_namespace, "pvc": p.scratch_pvc, "volume": "", "pv": "", "job": ""},
+            "scratch": leases.sealed({"namespace": p.drill_namespace, "pvc": p.scratch_pvc, "volume": "", "pv": "",
+                                      "job": "", "drill": p.id, "source": f"{p.namespace}/{p.pvc}",
+                                      "backup": p.backup.name}),
             "cleanup": None}
+
+
+def _trusted(drill: dict, scratch: dict) -> bool:
+    """Whether this Soteria wrote the drill's scratch map, for this drill, PVC and backup. The
+    record is a ConfigMap in Soteria's namespace: what it names is restored and deleted only
+    when its seal (Django's key) holds."""
+    return (leases.seal_holds(scratch) and scratch.get("drill") == drill.get("id")
+            and scratch.get("source") == f"{drill.get('namespace')}/{drill.get('pvc')}"
+            and scratch.get("backup") == drill.get("backup"))
 
 
 # --- Running a drill (in the worker) ---------------------------------------------------------
@@ -249,6 +262,9 @@ def run(drill_id: str, namespace: str, pvc: str) -> dict:
     with _heartbeat(drill_id, names) as beat:
         beat.renew()
         try:
+            if not _trusted(drill, scratch):
+                scratch = {}
+                raise _Stop("error", NOT_SEALED)
             outcome = _drill(drill, scratch, beat, deadline)
         except _Stop as stop:
             outcome = {"result": stop.result, "reason": stop.reason}
@@ -277,6 +293,7 @@ def _drill(drill: dict, scratch: dict, beat: leases.Heartbeat, deadline: float) 
     restore_plan = driver.plan_restore(claim, backup.name, "", scratch["namespace"], scratch["pvc"])
     restore_plan = replace(restore_plan, extra_labels={DRILL_LABEL: drill_id})
     scratch.update(volume=restore_plan.volume, pv=restore_plan.pv, job=restore_plan.job)
+    scratch.update(leases.sealed(scratch))
     _patch(namespace, pvc, drill_id, scratch=scratch)  # recorded before anything exists: the sweeper's map
     driver.restore(restore_plan, claim, f"restore drill {drill_id} ({drill['requested_by']})")
     restore_error = _wait_restored(driver, scratch, beat, deadline)
@@ -458,7 +475,10 @@ def sweep() -> dict:
             if leases.held_by(lease_name(namespace, pvc), namespace=_lease_namespace(), holder=drill["id"]):
                 alive.add(drill["id"])
                 continue
-            cleanup = remove_scratch(drill["id"], drill.get("scratch") or {}, drill.get("driver", ""))
+            trusted = _trusted(drill, drill.get("scratch") or {})
+            cleanup = remove_scratch(drill["id"], drill["scratch"] if trusted else {}, drill.get("driver", ""))
+            if not trusted:
+                cleanup = {**cleanup, "succeeded": False, "errors": [*cleanup["errors"], NOT_SEALED]}
             began = drill.get("worker_started_at")
             finish(namespace, pvc, drill["id"], result="error", cleanup=cleanup,
                    reason="interrupted: the worker running the drill stopped" if began else

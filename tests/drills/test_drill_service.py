@@ -16,7 +16,7 @@ from backups import drivers, manifests
 from backups.drivers import drill_jobs
 from backups.services import claims, drill_records, drill_results, drills, inventory
 from backups.types import DRILL_LABEL
-from soteria_site.core import kubernetes, workloads
+from soteria_site.core import kubernetes, leases, workloads
 from soteria_site.core.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
 from soteria_site.core.kubernetes import LONGHORN_CSI_DRIVER, Pv, Pvc
 from tests.support.drills import FakeWorkloads, manifest_of, record_manifest, restores_finish_at_once, write_tree
@@ -336,8 +336,9 @@ def worker_dies_midway(world, planned) -> dict:
     plan = replace(driver.plan_restore(claim, planned.backup.name, "", planned.drill_namespace, planned.scratch_pvc),
                    extra_labels={DRILL_LABEL: planned.id})
     scratch = {"namespace": planned.drill_namespace, "pvc": planned.scratch_pvc, "volume": plan.volume,
-               "pv": plan.pv, "job": ""}
-    drills._patch("ai", "llm-cache", planned.id, worker_started_at="2026-04-12T15:30:00Z", scratch=scratch)
+               "pv": plan.pv, "job": "", "drill": planned.id, "source": "ai/llm-cache", "backup": planned.backup.name}
+    drills._patch("ai", "llm-cache", planned.id, worker_started_at="2026-04-12T15:30:00Z",
+                  scratch=leases.sealed(scratch))
     driver.restore(plan, claim, "alice")
     world.jobs.add_job(planned.drill_namespace, "soteria-verify-x", drill_jobs.labels(planned.id, "longhorn",
                                                                                        planned.scratch_pvc))
@@ -495,13 +496,41 @@ def test_a_drill_that_lost_its_lease_before_it_began_restores_nothing(world):
     assert recorded(new.id)["result"] == "running"
 
 
+def _sealed_scratch(planned, **fields) -> dict:
+    return leases.sealed({"job": "", "drill": planned.id, "source": "ai/llm-cache", "backup": planned.backup.name,
+                          **fields})
+
+
+def test_a_drill_record_soteria_did_not_seal_restores_and_deletes_nothing_it_names(world):
+    """The record is a ConfigMap in Soteria's namespace: a scratch map that is not this
+    Soteria's (here: one whose seal does not hold) is neither restored into nor cleaned up."""
+    planned = drills.start("ai", "llm-cache", "alice")
+    live = world.pvcs[("ai", "llm-cache")].volume_name
+    forged = {**_sealed_scratch(planned, namespace="ai", pvc="stolen", pv=live, volume=live), "namespace": "evil"}
+    drills._patch("ai", "llm-cache", planned.id, scratch=forged)
+    result = drills.run(planned.id, "ai", "llm-cache")
+    drill = recorded(planned.id)
+    assert result["result"] == "error" and drill["reason"] == drills.NOT_SEALED
+    assert not [k for k in world.pvcs if k[0] in ("evil", "ai") and k[1] == "stolen"]
+    assert live in world.pvs and live in world.volumes and ("ai", "llm-cache") in world.pvcs
+
+    planned = drills.start("ai", "llm-cache", "bob")  # and the sweeper: the same
+    drills._patch("ai", "llm-cache", planned.id, worker_started_at="2026-04-12T15:30:00Z",
+                  scratch={"namespace": "ai", "pvc": "llm-cache", "pv": live, "volume": live})
+    with time_machine.travel(NOW + timedelta(seconds=4 * 15 + 1), tick=False):
+        assert drills.sweep()["interrupted"] == [planned.id]
+    cleanup = recorded(planned.id)["cleanup"]
+    assert not cleanup["succeeded"] and cleanup["errors"] == [drills.NOT_SEALED] and cleanup["deleted"] == []
+    assert live in world.pvs and live in world.volumes and ("ai", "llm-cache") in world.pvcs
+
+
 def test_a_drill_record_naming_a_live_claims_storage_never_gets_it_deleted(world):
     """The record names what a sweep deletes; whoever wrote it, the volume and PV of a claim in
     use are left alone and said in the cleanup's errors."""
     planned = drills.start("ai", "llm-cache", "alice")
     live = world.pvcs[("ai", "llm-cache")].volume_name
     drills._patch("ai", "llm-cache", planned.id, worker_started_at="2026-04-12T15:30:00Z",
-                  scratch={"namespace": "soteria-drills", "pvc": "scratch", "pv": live, "volume": live})
+                  scratch=_sealed_scratch(planned, namespace="soteria-drills", pvc="scratch", pv=live, volume=live))
     with time_machine.travel(NOW + timedelta(seconds=4 * 15 + 1), tick=False):
         swept = drills.sweep()
     assert swept["interrupted"] == [planned.id]
@@ -519,7 +548,7 @@ def test_a_drill_record_naming_a_live_claim_as_its_scratch_claim_gets_nothing_de
     planned = drills.start("ai", "llm-cache", "alice")
     live = world.pvcs[("ai", "llm-cache")].volume_name
     drills._patch("ai", "llm-cache", planned.id, worker_started_at="2026-04-12T15:30:00Z",
-                  scratch={"namespace": "ai", "pvc": "llm-cache", "pv": live, "volume": live})
+                  scratch=_sealed_scratch(planned, namespace="ai", pvc="llm-cache", pv=live, volume=live))
     with time_machine.travel(NOW + timedelta(seconds=4 * 15 + 1), tick=False):
         drills.sweep()
     cleanup = recorded(planned.id)["cleanup"]
