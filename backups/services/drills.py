@@ -39,13 +39,11 @@ from ..clients import longhorn
 from ..drivers import drill_jobs, job_bodies, restic_jobs
 from ..metrics import RESTORE_DRILLS
 from ..types import DRILL_LABEL, BackupRecord, Claim, PlannedCall
-from . import claims, drill_records
+from . import claims, drill_cleanup, drill_records
 
 log = logging.getLogger(__name__)
 RUNNING = "running"
 POLL_SECONDS = 2.0
-NOT_SEALED = ("the drill's record was not sealed by this Soteria (SOTERIA_SECRET_KEY): nothing it names was "
-              "restored or deleted, only objects labelled with the drill's id")
 LEASE_PREFIX = "soteria-drill-"
 
 
@@ -220,15 +218,6 @@ def _initial(p: DrillPlan, slot: int) -> dict:
             "cleanup": None}
 
 
-def _trusted(drill: dict, scratch: dict) -> bool:
-    """Whether this Soteria wrote the drill's scratch map, for this drill, PVC and backup. The
-    record is a ConfigMap in Soteria's namespace: what it names is restored and deleted only
-    when its seal (Django's key) holds."""
-    return (leases.seal_holds(scratch) and scratch.get("drill") == drill.get("id")
-            and scratch.get("source") == f"{drill.get('namespace')}/{drill.get('pvc')}"
-            and scratch.get("backup") == drill.get("backup"))
-
-
 # --- Running a drill (in the worker) ---------------------------------------------------------
 def _heartbeat(drill_id: str, names: list[str]) -> leases.Heartbeat:
     """Renews the drill's Leases every SOTERIA_DRILL_HEARTBEAT_SECONDS; `lost` once one of them
@@ -262,9 +251,9 @@ def run(drill_id: str, namespace: str, pvc: str) -> dict:
     with _heartbeat(drill_id, names) as beat:
         beat.renew()
         try:
-            if not _trusted(drill, scratch):
+            if not drill_cleanup.trusted(drill, scratch):
                 scratch = {}
-                raise _Stop("error", NOT_SEALED)
+                raise _Stop("error", drill_cleanup.NOT_SEALED)
             outcome = _drill(drill, scratch, beat, deadline)
         except _Stop as stop:
             outcome = {"result": stop.result, "reason": stop.reason}
@@ -275,7 +264,7 @@ def run(drill_id: str, namespace: str, pvc: str) -> dict:
             log.exception("drill %s failed unexpectedly", drill_id)
             outcome = {"result": "error", "reason": f"internal error: {exc}"}
         finally:
-            outcome["cleanup"] = remove_scratch(drill_id, scratch, drill["driver"])
+            outcome["cleanup"] = drill_cleanup.remove_scratch(drill_id, scratch, drill["driver"])
     final = finish(namespace, pvc, drill_id, **outcome)
     _release(namespace, pvc, drill_id, slot)
     return {"id": drill_id, "result": final.get("result")}
@@ -389,73 +378,7 @@ def _verify(drill: dict, scratch: dict, source: manifests.Manifest | None, beat:
         raise _Stop("failed", f"the verification Job {name} could not read the restored claim: {why}") from None
 
 
-# --- Cleanup and the sweeper -------------------------------------------------------------------
-def remove_scratch(drill_id: str, scratch: dict, driver: str) -> dict:
-    """Delete everything the drill created, found by its label and its record: Jobs (a restic
-    restore Job takes its Secret along), the scratch claim, its PV, and a Longhorn volume."""
-    deleted, errors = [], []
-
-    def attempt(what: str, fn, *args) -> None:
-        try:
-            fn(*args)
-            deleted.append(what)
-        except SoteriaError as exc:
-            log.error("drill %s: could not delete %s: %s", drill_id, what, exc.detail)
-            errors.append(f"{what}: {exc.detail}")
-
-    namespace = scratch.get("namespace") or settings.SOTERIA_DRILL_NAMESPACE
-    selector = f"{DRILL_LABEL}={drill_id}"
-    try:
-        for job in workloads.list_jobs(selector, namespace=namespace):
-            attempt(f"job {namespace}/{job.name}", workloads.delete_job, namespace, job.name)
-    except SoteriaError as exc:
-        errors.append(f"jobs: {exc.detail}")
-    # PVs Soteria made (a Longhorn restore's, labelled) go with the claim; a provisioned one
-    # goes by its reclaim policy: Delete is the provisioner's job (it deletes the storage
-    # too), Retain would stay forever, so its PV object is deleted here.
-    pv_names = {scratch["pv"]} if scratch.get("pv") else set()
-    scratch_claim = None
-    try:
-        claim = kubernetes.find_pvc(namespace, scratch["pvc"]) if scratch.get("pvc") else None
-        if claim is not None and claim.labels.get(DRILL_LABEL) != drill_id:  # the record names another claim
-            errors.append(f"left alone: claim {namespace}/{claim.name} is not this drill's scratch claim")
-            claim = None
-        if claim is not None:
-            scratch_claim = (namespace, claim.name)
-            if claim.volume_name and claim.volume_name not in pv_names:
-                pv = kubernetes.find_pv(claim.volume_name)
-                if pv is not None and (pv.labels.get(DRILL_LABEL) or pv.reclaim_policy != "Delete"):
-                    pv_names.add(pv.name)
-            attempt(f"pvc {namespace}/{claim.name}", kubernetes.delete_pvc, namespace, claim.name)
-        pv_names |= {pv.name for pv in kubernetes.list_pvs_labelled(selector)}
-    except SoteriaError as exc:
-        errors.append(f"claim: {exc.detail}")
-    # The record names what to delete; whoever wrote it, a live claim's storage is left alone.
-    for name in sorted(pv_names):
-        used = _used("", kubernetes.find_pv(name), scratch_claim, errors)
-        if used is False:
-            attempt(f"pv {name}", kubernetes.delete_pv, name)
-    volume = scratch.get("volume") or ""
-    if driver == "longhorn" and volume and _used(volume, None, scratch_claim, errors) is False:
-        attempt(f"volume {volume}", longhorn.delete_volume, volume)
-    return {"succeeded": not errors, "deleted": deleted, "errors": errors}
-
-
-def _used(volume: str, pv, scratch_claim: tuple[str, str] | None, errors: list[str]) -> bool | None:
-    """False when the volume or PV may go; True (said in `errors`) when another claim uses it;
-    None when that could not be read (said too: the next sweep tries again)."""
-    try:
-        why = claims.in_use(volume, pv, ignore=scratch_claim)
-    except SoteriaError as exc:
-        errors.append(f"{'pv ' + pv.name if pv else 'volume ' + volume}: {exc.detail}")
-        return None
-    if why:
-        errors.append(f"left alone: {why}")
-    return bool(why)
-
-
-
-
+# --- The sweeper (the clean-up itself: drill_cleanup) -------------------------------------------
 def sweep() -> dict:
     """Drills whose worker died (their Lease expired) are cleaned up and recorded as interrupted;
     objects labelled soteria.io/drill of no running drill are deleted. One list each of records,
@@ -475,10 +398,11 @@ def sweep() -> dict:
             if leases.held_by(lease_name(namespace, pvc), namespace=_lease_namespace(), holder=drill["id"]):
                 alive.add(drill["id"])
                 continue
-            trusted = _trusted(drill, drill.get("scratch") or {})
-            cleanup = remove_scratch(drill["id"], drill["scratch"] if trusted else {}, drill.get("driver", ""))
+            trusted = drill_cleanup.trusted(drill, drill.get("scratch") or {})
+            cleanup = drill_cleanup.remove_scratch(drill["id"], drill["scratch"] if trusted else {},
+                                                   drill.get("driver", ""))
             if not trusted:
-                cleanup = {**cleanup, "succeeded": False, "errors": [*cleanup["errors"], NOT_SEALED]}
+                cleanup = {**cleanup, "succeeded": False, "errors": [*cleanup["errors"], drill_cleanup.NOT_SEALED]}
             began = drill.get("worker_started_at")
             finish(namespace, pvc, drill["id"], result="error", cleanup=cleanup,
                    reason="interrupted: the worker running the drill stopped" if began else

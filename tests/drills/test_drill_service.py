@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from backups import drivers, manifests
 from backups.drivers import drill_jobs
-from backups.services import claims, drill_records, drill_results, drills, inventory
+from backups.services import claims, drill_cleanup, drill_records, drill_results, drills, inventory
 from backups.types import DRILL_LABEL
 from soteria_site.core import kubernetes, leases, workloads
 from soteria_site.core.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
@@ -510,7 +510,7 @@ def test_a_drill_record_soteria_did_not_seal_restores_and_deletes_nothing_it_nam
     drills._patch("ai", "llm-cache", planned.id, scratch=forged)
     result = drills.run(planned.id, "ai", "llm-cache")
     drill = recorded(planned.id)
-    assert result["result"] == "error" and drill["reason"] == drills.NOT_SEALED
+    assert result["result"] == "error" and drill["reason"] == drill_cleanup.NOT_SEALED
     assert not [k for k in world.pvcs if k[0] in ("evil", "ai") and k[1] == "stolen"]
     assert live in world.pvs and live in world.volumes and ("ai", "llm-cache") in world.pvcs
 
@@ -520,7 +520,7 @@ def test_a_drill_record_soteria_did_not_seal_restores_and_deletes_nothing_it_nam
     with time_machine.travel(NOW + timedelta(seconds=4 * 15 + 1), tick=False):
         assert drills.sweep()["interrupted"] == [planned.id]
     cleanup = recorded(planned.id)["cleanup"]
-    assert not cleanup["succeeded"] and cleanup["errors"] == [drills.NOT_SEALED] and cleanup["deleted"] == []
+    assert not cleanup["succeeded"] and cleanup["errors"] == [drill_cleanup.NOT_SEALED] and cleanup["deleted"] == []
     assert live in world.pvs and live in world.volumes and ("ai", "llm-cache") in world.pvcs
 
 
